@@ -1,0 +1,277 @@
+"""The catalog: incident types, custom fields, roles, severities... loaded from opsroom.yaml.
+
+A default catalog ships beside this module; `OPSROOM_CATALOG` points to another. A broken file
+stops start-up with a `CatalogError` naming the file, the path of the bad key and why.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from datetime import timedelta
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.models import Status
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+DURATION_RE = re.compile(r"^(\d+)\s*([mhd])$")
+
+
+class CatalogError(Exception):
+    """The catalog file cannot be used; the message says where and why."""
+
+
+def parse_duration(text: str) -> timedelta:
+    m = DURATION_RE.match(text.strip().lower())
+    if not m:
+        raise ValueError(f'"{text}" is not a duration like 30m, 2h or 1d')
+    n, unit = int(m.group(1)), m.group(2)
+    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(
+            f'"{value}" must be lowercase letters, digits, "-" or "_", starting with a letter'
+        )
+    return value
+
+
+class Severity(_Strict):
+    name: str
+    description: str
+    update_every: str = Field(description="status-update cadence, e.g. 30m, 2h, 1d")
+    keywords: list[str] = []
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("update_every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def update_interval(self) -> timedelta:
+        return parse_duration(self.update_every)
+
+
+class Priority(_Strict):
+    name: str
+    description: str = ""
+
+    _name = field_validator("name")(_check_name)
+
+
+class StatusInfo(_Strict):
+    name: Status
+    description: str = ""
+
+
+class Role(_Strict):
+    name: str
+    description: str = ""
+
+    _name = field_validator("name")(_check_name)
+
+
+class FieldKind(StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    SELECT = "select"
+    MULTI_SELECT = "multi-select"
+    USER = "user"
+
+
+class CustomField(_Strict):
+    name: str
+    label: str = ""
+    kind: FieldKind
+    required: bool = False
+    choices: list[str] = []
+    description: str = ""
+
+    _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="after")
+    def _choices_match_kind(self) -> CustomField:
+        has_choices = self.kind in (FieldKind.SELECT, FieldKind.MULTI_SELECT)
+        if has_choices and not self.choices:
+            raise ValueError(f"a {self.kind.value} field needs choices")
+        if not has_choices and self.choices:
+            raise ValueError(f"a {self.kind.value} field takes no choices")
+        return self
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+
+class IncidentType(_Strict):
+    name: str
+    description: str
+    default_severity: str
+    default_priority: str
+    keywords: list[str] = []
+    fields: list[CustomField] = []
+    runbooks: list[str] = []
+    private: bool = False
+    ai: bool = True
+
+    _name = field_validator("name")(_check_name)
+
+    def field(self, name: str) -> CustomField | None:
+        return next((f for f in self.fields if f.name == name), None)
+
+
+class Catalog(_Strict):
+    severities: list[Severity]
+    priorities: list[Priority]
+    statuses: list[StatusInfo] = [StatusInfo(name=s) for s in Status]
+    roles: list[Role]
+    incident_types: list[IncidentType]
+    key_event_emoji: str = "pushpin"
+    announcement_channels: dict[str, str] = {}
+    channel_prefix: str = "inc"
+
+    @model_validator(mode="after")
+    def _references(self) -> Catalog:
+        for label, items in (
+            ("severities", self.severities),
+            ("priorities", self.priorities),
+            ("roles", self.roles),
+            ("incident_types", self.incident_types),
+        ):
+            names = [i.name for i in items]
+            # These errors have no pydantic location, so each message starts with its own path.
+            if not names:
+                raise ValueError(f"{label}: must not be empty")
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
+        if "commander" not in self.role_names:
+            raise ValueError('roles: must include "commander"')
+        for i, t in enumerate(self.incident_types):
+            where = f"incident_types[{i}] ({t.name})"
+            if t.default_severity not in self.severity_names:
+                raise ValueError(
+                    f'{where}.default_severity: "{t.default_severity}" is not one of '
+                    f"{', '.join(self.severity_names)}"
+                )
+            if t.default_priority not in self.priority_names:
+                raise ValueError(
+                    f'{where}.default_priority: "{t.default_priority}" is not one of '
+                    f"{', '.join(self.priority_names)}"
+                )
+        return self
+
+    @property
+    def severity_names(self) -> list[str]:
+        return [s.name for s in self.severities]
+
+    @property
+    def priority_names(self) -> list[str]:
+        return [p.name for p in self.priorities]
+
+    @property
+    def role_names(self) -> list[str]:
+        return [r.name for r in self.roles]
+
+    @property
+    def type_names(self) -> list[str]:
+        return [t.name for t in self.incident_types]
+
+    @property
+    def status_names(self) -> list[str]:
+        return [s.name.value for s in self.statuses]
+
+    def severity(self, name: str) -> Severity | None:
+        return next((s for s in self.severities if s.name == name), None)
+
+    def incident_type(self, name: str) -> IncidentType | None:
+        return next((t for t in self.incident_types if t.name == name), None)
+
+
+def _location(loc: tuple[int | str, ...], data: Any) -> str:
+    """Render a pydantic error location as a YAML path using names where the list has them."""
+    parts: list[str] = []
+    node = data
+    for key in loc:
+        if isinstance(key, int):
+            item = node[key] if isinstance(node, list) and key < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            label = f"[{key}]" + (f" ({name})" if name else "")
+            if parts:
+                parts[-1] += label
+            else:
+                parts.append(label)
+            node = item
+        else:
+            parts.append(str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts) or "(top level)"
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Return the catalog at `path`, or the default one shipped with the package."""
+    if path is None:
+        text = resources.files("bot").joinpath("opsroom.yaml").read_text(encoding="utf-8")
+        source = "default catalog (bot/opsroom.yaml)"
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CatalogError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise CatalogError(f"{source}:{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{source}: expected a mapping at the top level")
+    try:
+        return Catalog.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # A misspelt key also makes the key it meant "missing": name the misspelling first.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        loc = tuple(first["loc"])
+        others = len(errors) - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''})" if others else ""
+        if first["type"] == "extra_forbidden":
+            msg = _unknown_key(loc)
+        else:
+            msg = first["msg"].removeprefix("Value error, ")
+        where = f"{_location(loc, data)}: " if loc else ""  # model-level messages carry a path
+        raise CatalogError(f"{source}: {where}{msg}{more}") from None
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """'unknown key', with the key it most likely means among those allowed there."""
+    model: type[BaseModel] = Catalog
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue
+        annotation = model.model_fields[key].annotation
+        inner = get_args(annotation)[0] if get_args(annotation) else annotation
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return "unknown key"
+        model = inner
+    allowed = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f'unknown key (did you mean "{close[0]}"?)'
+    return f"unknown key: use {', '.join(allowed)}"

@@ -1,0 +1,349 @@
+"""The mirror: sends queued deliveries to each linked channel, in order, once.
+
+Deliveries are rows the service wrote in the same transaction as the change they announce (an
+outbox). For each channel link the mirror sends them strictly in the order they were queued; a
+failure stops that link's queue, is retried with backoff, and nothing after it overtakes it. A
+restart resumes from the rows still pending. Network calls happen outside any transaction; each
+step's result (channel id, message id) is saved as soon as it is known, so a retry never creates
+a second channel or posts a second summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.catalog import Catalog
+from bot.models import (
+    ChannelLink,
+    Delivery,
+    DeliveryAction,
+    DeliveryState,
+    EntryKind,
+    Incident,
+    LinkState,
+    TimelineEntry,
+)
+from bot.ports import ChannelNameTaken, ChatPort, Clock, RetryLater, Store, SystemClock, Unit
+from bot.render import Message, announcement, entry_message, summary, topic
+
+logger = logging.getLogger(__name__)
+
+MAX_NAME_SUFFIX = 20
+
+
+def slugify(text: str, limit: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > limit:
+            break
+        slug = candidate
+    return slug or (words[0][:limit] if words else "incident")
+
+
+def channel_name(prefix: str, number: int, title: str) -> str:
+    return f"{prefix}-{number}-{slugify(title)}"
+
+
+def in_thread(entry: TimelineEntry) -> bool:
+    """Conversation goes to the timeline thread; changes to the incident go to the channel."""
+    return (
+        entry.kind is EntryKind.MESSAGE
+        or entry.data.get("via") == "reaction"
+        or "removed_entry" in entry.data
+    )
+
+
+async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: datetime) -> Message:
+    """The pinned summary of `incident` as the record in `u` has it."""
+    assert incident.id is not None
+    itype = catalog.incident_type(incident.type)
+    return summary(
+        incident,
+        cadence=update_cadence(catalog, incident),
+        actions=await u.action_items(incident.id),
+        key_events=await u.timeline(incident.id, key_only=True),
+        field_labels={f.name: f.display for f in itype.fields} if itype else {},
+        now=now,
+    )
+
+
+def update_cadence(catalog: Catalog, incident: Incident) -> timedelta:
+    severity = catalog.severity(incident.severity) or catalog.severities[-1]
+    return severity.update_interval
+
+
+@dataclass
+class Backoff:
+    base: float = 1.0  # seconds before the first retry
+    cap: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        return float(min(self.cap, self.base * 2 ** max(0, attempts - 1)))
+
+
+class _Skip(Exception):
+    """Nothing to send for this delivery (superseded, or no announcement channel)."""
+
+
+class Mirror:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ports: Mapping[str, ChatPort],
+        catalog: Catalog,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.ports = dict(ports)
+        self.catalog = catalog
+        self.clock: Clock = clock or SystemClock()
+        self.backoff = backoff or Backoff()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one sender at a time keeps each link's order
+        self._stopping = False
+        self._announce_ids: dict[tuple[str, str], str] = {}
+
+    def wake(self) -> None:
+        """Called after a commit that queued deliveries."""
+        self._wake.set()
+
+    # --- loops --------------------------------------------------------------------------
+
+    async def run(self, poll: float = 5.0) -> None:
+        """Deliver until `stop()`; sleeps until woken or the next retry is due."""
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.deliver_due()
+                wait = await self._seconds_to_next(poll)
+            except Exception:  # the database itself failed: keep the loop alive and retry
+                logger.exception("mirror: delivery pass failed; retrying in %.0fs", poll)
+                wait = poll
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        """Stop after the in-flight pass; pending deliveries stay queued for the next start."""
+        self._stopping = True
+        self._wake.set()
+        async with self._lock:
+            pass
+
+    async def drain(self, timeout: float = 10.0) -> bool:
+        """Deliver until nothing is pending or `timeout` passes; True when all was sent."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await self.deliver_due()
+            async with self.store.unit() as u:
+                pending = await u.pending_deliveries(limit=1)
+            if not pending:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(remaining, await self._seconds_to_next(0.05), 0.05) or 0.001)
+
+    async def _seconds_to_next(self, cap: float) -> float:
+        async with self.store.unit() as u:
+            pending = await u.pending_deliveries(limit=200)
+        if not pending:
+            return cap
+        soonest = min(d.next_attempt_at for d in pending)
+        return max(0.0, min(cap, (soonest - self.clock.now()).total_seconds()))
+
+    async def deliver_due(self) -> int:
+        """Send every delivery that is due, link by link in queue order; return how many."""
+        async with self._lock:
+            async with self.store.unit() as u:
+                pending = await u.pending_deliveries(limit=1000)
+            queues: dict[int, list[Delivery]] = {}
+            for d in pending:
+                queues.setdefault(d.link_id, []).append(d)
+            counts = await asyncio.gather(*(self._deliver_queue(q) for q in queues.values()))
+            return sum(counts)
+
+    async def _deliver_queue(self, queue: list[Delivery]) -> int:
+        sent = 0
+        for delivery in queue:
+            if self._stopping or delivery.next_attempt_at > self.clock.now():
+                break  # the head of this link's queue is not due: nothing behind it may pass
+            if not await self._deliver(delivery):
+                break
+            sent += 1
+        return sent
+
+    async def _deliver(self, delivery: Delivery) -> bool:
+        try:
+            message_id = await self._perform(delivery)
+        except _Skip as skip:
+            await self._finish(delivery, DeliveryState.SKIPPED, None, str(skip) or None)
+            return True
+        except Exception as exc:
+            await self._failed(delivery, exc)
+            return False
+        await self._finish(delivery, DeliveryState.SENT, message_id, None)
+        return True
+
+    async def _finish(
+        self, delivery: Delivery, state: DeliveryState, message_id: str | None, note: str | None
+    ) -> None:
+        async with self.store.unit() as u:
+            row = await u.delivery(_id(delivery))
+            assert row is not None
+            row.state, row.message_id, row.sent_at = state, message_id, self.clock.now()
+            row.last_error = note
+            row.attempts += 1
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        async with self.store.unit() as u:
+            row = await u.delivery(_id(delivery))
+            assert row is not None
+            row.attempts += 1
+            delay = self.backoff.delay(row.attempts)
+            if isinstance(exc, RetryLater):
+                delay = max(delay, exc.retry_after)
+            row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
+            row.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            attempts = row.attempts
+        logger.warning(
+            "mirror: %s of delivery %s failed (attempt %d), retrying in %.1fs: %s",
+            delivery.action.value, delivery.id, attempts, delay, row.last_error,
+        )
+
+    # --- actions ------------------------------------------------------------------------
+
+    async def _perform(self, delivery: Delivery) -> str | None:
+        async with self.store.unit() as u:
+            link = await u.link(delivery.link_id)
+            incident = await u.incident_by_id(delivery.incident_id)
+            entry = await u.entry(delivery.entry_id) if delivery.entry_id else None
+            assert link is not None and incident is not None
+            port = self.ports.get(link.platform)
+            if port is None:
+                raise RuntimeError(f"{link.platform} is not connected")
+            if delivery.action is DeliveryAction.REFRESH_SUMMARY:
+                if await u.has_later_summary_refresh(delivery):
+                    raise _Skip("superseded by a later refresh")
+            summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
+        if delivery.action is DeliveryAction.OPEN_CHANNEL:
+            return await self._open_channel(port, link, incident, summary_msg)
+        if link.channel_id is None:
+            raise RuntimeError(f"{link.platform} channel of #{incident.number} is not open yet")
+        if delivery.action is DeliveryAction.REFRESH_SUMMARY:
+            await self._refresh(port, link, incident, summary_msg)
+            return link.summary_message_id
+        assert entry is not None
+        if delivery.action is DeliveryAction.ANNOUNCE:
+            return await self._announce(port, link, incident, entry)
+        return await self._post_entry(port, link, incident, entry)
+
+    async def _save_link(self, link: ChannelLink, **changes: object) -> None:
+        async with self.store.unit() as u:
+            row = await u.link(_id(link))
+            assert row is not None
+            for key, value in changes.items():
+                setattr(row, key, value)
+                setattr(link, key, value)
+
+    async def _open_channel(
+        self, port: ChatPort, link: ChannelLink, incident: Incident, summary_msg: Message
+    ) -> str | None:
+        if link.channel_id is None:
+            base = channel_name(self.catalog.channel_prefix, incident.number, incident.title)
+            created = None
+            for n in range(1, MAX_NAME_SUFFIX + 1):
+                name = base if n == 1 else f"{base}-{n}"
+                try:
+                    created = await port.create_channel(
+                        name=name, private=incident.private, workspace=link.workspace
+                    )
+                    break
+                except ChannelNameTaken:
+                    continue
+            if created is None:
+                raise RuntimeError(f"every channel name {base}[-2..-{MAX_NAME_SUFFIX}] is taken")
+            await self._save_link(link, channel_id=created.id, channel_name=created.name)
+        assert link.channel_id is not None
+        if link.invite:
+            await port.invite(channel_id=link.channel_id, users=link.invite)
+        if link.summary_message_id is None:
+            mid = await port.post(channel_id=link.channel_id, message=summary_msg)
+            await self._save_link(link, summary_message_id=mid)
+        assert link.summary_message_id is not None
+        if not link.summary_pinned:
+            await port.pin(channel_id=link.channel_id, message_id=link.summary_message_id)
+            await self._save_link(link, summary_pinned=True)
+        if link.thread_id is None:
+            head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
+            mid = await port.post(channel_id=link.channel_id, message=head)
+            thread = await port.start_thread(channel_id=link.channel_id, message_id=mid,
+                                             name="Timeline")
+            await self._save_link(link, thread_id=thread)
+        await self._set_topic(port, link, incident)
+        await self._save_link(link, state=LinkState.OPEN)
+        return link.channel_id
+
+    async def _set_topic(self, port: ChatPort, link: ChannelLink, incident: Incident) -> None:
+        text = topic(incident, update_cadence(self.catalog, incident), self.clock.now())
+        if text != link.topic and link.channel_id is not None:
+            await port.set_topic(channel_id=link.channel_id, topic=text)
+            await self._save_link(link, topic=text)
+
+    async def _refresh(
+        self, port: ChatPort, link: ChannelLink, incident: Incident, summary_msg: Message
+    ) -> None:
+        assert link.channel_id is not None and link.summary_message_id is not None
+        await port.update(channel_id=link.channel_id, message_id=link.summary_message_id,
+                          message=summary_msg)
+        await self._set_topic(port, link, incident)
+
+    async def _post_entry(
+        self, port: ChatPort, link: ChannelLink, incident: Incident, entry: TimelineEntry
+    ) -> str:
+        assert link.channel_id is not None
+        invitee = entry.data.get("invite")
+        if invitee and entry.source == link.platform:
+            await port.invite(channel_id=link.channel_id, users=[invitee])
+        cross = entry.source not in (link.platform, "system")
+        message = entry_message(entry, incident, cross_platform=cross)
+        thread = link.thread_id if in_thread(entry) else None
+        return await port.post(channel_id=link.channel_id, message=message, thread_id=thread)
+
+    async def _announce(
+        self, port: ChatPort, link: ChannelLink, incident: Incident, entry: TimelineEntry
+    ) -> str:
+        if incident.private:
+            raise _Skip("private incidents are not announced")
+        name = self.catalog.announcement_channels.get(link.platform)
+        if not name:
+            raise _Skip(f"no announcement channel configured for {link.platform}")
+        key = (link.platform, name)
+        channel_id = self._announce_ids.get(key)
+        if channel_id is None:
+            channel_id = await port.find_channel(name=name, workspace=link.workspace)
+            if channel_id is None:
+                logger.warning("mirror: announcement channel #%s not found on %s", name,
+                               link.platform)
+                raise _Skip(f"announcement channel #{name} not found")
+            self._announce_ids[key] = channel_id
+        return await port.post(channel_id=channel_id,
+                               message=announcement(entry, incident, link.channel_name))
+
+
+def _id(row: Delivery | ChannelLink) -> int:
+    assert row.id is not None
+    return row.id

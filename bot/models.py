@@ -1,0 +1,226 @@
+"""The record: SQLModel tables for incidents and everything hanging off them.
+
+Severity, priority, incident type and role names are catalog data (opsroom.yaml), so they are
+stored as plain strings; the lifecycle enums below are fixed by the code.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as naive UTC and always come back timezone-aware.
+
+    SQLite has no timezone type; without this, values read back would be naive on SQLite and
+    aware on PostgreSQL, and comparisons between them raise.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _enum(cls: type[StrEnum]) -> sa.Enum:
+    # Stored as VARCHAR with a CHECK-free constraint so adding a member needs no type migration.
+    return sa.Enum(
+        cls,
+        native_enum=False,
+        create_constraint=False,
+        length=24,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Status(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    INVESTIGATING = "investigating"
+    IDENTIFIED = "identified"
+    MONITORING = "monitoring"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (Status.RESOLVED, Status.CLOSED)
+
+
+class EntryKind(StrEnum):
+    MESSAGE = "message"
+    KEY_EVENT = "key_event"
+    STATUS_CHANGE = "status_change"
+    FIELD_CHANGE = "field_change"
+    ROLE_CHANGE = "role_change"
+    ACTION_ITEM = "action_item"
+    STATUS_UPDATE = "status_update"
+    RUNBOOK = "runbook"
+    ALERT = "alert"
+    REMINDER = "reminder"
+    SYSTEM = "system"
+
+
+class ActionStatus(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class LinkState(StrEnum):
+    PENDING = "pending"  # the channel is queued for creation
+    OPEN = "open"
+    ARCHIVED = "archived"
+
+
+class DeliveryAction(StrEnum):
+    OPEN_CHANNEL = "open_channel"  # create channel, invite, pin summary, start timeline thread
+    POST_ENTRY = "post_entry"  # a timeline entry as a new message in channel or thread
+    REFRESH_SUMMARY = "refresh_summary"  # edit the pinned summary (and topic) in place
+    ANNOUNCE = "announce"  # a timeline entry to the platform's announcement channel
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    SKIPPED = "skipped"  # superseded (a later summary refresh covers it) or nothing to send
+
+
+class Incident(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: int = Field(unique=True, index=True)
+    title: str
+    summary: str = ""
+    description: str = ""
+    type: str
+    severity: str
+    priority: str
+    status: Status = Field(default=Status.TRIGGERED, sa_type=_enum(Status))
+    private: bool = False
+    # role name -> user mention (as the platform writes it: "@alice", "<@U123>", "<@4567>")
+    roles: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)
+    custom_fields: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    declared_by: str
+    declared_on: str  # platform name
+    declared_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    mitigated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_update_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def commander(self) -> str | None:
+        return self.roles.get("commander")
+
+
+class IncidentCounter(SQLModel, table=True):
+    """One row holding the last incident number handed out.
+
+    `UPDATE ... SET value = value + 1 RETURNING value` takes a row lock on PostgreSQL and the
+    write lock on SQLite, so two racing declares can never get the same number.
+    """
+
+    id: int = Field(default=1, primary_key=True)
+    value: int = 0
+
+
+class TimelineEntry(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_entry_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    kind: EntryKind = Field(sa_type=_enum(EntryKind))
+    text: str
+    author_id: str = ""
+    author_name: str = ""
+    source: str = ""  # platform the entry came from ("console", "slack", "discord", "system")
+    external_id: str | None = None  # platform id of the message it records, for dedupe and edits
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    deleted: bool = False
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    edited_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ActionItem(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("incident_id", "number", name="uq_action_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    number: int  # 1, 2, 3... within the incident
+    text: str
+    assignee: str | None = None
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: ActionStatus = Field(default=ActionStatus.OPEN, sa_type=_enum(ActionStatus))
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ChannelLink(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("platform", "channel_id", name="uq_link_channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    platform: str
+    workspace: str = ""  # Slack team id, Discord guild id; empty for the console
+    state: LinkState = Field(default=LinkState.PENDING, sa_type=_enum(LinkState))
+    channel_id: str | None = None
+    channel_name: str | None = None
+    thread_id: str | None = None
+    summary_message_id: str | None = None
+    summary_pinned: bool = False
+    topic: str | None = None  # last topic set, so an unchanged topic is not sent again
+    invite: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # users to invite on open
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: one row per thing the mirror must send to one linked channel."""
+
+    __table_args__ = (sa.Index("ix_delivery_pending", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    link_id: int = Field(foreign_key="channellink.id", index=True)
+    action: DeliveryAction = Field(sa_type=_enum(DeliveryAction))
+    entry_id: int | None = Field(default=None, foreign_key="timelineentry.id")
+    state: DeliveryState = Field(default=DeliveryState.PENDING, sa_type=_enum(DeliveryState))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = None
+    message_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class InboundEvent(SQLModel, table=True):
+    """Platform events already applied (Slack event_id, Discord interaction id...)."""
+
+    __table_args__ = (sa.UniqueConstraint("platform", "event_key", name="uq_inbound_event"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str
+    event_key: str
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

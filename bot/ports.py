@@ -1,0 +1,194 @@
+"""The ports: every method the core calls on the outside world is listed here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from bot.catalog import Catalog
+from bot.models import (
+    ActionItem,
+    ChannelLink,
+    Delivery,
+    Incident,
+    TimelineEntry,
+)
+from bot.render import Message
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: their platform, platform user id, display name and mention text."""
+
+    platform: str
+    user_id: str
+    name: str
+    mention: str = ""
+
+    @property
+    def ref(self) -> str:
+        return self.mention or f"@{self.name}"
+
+
+SYSTEM = Actor(platform="system", user_id="opsroom", name="Opsroom", mention="Opsroom")
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    """Where something happened: a channel, and the thread in it if any."""
+
+    platform: str
+    channel_id: str
+    thread_id: str | None = None
+    workspace: str = ""
+
+
+@dataclass(frozen=True)
+class CreatedChannel:
+    id: str
+    name: str
+
+
+class ChannelNameTaken(Exception):
+    """The platform already has a channel with that name; the mirror tries a suffix."""
+
+
+class RetryLater(Exception):
+    """A chat API asked us to wait (rate limit); the mirror waits at least `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ChatPort(Protocol):
+    """Outbound chat actions. Every adapter implements all of them.
+
+    Users are passed as the mention text the platform writes ("@alice", "<@U123>", "<@4567>").
+    Any exception means "not done": the mirror retries it later.
+    """
+
+    platform: str
+
+    async def create_channel(self, *, name: str, private: bool, workspace: str) -> CreatedChannel:
+        """Create a channel; raise ChannelNameTaken when the name exists."""
+        ...
+
+    async def invite(self, *, channel_id: str, users: Sequence[str]) -> None: ...
+
+    async def post(
+        self, *, channel_id: str, message: Message, thread_id: str | None = None
+    ) -> str:
+        """Post a message; return its platform message id."""
+        ...
+
+    async def update(self, *, channel_id: str, message_id: str, message: Message) -> None: ...
+
+    async def pin(self, *, channel_id: str, message_id: str) -> None: ...
+
+    async def set_topic(self, *, channel_id: str, topic: str) -> None: ...
+
+    async def start_thread(self, *, channel_id: str, message_id: str, name: str) -> str:
+        """Start a thread under a message; return the id replies are addressed to."""
+        ...
+
+    async def rename(self, *, channel_id: str, name: str) -> None: ...
+
+    async def archive(self, *, channel_id: str) -> None: ...
+
+    async def send_dm(self, *, user: str, message: Message) -> None: ...
+
+    async def find_channel(self, *, name: str, workspace: str) -> str | None:
+        """Return the id of the channel called `name`, or None."""
+        ...
+
+
+FieldSource = Literal["model", "heuristic", "default", "person"]
+
+
+@dataclass
+class Suggestion:
+    """Suggested fields for a new incident and where each value came from."""
+
+    title: str
+    summary: str
+    type: str
+    severity: str
+    priority: str
+    custom_fields: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, FieldSource] = field(default_factory=dict)
+    note: str = ""  # why a fallback was used, shown to the person
+
+
+class Suggester(Protocol):
+    async def suggest(
+        self, *, description: str, type_hint: str | None, catalog: Catalog
+    ) -> Suggestion: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class Unit(Protocol):
+    """One database transaction. Leaving the `Store.unit()` block commits it."""
+
+    async def add(self, obj: Any) -> None:
+        """Add a new row and flush, so its id is set."""
+        ...
+
+    async def next_incident_number(self) -> int: ...
+
+    async def incident(self, number: int) -> Incident | None: ...
+
+    async def incident_by_id(self, incident_id: int) -> Incident | None: ...
+
+    async def incident_for_channel(self, platform: str, channel_id: str) -> Incident | None:
+        """The incident whose channel or timeline thread is `channel_id`."""
+        ...
+
+    async def incidents(self, *, include_closed: bool) -> list[Incident]: ...
+
+    async def timeline(
+        self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False
+    ) -> list[TimelineEntry]: ...
+
+    async def entry(self, entry_id: int) -> TimelineEntry | None: ...
+
+    async def entry_by_external(self, source: str, external_id: str) -> TimelineEntry | None: ...
+
+    async def action_items(self, incident_id: int) -> list[ActionItem]: ...
+
+    async def action_item(self, incident_id: int, number: int) -> ActionItem | None: ...
+
+    async def links(self, incident_id: int) -> list[ChannelLink]: ...
+
+    async def link(self, link_id: int) -> ChannelLink | None: ...
+
+    async def open_links(self, platform: str) -> list[ChannelLink]:
+        """Links on `platform` whose channel exists, oldest first."""
+        ...
+
+    async def claim_event(self, platform: str, key: str) -> bool:
+        """Record an inbound event key; False when it was already recorded."""
+        ...
+
+    async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
+        """Pending deliveries in id order (the order they were queued)."""
+        ...
+
+    async def delivery(self, delivery_id: int) -> Delivery | None: ...
+
+    async def has_later_summary_refresh(self, delivery: Delivery) -> bool: ...
+
+
+class Store(Protocol):
+    def unit(self) -> AbstractAsyncContextManager[Unit]: ...

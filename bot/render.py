@@ -1,0 +1,203 @@
+"""Platform-neutral messages. Adapters turn a `Message` into Block Kit, a Discord embed, or text.
+
+`Message.text` is always the complete plain-text version, so an adapter that shows only text
+(the console, notifications) loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.models import ActionItem, ActionStatus, EntryKind, Incident, Status, TimelineEntry
+
+KEY_EVENT_QUOTE_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class Field:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    action: str  # "ack", "resolve", "reopen", "key_event", "action_done"
+    value: str  # what the action applies to: "42" (incident) or "42:3" (action item)
+    style: str | None = None  # "primary" | "danger"
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str
+    title: str | None = None
+    fields: tuple[Field, ...] = ()
+    sections: tuple[str, ...] = ()
+    buttons: tuple[Button, ...] = ()
+    context: str | None = None
+
+
+def clip(text: str, limit: int = KEY_EVENT_QUOTE_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def hhmm(moment: datetime) -> str:
+    return moment.strftime("%H:%M UTC")
+
+
+def when(moment: datetime, now: datetime) -> str:
+    """A short absolute time, with the date when it is not today."""
+    if moment.date() == now.date():
+        return moment.strftime("%H:%M UTC")
+    return moment.strftime("%a %d %b %H:%M UTC")
+
+
+def incident_ref(incident: Incident) -> str:
+    return f"#{incident.number}"
+
+
+def next_update_due(incident: Incident, cadence: timedelta) -> datetime | None:
+    if not incident.status.is_open:
+        return None
+    return (incident.last_update_at or incident.declared_at) + cadence
+
+
+def topic(incident: Incident, cadence: timedelta, now: datetime) -> str:
+    parts = [incident.severity.upper(), incident.status.value]
+    parts.append(f"Commander {incident.commander}" if incident.commander else "No commander")
+    due = next_update_due(incident, cadence)
+    if due is not None:
+        parts.append(f"next update due {when(due, now)}")
+    return " · ".join(parts)
+
+
+def incident_line(incident: Incident) -> str:
+    lead = f" · {incident.commander}" if incident.commander else ""
+    return (
+        f"#{incident.number} [{incident.severity} · {incident.priority} · "
+        f"{incident.status.value}] {incident.title}{lead}"
+    )
+
+
+def action_line(item: ActionItem, now: datetime) -> str:
+    mark = {ActionStatus.OPEN: "[ ]", ActionStatus.DONE: "[x]", ActionStatus.CANCELLED: "[-]"}
+    parts = [f"{mark[item.status]} {item.number}. {item.text}"]
+    if item.assignee:
+        parts.append(item.assignee)
+    if item.due_at:
+        overdue = item.status is ActionStatus.OPEN and item.due_at < now
+        parts.append(("OVERDUE " if overdue else "due ") + when(item.due_at, now))
+    return " · ".join(parts)
+
+
+_ENTRY_ICON = {
+    EntryKind.MESSAGE: "💬",
+    EntryKind.KEY_EVENT: "📌",
+    EntryKind.STATUS_CHANGE: "🔄",
+    EntryKind.FIELD_CHANGE: "✏️",
+    EntryKind.ROLE_CHANGE: "👤",
+    EntryKind.ACTION_ITEM: "☑️",
+    EntryKind.STATUS_UPDATE: "📣",
+    EntryKind.RUNBOOK: "📖",
+    EntryKind.ALERT: "🚨",
+    EntryKind.REMINDER: "⏰",
+    EntryKind.SYSTEM: "ℹ️",
+}
+
+
+def entry_line(entry: TimelineEntry) -> str:
+    """One timeline entry as a line: time, icon, author, text."""
+    author = f"{entry.author_name}: " if entry.author_name else ""
+    origin = f" (via {entry.source})" if entry.data.get("show_source") else ""
+    deleted = " [deleted]" if entry.deleted else ""
+    return (
+        f"{hhmm(entry.occurred_at)} {_ENTRY_ICON[entry.kind]} {author}{entry.text}"
+        f"{origin}{deleted}"
+    )
+
+
+def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: bool) -> Message:
+    """A timeline entry as it is posted in an incident channel."""
+    author = entry.author_name or "Opsroom"
+    via = f" (from {entry.source})" if cross_platform else ""
+    icon = _ENTRY_ICON[entry.kind]
+    if entry.kind is EntryKind.KEY_EVENT:
+        text = f"{icon} Key event by {author}{via}:\n> {clip(entry.text)}"
+    elif entry.kind is EntryKind.MESSAGE:
+        text = f"{icon} {author}{via}: {entry.text}"
+    elif entry.kind is EntryKind.STATUS_UPDATE:
+        text = f"{icon} Status update on #{incident.number} {incident.title} by {author}{via}:\n{entry.text}"
+    else:
+        text = f"{icon} {entry.text} ({author}{via})"
+    buttons: tuple[Button, ...] = ()
+    action_no = entry.data.get("action_item")
+    if entry.kind is EntryKind.ACTION_ITEM and entry.data.get("event") == "added" and action_no:
+        buttons = (Button("Done", "action_done", f"{incident.number}:{action_no}", "primary"),)
+    return Message(text=text, buttons=buttons)
+
+
+def announcement(entry: TimelineEntry, incident: Incident, channel_name: str | None) -> Message:
+    where = f" · #{channel_name}" if channel_name else ""
+    head = f"[#{incident.number} {incident.title} · {incident.severity.upper()}{where}]"
+    return Message(text=f"{head} {entry.text}")
+
+
+def summary(
+    incident: Incident,
+    *,
+    cadence: timedelta,
+    actions: Sequence[ActionItem],
+    key_events: Sequence[TimelineEntry],
+    field_labels: dict[str, str],
+    now: datetime,
+) -> Message:
+    """The pinned summary: the current state of the incident, edited in place on every change."""
+    title = f"#{incident.number} {incident.title}"
+    fields = [
+        Field("Status", incident.status.value),
+        Field("Severity", incident.severity.upper()),
+        Field("Priority", incident.priority.upper()),
+        Field("Type", incident.type),
+    ]
+    fields += [Field(role.capitalize(), who) for role, who in incident.roles.items()]
+    for name, value in incident.custom_fields.items():
+        shown = ", ".join(value) if isinstance(value, list) else str(value)
+        fields.append(Field(field_labels.get(name, name), shown))
+    due = next_update_due(incident, cadence)
+    if due is not None:
+        fields.append(Field("Next update due", when(due, now)))
+    if incident.resolved_at is not None:
+        fields.append(Field("Resolved", when(incident.resolved_at, now)))
+
+    sections = [f"Summary: {incident.summary or incident.description or '-'}"]
+    if key_events:
+        shown_events = key_events[-5:]
+        lines = [f"{hhmm(e.occurred_at)} {clip(e.text, 200)}" for e in shown_events]
+        sections.append("Key events:\n" + "\n".join(lines))
+    open_items = [a for a in actions if a.status is ActionStatus.OPEN]
+    if open_items:
+        sections.append("Open action items:\n" + "\n".join(action_line(a, now) for a in open_items))
+
+    ref = str(incident.number)
+    buttons: list[Button] = []
+    if incident.status is Status.TRIGGERED:
+        buttons.append(Button("Acknowledge", "ack", ref, "primary"))
+    if incident.status.is_open:
+        buttons.append(Button("Add key event", "key_event", ref))
+        buttons.append(Button("Resolve", "resolve", ref, "danger"))
+    else:
+        buttons.append(Button("Reopen", "reopen", ref))
+
+    text_lines = [f"📋 {title}"]
+    text_lines += [f"{f.label}: {f.value}" for f in fields]
+    text_lines += sections
+    return Message(
+        text="\n".join(text_lines),
+        title=title,
+        fields=tuple(fields),
+        sections=tuple(sections),
+        buttons=tuple(buttons),
+        context=f"Declared {when(incident.declared_at, now)} by {incident.declared_by}",
+    )

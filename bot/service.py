@@ -1,0 +1,750 @@
+"""IncidentService: one async method per use case.
+
+Every change is written together with its timeline entry and the deliveries that mirror it to
+each linked channel, in one transaction. The service never talks to chat itself; it returns a
+`Reply` for the person who acted and wakes the mirror.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot import commands as c
+from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
+from bot.mirror import summary_for
+from bot.models import (
+    ActionItem,
+    ActionStatus,
+    ChannelLink,
+    Delivery,
+    DeliveryAction,
+    EntryKind,
+    Incident,
+    Status,
+    TimelineEntry,
+)
+from bot.ports import (
+    SYSTEM,
+    Actor,
+    ChannelRef,
+    Clock,
+    Store,
+    Suggester,
+    Suggestion,
+    SystemClock,
+    Unit,
+)
+from bot.render import Message, action_line, entry_line, incident_line
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A request that cannot be done as asked; the message is shown to the person, nothing changes."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the person who acted sees (ephemeral where the platform allows)."""
+
+    text: str
+    ok: bool = True
+    message: Message | None = None
+    incident: int | None = None
+
+
+def _one_of(values: Sequence[str]) -> str:
+    values = list(values)
+    if len(values) == 1:
+        return values[0]
+    return ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def coerce_field(field: CustomField, raw: Any) -> Any:
+    """Return `raw` as the value `field` stores, or raise ServiceError naming the bad value."""
+    if field.kind is FieldKind.NUMBER:
+        try:
+            number = float(str(raw).replace(",", ""))
+        except ValueError:
+            raise ServiceError(f'{field.name} must be a number, not "{raw}"') from None
+        return int(number) if number.is_integer() else number
+    if field.kind is FieldKind.SELECT:
+        choice = next((ch for ch in field.choices if ch.lower() == str(raw).strip().lower()), None)
+        if choice is None:
+            raise ServiceError(f'unknown {field.name} "{raw}": use {_one_of(field.choices)}')
+        return choice
+    if field.kind is FieldKind.MULTI_SELECT:
+        items = raw if isinstance(raw, list) else [p for p in str(raw).split(",") if p.strip()]
+        picked = []
+        for item in items:
+            choice = next((ch for ch in field.choices if ch.lower() == str(item).strip().lower()), None)
+            if choice is None:
+                raise ServiceError(f'unknown {field.name} "{str(item).strip()}": use {_one_of(field.choices)}')
+            if choice not in picked:
+                picked.append(choice)
+        if not picked:
+            raise ServiceError(f"{field.name} needs at least one of {_one_of(field.choices)}")
+        return picked
+    if field.kind is FieldKind.USER:
+        if not c.is_mention(str(raw).strip()):
+            raise ServiceError(f'{field.name} must be a person (write @name), not "{raw}"')
+        return str(raw).strip()
+    text = str(raw).strip()
+    if not text:
+        raise ServiceError(f"{field.name} must not be empty")
+    return text
+
+
+class IncidentService:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        catalog: Catalog,
+        suggester: Suggester,
+        clock: Clock | None = None,
+        platforms: Sequence[str] = ("console",),
+        notify: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.suggester = suggester
+        self.clock: Clock = clock or SystemClock()
+        self.platforms = tuple(platforms)
+        self._notify = notify or (lambda: None)
+        self._handlers: dict[type[c.Command], Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]] = {
+            c.Declare: self._declare_command,
+            c.ListIncidents: self._list,
+            c.Show: self._show,
+            c.Help: self._help,
+            c.ShowTimeline: self._timeline,
+            c.ActionList: self._action_list,
+        }
+        self._changes: dict[type[c.Command], Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]] = {
+            c.SetStatus: self._set_status,
+            c.SetSeverity: self._set_severity,
+            c.SetPriority: self._set_priority,
+            c.AssignRole: self._assign,
+            c.SetField: self._set_field,
+            c.SetTitle: self._set_title,
+            c.SetSummary: self._set_summary,
+            c.StatusUpdate: self._status_update,
+            c.AddKeyEvent: self._key_event,
+            c.AddNote: self._note,
+            c.Acknowledge: self._ack,
+            c.Resolve: self._resolve,
+            c.Reopen: self._reopen,
+            c.ActionAdd: self._action_add,
+            c.ActionDone: self._action_done,
+            c.ActionEdit: self._action_edit,
+            c.MirrorTo: self._mirror_to,
+        }
+
+    # --- entry points -------------------------------------------------------------------
+
+    async def handle_text(self, text: str, *, actor: Actor, where: ChannelRef) -> Reply:
+        """Parse `/incident` text and run it; a malformed command gets its usage, nothing else."""
+        try:
+            command = c.parse(text)
+        except c.UsageError as exc:
+            return Reply(str(exc), ok=False)
+        return await self.handle(command, actor=actor, where=where)
+
+    async def handle(self, command: c.Command, *, actor: Actor, where: ChannelRef) -> Reply:
+        """Run one parsed command; errors come back as a Reply with ok=False and change nothing."""
+        try:
+            handler = self._handlers.get(type(command))
+            if handler is not None:
+                return await handler(command, actor, where)
+            change = self._changes.get(type(command))
+            if change is not None:
+                return await self._change(command, actor, where, change)
+            return self._not_configured(command)
+        except ServiceError as exc:
+            return Reply(str(exc), ok=False)
+
+    def _not_configured(self, command: c.Command) -> Reply:
+        what = {
+            c.RunbookList: "Runbooks are", c.RunbookRun: "Runbooks are",
+            c.RunbookStatus: "Runbooks are", c.Page: "Paging is", c.Postmortem: "Postmortems are",
+        }.get(type(command), "This command is")
+        return Reply(f"{what} not configured yet in this Opsroom; nothing was done.", ok=False)
+
+    async def _change(
+        self,
+        command: c.Command,
+        actor: Actor,
+        where: ChannelRef,
+        fn: Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]],
+    ) -> Reply:
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, command.incident, where)
+            reply = await fn(u, incident, command, actor)
+        self._notify()
+        return reply
+
+    async def _resolve_incident(self, u: Unit, number: int | None, where: ChannelRef) -> Incident:
+        if number is not None:
+            incident = await u.incident(number)
+            if incident is None:
+                raise ServiceError(f"no incident #{number}")
+            return incident
+        incident = await u.incident_for_channel(where.platform, where.channel_id)
+        if incident is None:
+            raise ServiceError(
+                "no incident here: run this in an incident channel, or name the incident, "
+                "e.g. /incident #42 status monitoring"
+            )
+        return incident
+
+    # --- recording ----------------------------------------------------------------------
+
+    async def _record(
+        self,
+        u: Unit,
+        incident: Incident,
+        *,
+        kind: EntryKind,
+        text: str,
+        actor: Actor,
+        data: dict[str, Any] | None = None,
+        announce: bool = False,
+        occurred_at: datetime | None = None,
+        external_id: str | None = None,
+        origin_link: int | None = None,
+    ) -> TimelineEntry:
+        """Append a timeline entry and queue its deliveries to every linked channel."""
+        now = self.clock.now()
+        incident.updated_at = now
+        entry = TimelineEntry(
+            incident_id=_id(incident),
+            kind=kind,
+            text=text,
+            author_id=actor.user_id,
+            author_name=actor.name,
+            source=actor.platform,
+            external_id=external_id,
+            data=data or {},
+            occurred_at=occurred_at or now,
+            created_at=now,
+        )
+        await u.add(entry)
+        for link in await u.links(_id(incident)):
+            await self._queue(u, link, entry, announce=announce, post=link.id != origin_link)
+        return entry
+
+    async def _queue(
+        self, u: Unit, link: ChannelLink, entry: TimelineEntry, *, announce: bool, post: bool = True
+    ) -> None:
+        actions = [DeliveryAction.POST_ENTRY] if post else []
+        actions.append(DeliveryAction.REFRESH_SUMMARY)
+        if announce:
+            actions.append(DeliveryAction.ANNOUNCE)
+        for action in actions:
+            await u.add(Delivery(
+                incident_id=entry.incident_id, link_id=_id(link), action=action,
+                entry_id=entry.id, next_attempt_at=entry.created_at, created_at=entry.created_at,
+            ))
+
+    async def _refresh_only(self, u: Unit, incident: Incident) -> None:
+        """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""
+        now = self.clock.now()
+        for link in await u.links(_id(incident)):
+            await u.add(Delivery(
+                incident_id=_id(incident), link_id=_id(link),
+                action=DeliveryAction.REFRESH_SUMMARY, next_attempt_at=now, created_at=now,
+            ))
+
+    # --- declare ------------------------------------------------------------------------
+
+    async def suggest(self, *, description: str, type_hint: str | None = None) -> Suggestion:
+        """Return suggested fields for a new incident described by `description`."""
+        if type_hint is not None and self.catalog.incident_type(type_hint) is None:
+            raise ServiceError(
+                f'unknown incident type "{type_hint}": use {_one_of(self.catalog.type_names)}'
+            )
+        return await self.suggester.suggest(
+            description=description, type_hint=type_hint, catalog=self.catalog
+        )
+
+    async def _declare_command(self, cmd: c.Declare, actor: Actor, where: ChannelRef) -> Reply:
+        suggestion = await self.suggest(description=cmd.description, type_hint=cmd.type)
+        return await self.declare_suggested(suggestion, description=cmd.description,
+                                            actor=actor, where=where)
+
+    async def declare_suggested(
+        self, suggestion: Suggestion, *, description: str, actor: Actor, where: ChannelRef
+    ) -> Reply:
+        """Declare with every suggested field as it is; returns the reply naming the incident."""
+        return await self.declare(
+            actor=actor, where=where, description=description, title=suggestion.title,
+            summary=suggestion.summary, type=suggestion.type, severity=suggestion.severity,
+            priority=suggestion.priority, custom_fields=suggestion.custom_fields,
+        )
+
+    async def declare(
+        self,
+        *,
+        actor: Actor,
+        where: ChannelRef,
+        description: str,
+        title: str,
+        type: str,
+        severity: str,
+        priority: str,
+        summary: str = "",
+        custom_fields: dict[str, Any] | None = None,
+        commander: str | None = None,
+    ) -> Reply:
+        """Create an incident and queue its channel; returns a reply naming its number."""
+        itype = self._type(type)
+        severity, priority = self._severity(severity), self._priority(priority)
+        title = title.strip()
+        if not title:
+            raise ServiceError("the title must not be empty")
+        fields = {}
+        for name, raw in (custom_fields or {}).items():
+            if raw in (None, "", []):
+                continue
+            definition = self._field(itype, name)
+            fields[name] = coerce_field(definition, raw)
+        if commander is not None and not c.is_mention(commander):
+            raise ServiceError(f'commander must be a person (write @name), not "{commander}"')
+        lead = commander or actor.ref
+        now = self.clock.now()
+        async with self.store.unit() as u:
+            number = await u.next_incident_number()
+            incident = Incident(
+                number=number, title=title, summary=summary.strip() or description.strip(),
+                description=description.strip(), type=itype.name, severity=severity,
+                priority=priority, status=Status.TRIGGERED, private=itype.private,
+                roles={"commander": lead}, custom_fields=fields, declared_by=actor.ref,
+                declared_on=actor.platform, declared_at=now, updated_at=now,
+            )
+            await u.add(incident)
+            invite = [actor.ref] + ([lead] if lead != actor.ref else [])
+            link = ChannelLink(incident_id=_id(incident), platform=where.platform,
+                               workspace=where.workspace, invite=invite, created_at=now)
+            await u.add(link)
+            await u.add(Delivery(incident_id=_id(incident), link_id=_id(link),
+                                 action=DeliveryAction.OPEN_CHANNEL, next_attempt_at=now,
+                                 created_at=now))
+            await self._record(
+                u, incident, kind=EntryKind.SYSTEM, actor=actor, announce=True,
+                text=(f"Incident declared: {title} ({itype.name}, {severity.upper()}, "
+                      f"{priority.upper()}), commander {lead}"),
+            )
+        self._notify()
+        missing = [f.name for f in itype.fields if f.required and f.name not in fields]
+        extra = f" Required before resolve: {', '.join(missing)}." if missing else ""
+        return Reply(
+            f"Declared incident #{number}: {title} ({itype.name} · {severity} · {priority}); "
+            f"commander {lead}. Its channel is being created.{extra}",
+            incident=number,
+        )
+
+    # --- read-only ----------------------------------------------------------------------
+
+    async def _list(self, cmd: c.ListIncidents, actor: Actor, where: ChannelRef) -> Reply:
+        async with self.store.unit() as u:
+            incidents = await u.incidents(include_closed=cmd.include_closed)
+        if not incidents:
+            return Reply("No open incidents." if not cmd.include_closed else "No incidents yet.")
+        head = "All incidents:" if cmd.include_closed else "Open incidents:"
+        return Reply("\n".join([head] + [incident_line(i) for i in incidents]))
+
+    async def _show(self, cmd: c.Show, actor: Actor, where: ChannelRef) -> Reply:
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, cmd.incident, where)
+            message = await summary_for(u, incident, self.catalog, self.clock.now())
+        return Reply(message.text, message=message, incident=incident.number)
+
+    async def _help(self, cmd: c.Help, actor: Actor, where: ChannelRef) -> Reply:
+        if cmd.topic:
+            return Reply(f"Usage: {c.USAGE[cmd.topic]}")
+        return Reply(c.HELP_TEXT)
+
+    async def _timeline(self, cmd: c.ShowTimeline, actor: Actor, where: ChannelRef) -> Reply:
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, cmd.incident, where)
+            entries = await u.timeline(_id(incident), key_only=cmd.key_only)
+        what = "Key events" if cmd.key_only else "Timeline"
+        if not entries:
+            return Reply(f"{what} of #{incident.number}: nothing yet.", incident=incident.number)
+        lines = [f"{what} of #{incident.number} {incident.title}:"]
+        lines += [entry_line(e) for e in entries]
+        return Reply("\n".join(lines), incident=incident.number)
+
+    async def _action_list(self, cmd: c.ActionList, actor: Actor, where: ChannelRef) -> Reply:
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, cmd.incident, where)
+            items = await u.action_items(_id(incident))
+        if not items:
+            return Reply(f"#{incident.number} has no action items.", incident=incident.number)
+        now = self.clock.now()
+        lines = [f"Action items of #{incident.number}:"] + [action_line(a, now) for a in items]
+        return Reply("\n".join(lines), incident=incident.number)
+
+    # --- changes ------------------------------------------------------------------------
+
+    async def _set_status(self, u: Unit, inc: Incident, cmd: c.SetStatus, actor: Actor) -> Reply:
+        if cmd.status not in self.catalog.status_names:
+            raise ServiceError(
+                f'unknown status "{cmd.status}": use {_one_of(self.catalog.status_names)}'
+            )
+        new = Status(cmd.status)
+        if new is Status.RESOLVED:
+            return await self._resolve(u, inc, c.Resolve(), actor)
+        if not inc.status.is_open and new.is_open:
+            return await self._reopen(u, inc, c.Reopen(), actor, to=new)
+        return await self._move(u, inc, new, actor)
+
+    async def _move(
+        self, u: Unit, inc: Incident, new: Status, actor: Actor, note: str = ""
+    ) -> Reply:
+        old = inc.status
+        if new is old:
+            raise ServiceError(f"#{inc.number} is already {old.value}")
+        now = self.clock.now()
+        inc.status = new
+        if new is not Status.TRIGGERED and inc.acknowledged_at is None:
+            inc.acknowledged_at = now
+        if new in (Status.MONITORING, Status.RESOLVED, Status.CLOSED) and inc.mitigated_at is None:
+            inc.mitigated_at = now
+        if new in (Status.RESOLVED, Status.CLOSED) and inc.resolved_at is None:
+            inc.resolved_at = now
+        if new is Status.CLOSED:
+            inc.closed_at = now
+        text = f"Status changed from {old.value} to {new.value}" + (f": {note}" if note else "")
+        announce = new in (Status.RESOLVED, Status.CLOSED)
+        await self._record(u, inc, kind=EntryKind.STATUS_CHANGE, text=text, actor=actor,
+                           announce=announce, data={"from": old.value, "to": new.value})
+        return Reply(f"#{inc.number} is now {new.value}.", incident=inc.number)
+
+    async def _ack(self, u: Unit, inc: Incident, cmd: c.Acknowledge, actor: Actor) -> Reply:
+        if inc.status is not Status.TRIGGERED:
+            raise ServiceError(f"#{inc.number} is already acknowledged (status {inc.status.value})")
+        reply = await self._move(u, inc, Status.ACKNOWLEDGED, actor)
+        return Reply(f"Acknowledged #{inc.number}; it is yours to run.", incident=reply.incident)
+
+    async def _resolve(self, u: Unit, inc: Incident, cmd: c.Resolve, actor: Actor) -> Reply:
+        if not inc.status.is_open:
+            raise ServiceError(f"#{inc.number} is already {inc.status.value}")
+        itype = self.catalog.incident_type(inc.type)
+        missing = [f.name for f in itype.fields if f.required and f.name not in inc.custom_fields] if itype else []
+        if missing:
+            raise ServiceError(
+                f"#{inc.number} cannot be resolved yet: set {', '.join(missing)} first "
+                f"(/incident set {missing[0]} <value>)"
+            )
+        await self._move(u, inc, Status.RESOLVED, actor, note=cmd.text)
+        return Reply(f"Resolved #{inc.number}.", incident=inc.number)
+
+    async def _reopen(
+        self, u: Unit, inc: Incident, cmd: c.Reopen, actor: Actor,
+        to: Status = Status.INVESTIGATING,
+    ) -> Reply:
+        if inc.status.is_open:
+            raise ServiceError(f"#{inc.number} is not resolved (status {inc.status.value})")
+        old = inc.status
+        inc.status, inc.resolved_at, inc.closed_at = to, None, None
+        text = f"Reopened (was {old.value}), now {to.value}" + (f": {cmd.text}" if cmd.text else "")
+        await self._record(u, inc, kind=EntryKind.STATUS_CHANGE, text=text, actor=actor,
+                           announce=True, data={"from": old.value, "to": to.value})
+        return Reply(f"Reopened #{inc.number}; it is {to.value}.", incident=inc.number)
+
+    async def _set_severity(self, u: Unit, inc: Incident, cmd: c.SetSeverity, actor: Actor) -> Reply:
+        new = self._severity(cmd.severity)
+        return await self._field_change(u, inc, actor, "severity", inc.severity, new, announce=True)
+
+    async def _set_priority(self, u: Unit, inc: Incident, cmd: c.SetPriority, actor: Actor) -> Reply:
+        new = self._priority(cmd.priority)
+        return await self._field_change(u, inc, actor, "priority", inc.priority, new)
+
+    async def _set_title(self, u: Unit, inc: Incident, cmd: c.SetTitle, actor: Actor) -> Reply:
+        return await self._field_change(u, inc, actor, "title", inc.title, cmd.title.strip())
+
+    async def _set_summary(self, u: Unit, inc: Incident, cmd: c.SetSummary, actor: Actor) -> Reply:
+        return await self._field_change(u, inc, actor, "summary", inc.summary, cmd.summary.strip())
+
+    async def _field_change(
+        self, u: Unit, inc: Incident, actor: Actor, name: str, old: str, new: str,
+        *, announce: bool = False,
+    ) -> Reply:
+        if old == new:
+            raise ServiceError(f"#{inc.number} {name} is already {new}")
+        setattr(inc, name, new)
+        shown_old, shown_new = (old.upper(), new.upper()) if name in ("severity", "priority") else (old, new)
+        text = (f"{name.capitalize()} changed from {shown_old} to {shown_new}"
+                if name in ("severity", "priority") else f"{name.capitalize()} set to: {new}")
+        await self._record(u, inc, kind=EntryKind.FIELD_CHANGE, text=text, actor=actor,
+                           announce=announce, data={"field": name, "from": old, "to": new})
+        return Reply(f"#{inc.number} {name} is now {shown_new}.", incident=inc.number)
+
+    async def _assign(self, u: Unit, inc: Incident, cmd: c.AssignRole, actor: Actor) -> Reply:
+        if cmd.role not in self.catalog.role_names:
+            raise ServiceError(f'unknown role "{cmd.role}": use {_one_of(self.catalog.role_names)}')
+        if inc.roles.get(cmd.role) == cmd.user:
+            raise ServiceError(f"{cmd.user} is already {cmd.role} of #{inc.number}")
+        old = inc.roles.get(cmd.role)
+        inc.roles = {**inc.roles, cmd.role: cmd.user}
+        text = f"{cmd.user} is now {cmd.role}" + (f" (was {old})" if old else "")
+        await self._record(u, inc, kind=EntryKind.ROLE_CHANGE, text=text, actor=actor,
+                           data={"role": cmd.role, "from": old, "to": cmd.user, "invite": cmd.user})
+        return Reply(f"{cmd.user} is now {cmd.role} of #{inc.number}.", incident=inc.number)
+
+    async def _set_field(self, u: Unit, inc: Incident, cmd: c.SetField, actor: Actor) -> Reply:
+        itype = self._type(inc.type)
+        definition = self._field(itype, cmd.field)
+        value = coerce_field(definition, cmd.value)
+        old = inc.custom_fields.get(definition.name)
+        if old == value:
+            raise ServiceError(f"#{inc.number} {definition.name} is already {cmd.value}")
+        inc.custom_fields = {**inc.custom_fields, definition.name: value}
+        shown = ", ".join(value) if isinstance(value, list) else str(value)
+        await self._record(u, inc, kind=EntryKind.FIELD_CHANGE, actor=actor,
+                           text=f"{definition.display} set to {shown}",
+                           data={"field": definition.name, "from": old, "to": value})
+        return Reply(f"#{inc.number} {definition.name} is now {shown}.", incident=inc.number)
+
+    async def _status_update(self, u: Unit, inc: Incident, cmd: c.StatusUpdate, actor: Actor) -> Reply:
+        inc.last_update_at = self.clock.now()
+        await self._record(u, inc, kind=EntryKind.STATUS_UPDATE, text=cmd.text, actor=actor,
+                           announce=True)
+        return Reply(f"Status update for #{inc.number} recorded and announced.", incident=inc.number)
+
+    async def _key_event(self, u: Unit, inc: Incident, cmd: c.AddKeyEvent, actor: Actor) -> Reply:
+        await self._record(u, inc, kind=EntryKind.KEY_EVENT, text=cmd.text, actor=actor)
+        return Reply(f"Key event added to #{inc.number}.", incident=inc.number)
+
+    async def _note(self, u: Unit, inc: Incident, cmd: c.AddNote, actor: Actor) -> Reply:
+        await self._record(u, inc, kind=EntryKind.MESSAGE, text=cmd.text, actor=actor)
+        return Reply(f"Note added to the timeline of #{inc.number}.", incident=inc.number)
+
+    async def _mirror_to(self, u: Unit, inc: Incident, cmd: c.MirrorTo, actor: Actor) -> Reply:
+        if cmd.platform not in self.platforms:
+            raise ServiceError(
+                f'"{cmd.platform}" is not configured here: configured platforms are '
+                f"{_one_of(self.platforms)}"
+            )
+        links = await u.links(_id(inc))
+        if any(link.platform == cmd.platform for link in links):
+            raise ServiceError(f"#{inc.number} already has a {cmd.platform} channel")
+        now = self.clock.now()
+        link = ChannelLink(incident_id=_id(inc), platform=cmd.platform, created_at=now,
+                           invite=[])
+        await u.add(link)
+        await u.add(Delivery(incident_id=_id(inc), link_id=_id(link),
+                             action=DeliveryAction.OPEN_CHANNEL, next_attempt_at=now, created_at=now))
+        await self._record(u, inc, kind=EntryKind.SYSTEM, actor=actor,
+                           text=f"Mirrored to {cmd.platform}")
+        return Reply(f"#{inc.number} now has a {cmd.platform} channel too.", incident=inc.number)
+
+    # --- action items -------------------------------------------------------------------
+
+    async def _action_add(self, u: Unit, inc: Incident, cmd: c.ActionAdd, actor: Actor) -> Reply:
+        now = self.clock.now()
+        due = cmd.due.resolve(now) if cmd.due else None
+        number = max((a.number for a in await u.action_items(_id(inc))), default=0) + 1
+        item = ActionItem(incident_id=_id(inc), number=number, text=cmd.text,
+                          assignee=cmd.assignee, due_at=due, created_by=actor.ref,
+                          created_at=now, updated_at=now)
+        await u.add(item)
+        await self._record(u, inc, kind=EntryKind.ACTION_ITEM, actor=actor,
+                           text=f"Action item added: {action_line(item, now)}",
+                           data={"action_item": number, "event": "added"})
+        return Reply(f"Action item {number} added to #{inc.number}.", incident=inc.number)
+
+    async def _action_item(self, u: Unit, inc: Incident, number: int) -> ActionItem:
+        item = await u.action_item(_id(inc), number)
+        if item is None:
+            raise ServiceError(f"#{inc.number} has no action item {number}")
+        return item
+
+    async def _action_done(self, u: Unit, inc: Incident, cmd: c.ActionDone, actor: Actor) -> Reply:
+        item = await self._action_item(u, inc, cmd.number)
+        if item.status is not ActionStatus.OPEN:
+            raise ServiceError(f"action item {item.number} is already {item.status.value}")
+        now = self.clock.now()
+        item.status, item.completed_at, item.updated_at = ActionStatus.DONE, now, now
+        await self._record(u, inc, kind=EntryKind.ACTION_ITEM, actor=actor,
+                           text=f"Action item done: {action_line(item, now)}",
+                           data={"action_item": item.number, "event": "done"})
+        return Reply(f"Action item {item.number} of #{inc.number} is done.", incident=inc.number)
+
+    async def _action_edit(self, u: Unit, inc: Incident, cmd: c.ActionEdit, actor: Actor) -> Reply:
+        item = await self._action_item(u, inc, cmd.number)
+        now = self.clock.now()
+        if cmd.text:
+            item.text = cmd.text
+        if cmd.assignee:
+            item.assignee = cmd.assignee
+        if cmd.due:
+            item.due_at = cmd.due.resolve(now)
+        item.updated_at = now
+        await self._record(u, inc, kind=EntryKind.ACTION_ITEM, actor=actor,
+                           text=f"Action item edited: {action_line(item, now)}",
+                           data={"action_item": item.number, "event": "edited"})
+        return Reply(f"Action item {item.number} of #{inc.number} updated.", incident=inc.number)
+
+    # --- inbound chat events --------------------------------------------------------------
+
+    async def record_thread_message(
+        self, *, where: ChannelRef, actor: Actor, text: str, message_id: str,
+        occurred_at: datetime,
+    ) -> TimelineEntry | None:
+        """Record a reply in an incident's timeline thread; None when it is not one (or known)."""
+        async with self.store.unit() as u:
+            link = await self._thread_link(u, where)
+            if link is None:
+                return None
+            external = f"{where.channel_id}:{message_id}"
+            if await u.entry_by_external(where.platform, external) is not None:
+                return None
+            incident = await u.incident_by_id(link.incident_id)
+            assert incident is not None
+            entry = await self._record(u, incident, kind=EntryKind.MESSAGE, text=text, actor=actor,
+                                       occurred_at=occurred_at, external_id=external,
+                                       origin_link=link.id)
+        self._notify()
+        return entry
+
+    async def edit_thread_message(
+        self, *, where: ChannelRef, message_id: str, text: str
+    ) -> TimelineEntry | None:
+        """Follow an edit of a recorded thread message; None when it was never recorded."""
+        async with self.store.unit() as u:
+            entry = await u.entry_by_external(where.platform, f"{where.channel_id}:{message_id}")
+            if entry is None or entry.text == text:
+                return None
+            entry.text, entry.edited_at = text, self.clock.now()
+            incident = await u.incident_by_id(entry.incident_id)
+            assert incident is not None
+            await self._refresh_only(u, incident)
+        self._notify()
+        return entry
+
+    async def delete_thread_message(
+        self, *, where: ChannelRef, message_id: str
+    ) -> TimelineEntry | None:
+        """Mark a recorded thread message deleted; None when it was never recorded."""
+        async with self.store.unit() as u:
+            entry = await u.entry_by_external(where.platform, f"{where.channel_id}:{message_id}")
+            if entry is None or entry.deleted:
+                return None
+            entry.deleted, entry.edited_at = True, self.clock.now()
+            incident = await u.incident_by_id(entry.incident_id)
+            assert incident is not None
+            await self._refresh_only(u, incident)
+        self._notify()
+        return entry
+
+    async def reaction_added(
+        self, *, where: ChannelRef, actor: Actor, emoji: str, message_id: str, text: str,
+        author: str, occurred_at: datetime,
+    ) -> Reply | None:
+        """The key-event emoji on a message in an incident channel records it as a key event.
+
+        Idempotent: the same reaction applied twice records one key event.
+        """
+        if emoji != self.catalog.key_event_emoji:
+            return None
+        async with self.store.unit() as u:
+            incident = await u.incident_for_channel(where.platform, where.channel_id)
+            if incident is None:
+                return None
+            external = f"key:{where.channel_id}:{message_id}"
+            entry = await u.entry_by_external(where.platform, external)
+            if entry is not None:
+                reactors = list(entry.data.get("reactors", []))
+                if actor.user_id in reactors and not entry.deleted:
+                    return None
+                entry.data = {**entry.data, "reactors": sorted({*reactors, actor.user_id})}
+                if not entry.deleted:
+                    return None
+                entry.deleted = False
+                await self._record(u, incident, kind=EntryKind.SYSTEM, actor=actor,
+                                   text=f"Key event restored: {text[:200]}")
+            else:
+                await self._record(
+                    u, incident, kind=EntryKind.KEY_EVENT, text=f"{author}: {text}" if author else text,
+                    actor=actor, occurred_at=occurred_at, external_id=external,
+                    data={"reactors": [actor.user_id], "via": "reaction", "message_id": message_id},
+                )
+        self._notify()
+        return Reply(f"Key event added to #{incident.number}.", incident=incident.number)
+
+    async def reaction_removed(
+        self, *, where: ChannelRef, actor: Actor, emoji: str, message_id: str
+    ) -> Reply | None:
+        """Removing the last key-event reaction from a message removes its key event."""
+        if emoji != self.catalog.key_event_emoji:
+            return None
+        async with self.store.unit() as u:
+            entry = await u.entry_by_external(where.platform, f"key:{where.channel_id}:{message_id}")
+            if entry is None or entry.deleted:
+                return None
+            reactors = [r for r in entry.data.get("reactors", []) if r != actor.user_id]
+            entry.data = {**entry.data, "reactors": reactors}
+            if reactors:
+                return None
+            entry.deleted, entry.edited_at = True, self.clock.now()
+            incident = await u.incident_by_id(entry.incident_id)
+            assert incident is not None
+            await self._record(u, incident, kind=EntryKind.SYSTEM, actor=actor,
+                               text=f"Key event removed: {entry.text[:200]}",
+                               data={"removed_entry": entry.id})
+        self._notify()
+        return Reply(f"Key event removed from #{incident.number}.", incident=incident.number)
+
+    async def _thread_link(self, u: Unit, where: ChannelRef) -> ChannelLink | None:
+        """The link whose timeline thread `where` is in."""
+        if where.thread_id is None:
+            return None
+        incident = await u.incident_for_channel(where.platform, where.channel_id)
+        if incident is None:
+            return None
+        for link in await u.links(_id(incident)):
+            if link.platform == where.platform and link.thread_id == where.thread_id:
+                return link
+        return None
+
+    # --- catalog checks -----------------------------------------------------------------
+
+    def _type(self, name: str) -> IncidentType:
+        itype = self.catalog.incident_type(name)
+        if itype is None:
+            raise ServiceError(f'unknown incident type "{name}": use {_one_of(self.catalog.type_names)}')
+        return itype
+
+    def _severity(self, name: str) -> str:
+        name = name.lower()
+        if name not in self.catalog.severity_names:
+            raise ServiceError(f'unknown severity "{name}": use {_one_of(self.catalog.severity_names)}')
+        return name
+
+    def _priority(self, name: str) -> str:
+        name = name.lower()
+        if name not in self.catalog.priority_names:
+            raise ServiceError(f'unknown priority "{name}": use {_one_of(self.catalog.priority_names)}')
+        return name
+
+    def _field(self, itype: IncidentType, name: str) -> CustomField:
+        definition = itype.field(name)
+        if definition is None:
+            names = [f.name for f in itype.fields]
+            choices = f"use {_one_of(names)}" if names else "it has no custom fields"
+            raise ServiceError(f'unknown field "{name}" for type {itype.name}: {choices}')
+        return definition
+
+
+def _id(row: Incident | ChannelLink | TimelineEntry) -> int:
+    assert row.id is not None, "row must be flushed before its id is used"
+    return row.id
+
+
+__all__ = ["SYSTEM", "IncidentService", "Reply", "ServiceError", "coerce_field"]

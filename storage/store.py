@@ -1,0 +1,180 @@
+"""SqlStore: the `Store` port on SQLAlchemy async sessions (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.models import (
+    ActionItem,
+    ChannelLink,
+    Delivery,
+    DeliveryAction,
+    DeliveryState,
+    EntryKind,
+    InboundEvent,
+    Incident,
+    IncidentCounter,
+    Status,
+    TimelineEntry,
+)
+
+
+class SqlUnit:
+    """One transaction on one session; implements `bot.ports.Unit`."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, obj: Any) -> None:
+        self.session.add(obj)
+        await self.session.flush()
+
+    async def next_incident_number(self) -> int:
+        result = await self.session.execute(
+            update(IncidentCounter)
+            .where(IncidentCounter.id == 1)  # type: ignore[arg-type]
+            .values(value=IncidentCounter.value + 1)
+            .returning(IncidentCounter.value)
+        )
+        return int(result.scalar_one())
+
+    async def incident(self, number: int) -> Incident | None:
+        result = await self.session.execute(select(Incident).where(Incident.number == number))  # type: ignore[arg-type]
+        return result.scalar_one_or_none()
+
+    async def incident_by_id(self, incident_id: int) -> Incident | None:
+        return await self.session.get(Incident, incident_id)
+
+    async def incident_for_channel(self, platform: str, channel_id: str) -> Incident | None:
+        result = await self.session.execute(
+            select(Incident)
+            .join(ChannelLink, ChannelLink.incident_id == Incident.id)  # type: ignore[arg-type]
+            .where(
+                ChannelLink.platform == platform,  # type: ignore[arg-type]
+                or_(ChannelLink.channel_id == channel_id, ChannelLink.thread_id == channel_id),  # type: ignore[arg-type]
+            )
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def incidents(self, *, include_closed: bool) -> list[Incident]:
+        query = select(Incident).order_by(Incident.number.desc())  # type: ignore[attr-defined]
+        if not include_closed:
+            query = query.where(Incident.status.not_in([Status.RESOLVED, Status.CLOSED]))  # type: ignore[attr-defined]
+        return list((await self.session.execute(query)).scalars())
+
+    async def timeline(
+        self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False
+    ) -> list[TimelineEntry]:
+        query = select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)  # type: ignore[arg-type]
+        if key_only:
+            query = query.where(TimelineEntry.kind == EntryKind.KEY_EVENT)  # type: ignore[arg-type]
+        if not include_deleted:
+            query = query.where(TimelineEntry.deleted == False)  # type: ignore[arg-type]  # noqa: E712
+        query = query.order_by(TimelineEntry.occurred_at, TimelineEntry.id)  # type: ignore[arg-type]
+        return list((await self.session.execute(query)).scalars())
+
+    async def entry(self, entry_id: int) -> TimelineEntry | None:
+        return await self.session.get(TimelineEntry, entry_id)
+
+    async def entry_by_external(self, source: str, external_id: str) -> TimelineEntry | None:
+        result = await self.session.execute(
+            select(TimelineEntry).where(
+                TimelineEntry.source == source,  # type: ignore[arg-type]
+                TimelineEntry.external_id == external_id,  # type: ignore[arg-type]
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def action_items(self, incident_id: int) -> list[ActionItem]:
+        result = await self.session.execute(
+            select(ActionItem)
+            .where(ActionItem.incident_id == incident_id)  # type: ignore[arg-type]
+            .order_by(ActionItem.number)  # type: ignore[arg-type]
+        )
+        return list(result.scalars())
+
+    async def action_item(self, incident_id: int, number: int) -> ActionItem | None:
+        result = await self.session.execute(
+            select(ActionItem).where(
+                ActionItem.incident_id == incident_id,  # type: ignore[arg-type]
+                ActionItem.number == number,  # type: ignore[arg-type]
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def links(self, incident_id: int) -> list[ChannelLink]:
+        result = await self.session.execute(
+            select(ChannelLink)
+            .where(ChannelLink.incident_id == incident_id)  # type: ignore[arg-type]
+            .order_by(ChannelLink.id)  # type: ignore[arg-type]
+        )
+        return list(result.scalars())
+
+    async def link(self, link_id: int) -> ChannelLink | None:
+        return await self.session.get(ChannelLink, link_id)
+
+    async def open_links(self, platform: str) -> list[ChannelLink]:
+        result = await self.session.execute(
+            select(ChannelLink)
+            .where(
+                ChannelLink.platform == platform,  # type: ignore[arg-type]
+                ChannelLink.channel_id.is_not(None),  # type: ignore[union-attr]
+            )
+            .order_by(ChannelLink.id)  # type: ignore[arg-type]
+        )
+        return list(result.scalars())
+
+    async def claim_event(self, platform: str, key: str) -> bool:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        result = await self.session.execute(
+            insert(InboundEvent)
+            .values(platform=platform, event_key=key)
+            .on_conflict_do_nothing(index_elements=["platform", "event_key"])
+            .returning(InboundEvent.id)  # type: ignore[arg-type]
+        )
+        return result.scalar_one_or_none() is not None
+
+    async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
+        result = await self.session.execute(
+            select(Delivery)
+            .where(Delivery.state == DeliveryState.PENDING)  # type: ignore[arg-type]
+            .order_by(Delivery.id)  # type: ignore[arg-type]
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def delivery(self, delivery_id: int) -> Delivery | None:
+        return await self.session.get(Delivery, delivery_id)
+
+    async def has_later_summary_refresh(self, delivery: Delivery) -> bool:
+        query = select(
+            exists().where(
+                Delivery.link_id == delivery.link_id,  # type: ignore[arg-type]
+                Delivery.action == DeliveryAction.REFRESH_SUMMARY,  # type: ignore[arg-type]
+                Delivery.state == DeliveryState.PENDING,  # type: ignore[arg-type]
+                Delivery.id > delivery.id,  # type: ignore[arg-type,operator]
+            )
+        )
+        return bool((await self.session.execute(query)).scalar())
+
+
+class SqlStore:
+    """The `Store` port: `async with store.unit() as u:` is one committed transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[SqlUnit]:
+        async with self._sessions() as session, session.begin():
+            yield SqlUnit(session)

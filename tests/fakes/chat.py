@@ -1,0 +1,152 @@
+"""A recording ChatPort: keeps channels, messages, pins and topics in memory, per channel.
+
+It fails on demand (`fail_next(n)`) the way a chat API does: the call raises and nothing of it
+is kept, so the mirror's retries can be checked against what finally arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bot.ports import ChannelNameTaken, CreatedChannel, RetryLater
+from bot.render import Message
+
+
+class FakeChatDown(Exception):
+    """The fake's stand-in for a chat API 5xx."""
+
+
+@dataclass
+class Posted:
+    id: str
+    text: str
+    message: Message
+    thread_id: str | None = None
+    edits: int = 0
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    private: bool
+    members: list[str] = field(default_factory=list)
+    messages: list[Posted] = field(default_factory=list)
+    pins: list[str] = field(default_factory=list)
+    topic: str = ""
+    archived: bool = False
+    threads: dict[str, str] = field(default_factory=dict)  # thread id -> parent message id
+
+    def thread(self, thread_id: str | None) -> list[Posted]:
+        return [m for m in self.messages if m.thread_id == thread_id]
+
+
+class RecordingChat:
+    def __init__(self, platform: str = "console", channels: Sequence[str] = ("general",)) -> None:
+        self.platform = platform
+        self.channels: dict[str, Channel] = {}
+        self.calls: list[str] = []
+        self.dms: list[tuple[str, Message]] = []
+        self._failures = 0
+        self._rate_limits = 0
+        self._ids = 0
+        for name in channels:
+            self._new_channel(name, private=False)
+
+    # --- failure injection --------------------------------------------------------------
+
+    def fail_next(self, n: int) -> None:
+        """The next `n` calls raise FakeChatDown and change nothing."""
+        self._failures = n
+
+    def rate_limit_next(self, n: int) -> None:
+        self._rate_limits = n
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self._rate_limits > 0:
+            self._rate_limits -= 1
+            raise RetryLater("rate limited", retry_after=0.01)
+        if self._failures > 0:
+            self._failures -= 1
+            raise FakeChatDown(f"{name}: 503 service unavailable")
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids}"
+
+    def _new_channel(self, name: str, private: bool) -> Channel:
+        channel = Channel(id=self._next_id("C"), name=name, private=private)
+        self.channels[channel.id] = channel
+        return channel
+
+    # --- lookups for tests ----------------------------------------------------------------
+
+    def by_name(self, name: str) -> Channel:
+        return next(c for c in self.channels.values() if c.name == name)
+
+    def texts(self, name: str, thread: bool = False) -> list[str]:
+        channel = self.by_name(name)
+        if thread:
+            threads = list(channel.threads)
+            return [m.text for m in channel.messages if m.thread_id in threads]
+        return [m.text for m in channel.messages if m.thread_id is None]
+
+    # --- ChatPort -------------------------------------------------------------------------
+
+    async def create_channel(self, *, name: str, private: bool, workspace: str) -> CreatedChannel:
+        self._call("create_channel")
+        if any(c.name == name for c in self.channels.values()):
+            raise ChannelNameTaken(name)
+        channel = self._new_channel(name, private)
+        return CreatedChannel(id=channel.id, name=channel.name)
+
+    async def invite(self, *, channel_id: str, users: Sequence[str]) -> None:
+        self._call("invite")
+        members = self.channels[channel_id].members
+        members.extend(u for u in users if u not in members)
+
+    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
+        self._call("post")
+        posted = Posted(id=self._next_id("M"), text=message.text, message=message,
+                        thread_id=thread_id)
+        self.channels[channel_id].messages.append(posted)
+        return posted.id
+
+    async def update(self, *, channel_id: str, message_id: str, message: Message) -> None:
+        self._call("update")
+        posted = next(m for m in self.channels[channel_id].messages if m.id == message_id)
+        posted.text, posted.message, posted.edits = message.text, message, posted.edits + 1
+
+    async def pin(self, *, channel_id: str, message_id: str) -> None:
+        self._call("pin")
+        pins = self.channels[channel_id].pins
+        if message_id not in pins:
+            pins.append(message_id)
+
+    async def set_topic(self, *, channel_id: str, topic: str) -> None:
+        self._call("set_topic")
+        self.channels[channel_id].topic = topic
+
+    async def start_thread(self, *, channel_id: str, message_id: str, name: str) -> str:
+        self._call("start_thread")
+        thread_id = f"T{message_id}"
+        self.channels[channel_id].threads[thread_id] = message_id
+        return thread_id
+
+    async def rename(self, *, channel_id: str, name: str) -> None:
+        self._call("rename")
+        self.channels[channel_id].name = name
+
+    async def archive(self, *, channel_id: str) -> None:
+        self._call("archive")
+        self.channels[channel_id].archived = True
+
+    async def send_dm(self, *, user: str, message: Message) -> None:
+        self._call("send_dm")
+        self.dms.append((user, message))
+
+    async def find_channel(self, *, name: str, workspace: str) -> str | None:
+        self._call("find_channel")
+        return next((c.id for c in self.channels.values() if c.name == name), None)
