@@ -82,8 +82,9 @@ class ConsoleChat:
         for line in lines[1:]:
             self.out(f"    {line}")
 
-    def add_message(self, channel: str, author: str, text: str, thread: str | None = None,
-                    echo: bool = True) -> ConsoleMessage:
+    def add_message(
+        self, channel: str, author: str, text: str, thread: str | None = None, echo: bool = True
+    ) -> ConsoleMessage:
         if channel not in self.channels:
             self.channels[channel] = ConsoleChannel(channel)
         number = len(self.messages) + 1
@@ -159,10 +160,15 @@ class ConsoleChat:
 
 
 def describe(s: Suggestion) -> str:
-    shown = [("title", s.title), ("type", s.type), ("severity", s.severity),
-             ("priority", s.priority)]
-    shown += [(k, ", ".join(v) if isinstance(v, list) else str(v))
-              for k, v in s.custom_fields.items()]
+    shown = [
+        ("title", s.title),
+        ("type", s.type),
+        ("severity", s.severity),
+        ("priority", s.priority),
+    ]
+    shown += [
+        (k, ", ".join(v) if isinstance(v, list) else str(v)) for k, v in s.custom_fields.items()
+    ]
     lines = [f"  {k}: {v}   ({s.sources.get(k, 'heuristic')})" for k, v in shown]
     if s.note:
         lines.append(f"  note: {s.note}")
@@ -189,8 +195,9 @@ class ConsoleSession:
         self.stdin = stdin
         self.interactive = interactive
         self.current = "general"
-        self.actor = Actor(platform=PLATFORM, user_id=chat.user, name=chat.user,
-                           mention=chat.mention)
+        self.actor = Actor(
+            platform=PLATFORM, user_id=chat.user, name=chat.user, mention=chat.mention
+        )
 
     def reply(self, text: str) -> None:
         lines = text.splitlines() or [""]
@@ -217,8 +224,10 @@ class ConsoleSession:
 
     async def run(self) -> None:
         await self.restore()
-        self.chat.out(f"Opsroom console chat: you are @{self.chat.user} in #general. "
-                      "Type /help for console commands, /incident help for incident commands.")
+        self.chat.out(
+            f"Opsroom console chat: you are @{self.chat.user} in #general. "
+            "Type /help for console commands, /incident help for incident commands."
+        )
         while True:
             line = await self.readline(f"#{self.current}> ")
             if line is None:
@@ -245,7 +254,7 @@ class ConsoleSession:
 
     async def handle(self, line: str) -> None:
         if line.startswith("/incident"):
-            await self.incident(line[len("/incident"):].strip())
+            await self.incident(line[len("/incident") :].strip())
         elif line.startswith(">"):
             await self.thread_reply(line[1:].strip())
         elif line.startswith(("/react ", "/unreact ")) or line in ("/react", "/unreact"):
@@ -273,8 +282,9 @@ class ConsoleSession:
 
     async def declare(self, command: c.Declare) -> None:
         try:
-            suggestion = await self.service.suggest(description=command.description,
-                                                    type_hint=command.type)
+            suggestion = await self.service.suggest(
+                description=command.description, type_hint=command.type
+            )
         except ServiceError as exc:
             self.reply(str(exc))
             return
@@ -282,8 +292,8 @@ class ConsoleSession:
         if not self.interactive:
             self.reply("Not at a terminal, so creating it as suggested.")
             result = await self.service.declare_suggested(
-                suggestion, description=command.description, actor=self.actor,
-                where=self.where())
+                suggestion, description=command.description, actor=self.actor, where=self.where()
+            )
             self.reply(result.text)
             return
         while True:
@@ -297,10 +307,16 @@ class ConsoleSession:
                 continue
             try:
                 result = await self.service.declare(
-                    actor=self.actor, where=self.where(), description=command.description,
-                    title=suggestion.title, summary=suggestion.summary, type=suggestion.type,
-                    severity=suggestion.severity, priority=suggestion.priority,
-                    custom_fields=suggestion.custom_fields)
+                    actor=self.actor,
+                    where=self.where(),
+                    description=command.description,
+                    title=suggestion.title,
+                    summary=suggestion.summary,
+                    type=suggestion.type,
+                    severity=suggestion.severity,
+                    priority=suggestion.priority,
+                    custom_fields=suggestion.custom_fields,
+                )
             except ServiceError as exc:
                 self.reply(f"{exc}; edit the fields and try again.")
                 continue
@@ -324,8 +340,12 @@ class ConsoleSession:
             return
         m = self.chat.add_message(self.current, self.chat.user, text, thread=channel.thread)
         entry = await self.service.record_thread_message(
-            where=ChannelRef(PLATFORM, self.current, thread_id=channel.thread), actor=self.actor,
-            text=text, message_id=str(m.number), occurred_at=m.at)
+            where=ChannelRef(PLATFORM, self.current, thread_id=channel.thread),
+            actor=self.actor,
+            text=text,
+            message_id=str(m.number),
+            occurred_at=m.at,
+        )
         if entry is None:
             self.reply("This thread is not an incident timeline; nothing was recorded.")
 
@@ -346,13 +366,20 @@ class ConsoleSession:
             reactors.add(self.chat.user)
             self.chat.out(f"[#{m.channel}] ({m.number}) :{emoji}: by @{self.chat.user}")
             result = await self.service.reaction_added(
-                where=where, actor=self.actor, emoji=emoji, message_id=str(m.number),
-                text=m.text, author=m.author, occurred_at=m.at)
+                where=where,
+                actor=self.actor,
+                emoji=emoji,
+                message_id=str(m.number),
+                text=m.text,
+                author=m.author,
+                occurred_at=m.at,
+            )
         else:
             reactors.discard(self.chat.user)
             self.chat.out(f"[#{m.channel}] ({m.number}) :{emoji}: removed by @{self.chat.user}")
             result = await self.service.reaction_removed(
-                where=where, actor=self.actor, emoji=emoji, message_id=str(m.number))
+                where=where, actor=self.actor, emoji=emoji, message_id=str(m.number)
+            )
         if result is not None:
             self.reply(result.text)
 
@@ -365,8 +392,14 @@ class ConsoleSession:
                 self.reply(f'no channel "#{name}": channels are {names}')
                 return
             self.current = name
-            self.reply(f"You are in #{name}." + (f" Topic: {self.chat.channels[name].topic}"
-                                                 if self.chat.channels[name].topic else ""))
+            self.reply(
+                f"You are in #{name}."
+                + (
+                    f" Topic: {self.chat.channels[name].topic}"
+                    if self.chat.channels[name].topic
+                    else ""
+                )
+            )
         elif verb == "/channels":
             self.reply("Channels: " + ", ".join(f"#{n}" for n in self.chat.channels))
         elif verb == "/history":

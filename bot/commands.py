@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 # --- due dates ------------------------------------------------------------------------------
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_WEEKDAY_ALIASES = {d[:3]: i for i, d in enumerate(WEEKDAYS)} | {d: i for i, d in enumerate(WEEKDAYS)}
+_WEEKDAY_ALIASES = {d[:3]: i for i, d in enumerate(WEEKDAYS)} | {
+    d: i for i, d in enumerate(WEEKDAYS)
+}
 _RELATIVE_RE = re.compile(r"^in\s+(\d+)\s*(m|min|mins|minutes?|h|hrs?|hours?|d|days?|w|weeks?)$")
 END_OF_DAY = time(17, 0, tzinfo=UTC)  # a date without a time means the end of the working day
 
@@ -35,7 +38,9 @@ def parse_due(text: str, now: datetime) -> datetime:
     """Return the UTC datetime `text` means relative to `now`, or raise ValueError."""
     t = text.strip().lower()
     if t in ("today", "eod"):
-        return datetime.combine(now.date(), END_OF_DAY)
+        end = datetime.combine(now.date(), END_OF_DAY)
+        # Late in the day "today" still means before midnight, never a time already gone.
+        return end if end > now else datetime.combine(now.date(), time(23, 59, tzinfo=UTC))
     if t == "tomorrow":
         return datetime.combine(now.date() + timedelta(days=1), END_OF_DAY)
     if t in _WEEKDAY_ALIASES:
@@ -44,8 +49,12 @@ def parse_due(text: str, now: datetime) -> datetime:
     m = _RELATIVE_RE.match(t)
     if m:
         n, unit = int(m.group(1)), m.group(2)[0]
-        step = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
-                "w": timedelta(weeks=1)}[unit]
+        step = {
+            "m": timedelta(minutes=1),
+            "h": timedelta(hours=1),
+            "d": timedelta(days=1),
+            "w": timedelta(weeks=1),
+        }[unit]
         return now + n * step
     try:
         if len(t) == 10:
@@ -255,7 +264,9 @@ HELP_TEXT = (
     "right after /incident):\n" + "\n".join(f"  {u}" for u in USAGE.values())
 )
 
-_MENTION_RE = re.compile(r"^(@[\w.\-]+|<@[!&]?[A-Za-z0-9]+(?:\|[^>]*)?>)$")
+# A person: "@name" (console), "<@U123>" / "<@U123|name>" (Slack), "<@123>" / "<@!123>" (Discord).
+# "<@&123>" is a Discord role, not a person, so it is not a mention here.
+_MENTION_RE = re.compile(r"^(@[\w.\-]+|<@!?[A-Za-z0-9]+(?:\|[^>]*)?>)$")
 _INCIDENT_RE = re.compile(r"^#(\d+)$")
 
 
@@ -300,7 +311,7 @@ def _split_action_tail(rest: str) -> tuple[str, str | None, DueSpec | None]:
     # rightmost "due <date>" that parses; if none does, the rightmost one is reported.
     problem: ValueError | None = None
     for m in reversed(list(re.finditer(r"(?:^|(?<=\s))due\s+(?=\S)", rest, re.IGNORECASE))):
-        expr = rest[m.end():].strip()
+        expr = rest[m.end() :].strip()
         try:
             parse_due(expr, datetime.now(UTC))
         except ValueError as exc:
@@ -355,7 +366,9 @@ def _parse_runbook(rest: str) -> Command:
         return RunbookStatus()
     if sub == "run":
         return RunbookRun(name=_one_word("runbook", tail, "runbook name"))
-    raise _usage("runbook", f'unknown runbook command "{sub}"' if sub else "missing runbook command")
+    raise _usage(
+        "runbook", f'unknown runbook command "{sub}"' if sub else "missing runbook command"
+    )
 
 
 def _parse_declare(rest: str) -> Command:
@@ -364,7 +377,7 @@ def _parse_declare(rest: str) -> Command:
     if m:
         if not m.group(1):
             raise _usage("declare", "missing type after type=")
-        type_, rest = m.group(1).lower(), rest[m.end():]
+        type_, rest = m.group(1).lower(), rest[m.end() :]
     return Declare(description=_need_text("declare", rest.strip()), type=type_)
 
 
@@ -415,7 +428,13 @@ def _nearest(name: str) -> str:
     return f" Did you mean: {USAGE[close[0]]}" if close else " Try /incident help."
 
 
-_PARSERS = {
+def _bare(name: str, rest: str, command: type[Command]) -> Command:
+    """A command that takes no words after its name."""
+    _none(name, rest)
+    return command()
+
+
+_PARSERS: dict[str, Callable[[str], Command]] = {
     "declare": _parse_declare,
     "list": _parse_list,
     "show": _parse_show,
@@ -431,24 +450,32 @@ _PARSERS = {
     "event": lambda r: AddKeyEvent(text=_need_text("event", r)),
     "note": lambda r: AddNote(text=_need_text("note", r)),
     "timeline": _parse_timeline,
-    "ack": lambda r: (_none("ack", r), Acknowledge())[1],
+    "ack": lambda r: _bare("ack", r, Acknowledge),
     "resolve": lambda r: Resolve(text=r),
     "reopen": lambda r: Reopen(text=r),
     "action": _parse_action,
     "runbook": _parse_runbook,
     "page": lambda r: Page(target=_need_text("page", r)),
-    "postmortem": lambda r: (_none("postmortem", r), Postmortem())[1],
+    "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
 }
-_ALIASES = {"sev": "severity", "acknowledge": "ack", "notes": "note", "actions": "action",
-            "ls": "list", "events": "event", "declared": "declare", "new": "declare"}
+_ALIASES = {
+    "sev": "severity",
+    "acknowledge": "ack",
+    "notes": "note",
+    "actions": "action",
+    "ls": "list",
+    "events": "event",
+    "declared": "declare",
+    "new": "declare",
+}
 
 
 def parse(text: str) -> Command:
     """Return the command `text` (what follows `/incident`) asks for, or raise UsageError."""
     text = text.strip()
     if text.lower().startswith("/incident"):
-        text = text[len("/incident"):].strip()
+        text = text[len("/incident") :].strip()
     incident = None
     first, _, rest = text.partition(" ")
     m = _INCIDENT_RE.match(first)
@@ -486,11 +513,27 @@ def command_name(command: Command) -> str:
 
 
 _COMMAND_WORDS: dict[str, type[Command] | tuple[type[Command], ...]] = {
-    "declare": Declare, "list": ListIncidents, "show": Show, "help": Help, "status": SetStatus,
-    "severity": SetSeverity, "priority": SetPriority, "assign": AssignRole, "set": SetField,
-    "title": SetTitle, "summary": SetSummary, "update": StatusUpdate, "event": AddKeyEvent,
-    "note": AddNote, "timeline": ShowTimeline, "ack": Acknowledge, "resolve": Resolve,
-    "reopen": Reopen, "page": Page, "postmortem": Postmortem, "mirror": MirrorTo,
+    "declare": Declare,
+    "list": ListIncidents,
+    "show": Show,
+    "help": Help,
+    "status": SetStatus,
+    "severity": SetSeverity,
+    "priority": SetPriority,
+    "assign": AssignRole,
+    "set": SetField,
+    "title": SetTitle,
+    "summary": SetSummary,
+    "update": StatusUpdate,
+    "event": AddKeyEvent,
+    "note": AddNote,
+    "timeline": ShowTimeline,
+    "ack": Acknowledge,
+    "resolve": Resolve,
+    "reopen": Reopen,
+    "page": Page,
+    "postmortem": Postmortem,
+    "mirror": MirrorTo,
     "action": (ActionAdd, ActionList, ActionDone, ActionEdit),
     "runbook": (RunbookList, RunbookRun, RunbookStatus),
 }

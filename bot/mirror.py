@@ -112,6 +112,8 @@ class Mirror:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one sender at a time keeps each link's order
         self._stopping = False
+        self._running = False
+        self._stopped = asyncio.Event()
         self._announce_ids: dict[tuple[str, str], str] = {}
 
     def wake(self) -> None:
@@ -122,25 +124,33 @@ class Mirror:
 
     async def run(self, poll: float = 5.0) -> None:
         """Deliver until `stop()`; sleeps until woken or the next retry is due."""
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                await self.deliver_due()
-                wait = await self._seconds_to_next(poll)
-            except Exception:  # the database itself failed: keep the loop alive and retry
-                logger.exception("mirror: delivery pass failed; retrying in %.0fs", poll)
-                wait = poll
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
+        self._running = True
+        self._stopped.clear()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    await self.deliver_due()
+                    wait = await self._seconds_to_next(poll)
+                except Exception:  # the database itself failed: keep the loop alive, retry
+                    logger.exception("mirror: delivery pass failed; retrying in %.0fs", poll)
+                    wait = poll
+                if self._stopping:
+                    break
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+        finally:
+            self._running = False
+            self._stopped.set()
 
     async def stop(self) -> None:
         """Stop after the in-flight pass; pending deliveries stay queued for the next start."""
         self._stopping = True
         self._wake.set()
-        async with self._lock:
-            pass
+        if self._running:
+            await self._stopped.wait()
 
     async def drain(self, timeout: float = 10.0) -> bool:
         """Deliver until nothing is pending or `timeout` passes; True when all was sent."""
@@ -221,7 +231,11 @@ class Mirror:
             attempts = row.attempts
         logger.warning(
             "mirror: %s of delivery %s failed (attempt %d), retrying in %.1fs: %s",
-            delivery.action.value, delivery.id, attempts, delay, row.last_error,
+            delivery.action.value,
+            delivery.id,
+            attempts,
+            delay,
+            row.last_error,
         )
 
     # --- actions ------------------------------------------------------------------------
@@ -290,8 +304,9 @@ class Mirror:
         if link.thread_id is None:
             head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
             mid = await port.post(channel_id=link.channel_id, message=head)
-            thread = await port.start_thread(channel_id=link.channel_id, message_id=mid,
-                                             name="Timeline")
+            thread = await port.start_thread(
+                channel_id=link.channel_id, message_id=mid, name="Timeline"
+            )
             await self._save_link(link, thread_id=thread)
         await self._set_topic(port, link, incident)
         await self._save_link(link, state=LinkState.OPEN)
@@ -307,8 +322,9 @@ class Mirror:
         self, port: ChatPort, link: ChannelLink, incident: Incident, summary_msg: Message
     ) -> None:
         assert link.channel_id is not None and link.summary_message_id is not None
-        await port.update(channel_id=link.channel_id, message_id=link.summary_message_id,
-                          message=summary_msg)
+        await port.update(
+            channel_id=link.channel_id, message_id=link.summary_message_id, message=summary_msg
+        )
         await self._set_topic(port, link, incident)
 
     async def _post_entry(
@@ -336,12 +352,14 @@ class Mirror:
         if channel_id is None:
             channel_id = await port.find_channel(name=name, workspace=link.workspace)
             if channel_id is None:
-                logger.warning("mirror: announcement channel #%s not found on %s", name,
-                               link.platform)
+                logger.warning(
+                    "mirror: announcement channel #%s not found on %s", name, link.platform
+                )
                 raise _Skip(f"announcement channel #{name} not found")
             self._announce_ids[key] = channel_id
-        return await port.post(channel_id=channel_id,
-                               message=announcement(entry, incident, link.channel_name))
+        return await port.post(
+            channel_id=channel_id, message=announcement(entry, incident, link.channel_name)
+        )
 
 
 def _id(row: Delivery | ChannelLink) -> int:

@@ -79,9 +79,7 @@ class ChatPort(Protocol):
 
     async def invite(self, *, channel_id: str, users: Sequence[str]) -> None: ...
 
-    async def post(
-        self, *, channel_id: str, message: Message, thread_id: str | None = None
-    ) -> str:
+    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
         """Post a message; return its platform message id."""
         ...
 
@@ -175,6 +173,10 @@ class Unit(Protocol):
 
     async def open_links(self, platform: str) -> list[ChannelLink]:
         """Links on `platform` whose channel exists, oldest first."""
+        ...
+
+    async def event_seen(self, platform: str, key: str) -> bool:
+        """Whether an inbound event key was claimed already."""
         ...
 
     async def claim_event(self, platform: str, key: str) -> bool:

@@ -113,8 +113,7 @@ def entry_line(entry: TimelineEntry) -> str:
     origin = f" (via {entry.source})" if entry.data.get("show_source") else ""
     deleted = " [deleted]" if entry.deleted else ""
     return (
-        f"{hhmm(entry.occurred_at)} {_ENTRY_ICON[entry.kind]} {author}{entry.text}"
-        f"{origin}{deleted}"
+        f"{hhmm(entry.occurred_at)} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
     )
 
 
@@ -128,7 +127,8 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
     elif entry.kind is EntryKind.MESSAGE:
         text = f"{icon} {author}{via}: {entry.text}"
     elif entry.kind is EntryKind.STATUS_UPDATE:
-        text = f"{icon} Status update on #{incident.number} {incident.title} by {author}{via}:\n{entry.text}"
+        head = f"Status update on #{incident.number} {incident.title} by {author}{via}"
+        text = f"{icon} {head}:\n{entry.text}"
     else:
         text = f"{icon} {entry.text} ({author}{via})"
     buttons: tuple[Button, ...] = ()

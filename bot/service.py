@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
-    """A request that cannot be done as asked; the message is shown to the person, nothing changes."""
+    """A request that cannot be done as asked: the person sees the message; nothing changes."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,13 @@ def coerce_field(field: CustomField, raw: Any) -> Any:
         items = raw if isinstance(raw, list) else [p for p in str(raw).split(",") if p.strip()]
         picked = []
         for item in items:
-            choice = next((ch for ch in field.choices if ch.lower() == str(item).strip().lower()), None)
+            choice = next(
+                (ch for ch in field.choices if ch.lower() == str(item).strip().lower()), None
+            )
             if choice is None:
-                raise ServiceError(f'unknown {field.name} "{str(item).strip()}": use {_one_of(field.choices)}')
+                raise ServiceError(
+                    f'unknown {field.name} "{str(item).strip()}": use {_one_of(field.choices)}'
+                )
             if choice not in picked:
                 picked.append(choice)
         if not picked:
@@ -116,7 +120,9 @@ class IncidentService:
         self.clock: Clock = clock or SystemClock()
         self.platforms = tuple(platforms)
         self._notify = notify or (lambda: None)
-        self._handlers: dict[type[c.Command], Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]] = {
+        self._handlers: dict[
+            type[c.Command], Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
+        ] = {
             c.Declare: self._declare_command,
             c.ListIncidents: self._list,
             c.Show: self._show,
@@ -124,7 +130,9 @@ class IncidentService:
             c.ShowTimeline: self._timeline,
             c.ActionList: self._action_list,
         }
-        self._changes: dict[type[c.Command], Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]] = {
+        self._changes: dict[
+            type[c.Command], Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
+        ] = {
             c.SetStatus: self._set_status,
             c.SetSeverity: self._set_severity,
             c.SetPriority: self._set_priority,
@@ -169,8 +177,11 @@ class IncidentService:
 
     def _not_configured(self, command: c.Command) -> Reply:
         what = {
-            c.RunbookList: "Runbooks are", c.RunbookRun: "Runbooks are",
-            c.RunbookStatus: "Runbooks are", c.Page: "Paging is", c.Postmortem: "Postmortems are",
+            c.RunbookList: "Runbooks are",
+            c.RunbookRun: "Runbooks are",
+            c.RunbookStatus: "Runbooks are",
+            c.Page: "Paging is",
+            c.Postmortem: "Postmortems are",
         }.get(type(command), "This command is")
         return Reply(f"{what} not configured yet in this Opsroom; nothing was done.", ok=False)
 
@@ -245,19 +256,30 @@ class IncidentService:
         if announce:
             actions.append(DeliveryAction.ANNOUNCE)
         for action in actions:
-            await u.add(Delivery(
-                incident_id=entry.incident_id, link_id=_id(link), action=action,
-                entry_id=entry.id, next_attempt_at=entry.created_at, created_at=entry.created_at,
-            ))
+            await u.add(
+                Delivery(
+                    incident_id=entry.incident_id,
+                    link_id=_id(link),
+                    action=action,
+                    entry_id=entry.id,
+                    next_attempt_at=entry.created_at,
+                    created_at=entry.created_at,
+                )
+            )
 
     async def _refresh_only(self, u: Unit, incident: Incident) -> None:
         """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""
         now = self.clock.now()
         for link in await u.links(_id(incident)):
-            await u.add(Delivery(
-                incident_id=_id(incident), link_id=_id(link),
-                action=DeliveryAction.REFRESH_SUMMARY, next_attempt_at=now, created_at=now,
-            ))
+            await u.add(
+                Delivery(
+                    incident_id=_id(incident),
+                    link_id=_id(link),
+                    action=DeliveryAction.REFRESH_SUMMARY,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
 
     # --- declare ------------------------------------------------------------------------
 
@@ -273,17 +295,24 @@ class IncidentService:
 
     async def _declare_command(self, cmd: c.Declare, actor: Actor, where: ChannelRef) -> Reply:
         suggestion = await self.suggest(description=cmd.description, type_hint=cmd.type)
-        return await self.declare_suggested(suggestion, description=cmd.description,
-                                            actor=actor, where=where)
+        return await self.declare_suggested(
+            suggestion, description=cmd.description, actor=actor, where=where
+        )
 
     async def declare_suggested(
         self, suggestion: Suggestion, *, description: str, actor: Actor, where: ChannelRef
     ) -> Reply:
         """Declare with every suggested field as it is; returns the reply naming the incident."""
         return await self.declare(
-            actor=actor, where=where, description=description, title=suggestion.title,
-            summary=suggestion.summary, type=suggestion.type, severity=suggestion.severity,
-            priority=suggestion.priority, custom_fields=suggestion.custom_fields,
+            actor=actor,
+            where=where,
+            description=description,
+            title=suggestion.title,
+            summary=suggestion.summary,
+            type=suggestion.type,
+            severity=suggestion.severity,
+            priority=suggestion.priority,
+            custom_fields=suggestion.custom_fields,
         )
 
     async def declare(
@@ -319,24 +348,54 @@ class IncidentService:
         async with self.store.unit() as u:
             number = await u.next_incident_number()
             incident = Incident(
-                number=number, title=title, summary=summary.strip() or description.strip(),
-                description=description.strip(), type=itype.name, severity=severity,
-                priority=priority, status=Status.TRIGGERED, private=itype.private,
-                roles={"commander": lead}, custom_fields=fields, declared_by=actor.ref,
-                declared_on=actor.platform, declared_at=now, updated_at=now,
+                number=number,
+                title=title,
+                summary=summary.strip() or description.strip(),
+                description=description.strip(),
+                type=itype.name,
+                severity=severity,
+                priority=priority,
+                status=Status.TRIGGERED,
+                private=itype.private,
+                roles={"commander": lead},
+                custom_fields=fields,
+                declared_by=actor.ref,
+                declared_on=actor.platform,
+                declared_at=now,
+                updated_at=now,
             )
             await u.add(incident)
             invite = [actor.ref] + ([lead] if lead != actor.ref else [])
-            link = ChannelLink(incident_id=_id(incident), platform=where.platform,
-                               workspace=where.workspace, invite=invite, created_at=now)
+            link = ChannelLink(
+                incident_id=_id(incident),
+                platform=where.platform,
+                workspace=where.workspace,
+                invite=invite,
+                created_at=now,
+            )
             await u.add(link)
-            await u.add(Delivery(incident_id=_id(incident), link_id=_id(link),
-                                 action=DeliveryAction.OPEN_CHANNEL, next_attempt_at=now,
-                                 created_at=now))
+            await u.add(
+                Delivery(
+                    incident_id=_id(incident),
+                    link_id=_id(link),
+                    action=DeliveryAction.OPEN_CHANNEL,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            for platform in itype.mirror_to:
+                if platform in self.platforms and platform != where.platform:
+                    await self._add_link(u, incident, platform)
             await self._record(
-                u, incident, kind=EntryKind.SYSTEM, actor=actor, announce=True,
-                text=(f"Incident declared: {title} ({itype.name}, {severity.upper()}, "
-                      f"{priority.upper()}), commander {lead}"),
+                u,
+                incident,
+                kind=EntryKind.SYSTEM,
+                actor=actor,
+                announce=True,
+                text=(
+                    f"Incident declared: {title} ({itype.name}, {severity.upper()}, "
+                    f"{priority.upper()}), commander {lead}"
+                ),
             )
         self._notify()
         missing = [f.name for f in itype.fields if f.required and f.name not in fields]
@@ -421,8 +480,15 @@ class IncidentService:
             inc.closed_at = now
         text = f"Status changed from {old.value} to {new.value}" + (f": {note}" if note else "")
         announce = new in (Status.RESOLVED, Status.CLOSED)
-        await self._record(u, inc, kind=EntryKind.STATUS_CHANGE, text=text, actor=actor,
-                           announce=announce, data={"from": old.value, "to": new.value})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.STATUS_CHANGE,
+            text=text,
+            actor=actor,
+            announce=announce,
+            data={"from": old.value, "to": new.value},
+        )
         return Reply(f"#{inc.number} is now {new.value}.", incident=inc.number)
 
     async def _ack(self, u: Unit, inc: Incident, cmd: c.Acknowledge, actor: Actor) -> Reply:
@@ -435,7 +501,11 @@ class IncidentService:
         if not inc.status.is_open:
             raise ServiceError(f"#{inc.number} is already {inc.status.value}")
         itype = self.catalog.incident_type(inc.type)
-        missing = [f.name for f in itype.fields if f.required and f.name not in inc.custom_fields] if itype else []
+        missing = (
+            [f.name for f in itype.fields if f.required and f.name not in inc.custom_fields]
+            if itype
+            else []
+        )
         if missing:
             raise ServiceError(
                 f"#{inc.number} cannot be resolved yet: set {', '.join(missing)} first "
@@ -445,7 +515,11 @@ class IncidentService:
         return Reply(f"Resolved #{inc.number}.", incident=inc.number)
 
     async def _reopen(
-        self, u: Unit, inc: Incident, cmd: c.Reopen, actor: Actor,
+        self,
+        u: Unit,
+        inc: Incident,
+        cmd: c.Reopen,
+        actor: Actor,
         to: Status = Status.INVESTIGATING,
     ) -> Reply:
         if inc.status.is_open:
@@ -453,15 +527,26 @@ class IncidentService:
         old = inc.status
         inc.status, inc.resolved_at, inc.closed_at = to, None, None
         text = f"Reopened (was {old.value}), now {to.value}" + (f": {cmd.text}" if cmd.text else "")
-        await self._record(u, inc, kind=EntryKind.STATUS_CHANGE, text=text, actor=actor,
-                           announce=True, data={"from": old.value, "to": to.value})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.STATUS_CHANGE,
+            text=text,
+            actor=actor,
+            announce=True,
+            data={"from": old.value, "to": to.value},
+        )
         return Reply(f"Reopened #{inc.number}; it is {to.value}.", incident=inc.number)
 
-    async def _set_severity(self, u: Unit, inc: Incident, cmd: c.SetSeverity, actor: Actor) -> Reply:
+    async def _set_severity(
+        self, u: Unit, inc: Incident, cmd: c.SetSeverity, actor: Actor
+    ) -> Reply:
         new = self._severity(cmd.severity)
         return await self._field_change(u, inc, actor, "severity", inc.severity, new, announce=True)
 
-    async def _set_priority(self, u: Unit, inc: Incident, cmd: c.SetPriority, actor: Actor) -> Reply:
+    async def _set_priority(
+        self, u: Unit, inc: Incident, cmd: c.SetPriority, actor: Actor
+    ) -> Reply:
         new = self._priority(cmd.priority)
         return await self._field_change(u, inc, actor, "priority", inc.priority, new)
 
@@ -472,17 +557,36 @@ class IncidentService:
         return await self._field_change(u, inc, actor, "summary", inc.summary, cmd.summary.strip())
 
     async def _field_change(
-        self, u: Unit, inc: Incident, actor: Actor, name: str, old: str, new: str,
-        *, announce: bool = False,
+        self,
+        u: Unit,
+        inc: Incident,
+        actor: Actor,
+        name: str,
+        old: str,
+        new: str,
+        *,
+        announce: bool = False,
     ) -> Reply:
         if old == new:
             raise ServiceError(f"#{inc.number} {name} is already {new}")
         setattr(inc, name, new)
-        shown_old, shown_new = (old.upper(), new.upper()) if name in ("severity", "priority") else (old, new)
-        text = (f"{name.capitalize()} changed from {shown_old} to {shown_new}"
-                if name in ("severity", "priority") else f"{name.capitalize()} set to: {new}")
-        await self._record(u, inc, kind=EntryKind.FIELD_CHANGE, text=text, actor=actor,
-                           announce=announce, data={"field": name, "from": old, "to": new})
+        shown_old, shown_new = (
+            (old.upper(), new.upper()) if name in ("severity", "priority") else (old, new)
+        )
+        text = (
+            f"{name.capitalize()} changed from {shown_old} to {shown_new}"
+            if name in ("severity", "priority")
+            else f"{name.capitalize()} set to: {new}"
+        )
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.FIELD_CHANGE,
+            text=text,
+            actor=actor,
+            announce=announce,
+            data={"field": name, "from": old, "to": new},
+        )
         return Reply(f"#{inc.number} {name} is now {shown_new}.", incident=inc.number)
 
     async def _assign(self, u: Unit, inc: Incident, cmd: c.AssignRole, actor: Actor) -> Reply:
@@ -493,8 +597,14 @@ class IncidentService:
         old = inc.roles.get(cmd.role)
         inc.roles = {**inc.roles, cmd.role: cmd.user}
         text = f"{cmd.user} is now {cmd.role}" + (f" (was {old})" if old else "")
-        await self._record(u, inc, kind=EntryKind.ROLE_CHANGE, text=text, actor=actor,
-                           data={"role": cmd.role, "from": old, "to": cmd.user, "invite": cmd.user})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ROLE_CHANGE,
+            text=text,
+            actor=actor,
+            data={"role": cmd.role, "from": old, "to": cmd.user, "invite": cmd.user},
+        )
         return Reply(f"{cmd.user} is now {cmd.role} of #{inc.number}.", incident=inc.number)
 
     async def _set_field(self, u: Unit, inc: Incident, cmd: c.SetField, actor: Actor) -> Reply:
@@ -506,16 +616,26 @@ class IncidentService:
             raise ServiceError(f"#{inc.number} {definition.name} is already {cmd.value}")
         inc.custom_fields = {**inc.custom_fields, definition.name: value}
         shown = ", ".join(value) if isinstance(value, list) else str(value)
-        await self._record(u, inc, kind=EntryKind.FIELD_CHANGE, actor=actor,
-                           text=f"{definition.display} set to {shown}",
-                           data={"field": definition.name, "from": old, "to": value})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.FIELD_CHANGE,
+            actor=actor,
+            text=f"{definition.display} set to {shown}",
+            data={"field": definition.name, "from": old, "to": value},
+        )
         return Reply(f"#{inc.number} {definition.name} is now {shown}.", incident=inc.number)
 
-    async def _status_update(self, u: Unit, inc: Incident, cmd: c.StatusUpdate, actor: Actor) -> Reply:
+    async def _status_update(
+        self, u: Unit, inc: Incident, cmd: c.StatusUpdate, actor: Actor
+    ) -> Reply:
         inc.last_update_at = self.clock.now()
-        await self._record(u, inc, kind=EntryKind.STATUS_UPDATE, text=cmd.text, actor=actor,
-                           announce=True)
-        return Reply(f"Status update for #{inc.number} recorded and announced.", incident=inc.number)
+        await self._record(
+            u, inc, kind=EntryKind.STATUS_UPDATE, text=cmd.text, actor=actor, announce=True
+        )
+        return Reply(
+            f"Status update for #{inc.number} recorded and announced.", incident=inc.number
+        )
 
     async def _key_event(self, u: Unit, inc: Incident, cmd: c.AddKeyEvent, actor: Actor) -> Reply:
         await self._record(u, inc, kind=EntryKind.KEY_EVENT, text=cmd.text, actor=actor)
@@ -534,15 +654,26 @@ class IncidentService:
         links = await u.links(_id(inc))
         if any(link.platform == cmd.platform for link in links):
             raise ServiceError(f"#{inc.number} already has a {cmd.platform} channel")
-        now = self.clock.now()
-        link = ChannelLink(incident_id=_id(inc), platform=cmd.platform, created_at=now,
-                           invite=[])
-        await u.add(link)
-        await u.add(Delivery(incident_id=_id(inc), link_id=_id(link),
-                             action=DeliveryAction.OPEN_CHANNEL, next_attempt_at=now, created_at=now))
-        await self._record(u, inc, kind=EntryKind.SYSTEM, actor=actor,
-                           text=f"Mirrored to {cmd.platform}")
+        await self._add_link(u, inc, cmd.platform)
+        await self._record(
+            u, inc, kind=EntryKind.SYSTEM, actor=actor, text=f"Mirrored to {cmd.platform}"
+        )
         return Reply(f"#{inc.number} now has a {cmd.platform} channel too.", incident=inc.number)
+
+    async def _add_link(self, u: Unit, incident: Incident, platform: str) -> None:
+        """Queue a channel for `incident` on `platform`; later entries are mirrored there too."""
+        now = self.clock.now()
+        link = ChannelLink(incident_id=_id(incident), platform=platform, created_at=now)
+        await u.add(link)
+        await u.add(
+            Delivery(
+                incident_id=_id(incident),
+                link_id=_id(link),
+                action=DeliveryAction.OPEN_CHANNEL,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
 
     # --- action items -------------------------------------------------------------------
 
@@ -550,13 +681,25 @@ class IncidentService:
         now = self.clock.now()
         due = cmd.due.resolve(now) if cmd.due else None
         number = max((a.number for a in await u.action_items(_id(inc))), default=0) + 1
-        item = ActionItem(incident_id=_id(inc), number=number, text=cmd.text,
-                          assignee=cmd.assignee, due_at=due, created_by=actor.ref,
-                          created_at=now, updated_at=now)
+        item = ActionItem(
+            incident_id=_id(inc),
+            number=number,
+            text=cmd.text,
+            assignee=cmd.assignee,
+            due_at=due,
+            created_by=actor.ref,
+            created_at=now,
+            updated_at=now,
+        )
         await u.add(item)
-        await self._record(u, inc, kind=EntryKind.ACTION_ITEM, actor=actor,
-                           text=f"Action item added: {action_line(item, now)}",
-                           data={"action_item": number, "event": "added"})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ACTION_ITEM,
+            actor=actor,
+            text=f"Action item added: {action_line(item, now)}",
+            data={"action_item": number, "event": "added"},
+        )
         return Reply(f"Action item {number} added to #{inc.number}.", incident=inc.number)
 
     async def _action_item(self, u: Unit, inc: Incident, number: int) -> ActionItem:
@@ -571,9 +714,14 @@ class IncidentService:
             raise ServiceError(f"action item {item.number} is already {item.status.value}")
         now = self.clock.now()
         item.status, item.completed_at, item.updated_at = ActionStatus.DONE, now, now
-        await self._record(u, inc, kind=EntryKind.ACTION_ITEM, actor=actor,
-                           text=f"Action item done: {action_line(item, now)}",
-                           data={"action_item": item.number, "event": "done"})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ACTION_ITEM,
+            actor=actor,
+            text=f"Action item done: {action_line(item, now)}",
+            data={"action_item": item.number, "event": "done"},
+        )
         return Reply(f"Action item {item.number} of #{inc.number} is done.", incident=inc.number)
 
     async def _action_edit(self, u: Unit, inc: Incident, cmd: c.ActionEdit, actor: Actor) -> Reply:
@@ -586,15 +734,25 @@ class IncidentService:
         if cmd.due:
             item.due_at = cmd.due.resolve(now)
         item.updated_at = now
-        await self._record(u, inc, kind=EntryKind.ACTION_ITEM, actor=actor,
-                           text=f"Action item edited: {action_line(item, now)}",
-                           data={"action_item": item.number, "event": "edited"})
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ACTION_ITEM,
+            actor=actor,
+            text=f"Action item edited: {action_line(item, now)}",
+            data={"action_item": item.number, "event": "edited"},
+        )
         return Reply(f"Action item {item.number} of #{inc.number} updated.", incident=inc.number)
 
     # --- inbound chat events --------------------------------------------------------------
 
     async def record_thread_message(
-        self, *, where: ChannelRef, actor: Actor, text: str, message_id: str,
+        self,
+        *,
+        where: ChannelRef,
+        actor: Actor,
+        text: str,
+        message_id: str,
         occurred_at: datetime,
     ) -> TimelineEntry | None:
         """Record a reply in an incident's timeline thread; None when it is not one (or known)."""
@@ -607,9 +765,16 @@ class IncidentService:
                 return None
             incident = await u.incident_by_id(link.incident_id)
             assert incident is not None
-            entry = await self._record(u, incident, kind=EntryKind.MESSAGE, text=text, actor=actor,
-                                       occurred_at=occurred_at, external_id=external,
-                                       origin_link=link.id)
+            entry = await self._record(
+                u,
+                incident,
+                kind=EntryKind.MESSAGE,
+                text=text,
+                actor=actor,
+                occurred_at=occurred_at,
+                external_id=external,
+                origin_link=link.id,
+            )
         self._notify()
         return entry
 
@@ -644,8 +809,15 @@ class IncidentService:
         return entry
 
     async def reaction_added(
-        self, *, where: ChannelRef, actor: Actor, emoji: str, message_id: str, text: str,
-        author: str, occurred_at: datetime,
+        self,
+        *,
+        where: ChannelRef,
+        actor: Actor,
+        emoji: str,
+        message_id: str,
+        text: str,
+        author: str,
+        occurred_at: datetime,
     ) -> Reply | None:
         """The key-event emoji on a message in an incident channel records it as a key event.
 
@@ -653,8 +825,37 @@ class IncidentService:
         """
         if emoji != self.catalog.key_event_emoji:
             return None
+        return await self.key_event_from_message(
+            where=where,
+            actor=actor,
+            message_id=message_id,
+            text=text,
+            author=author,
+            occurred_at=occurred_at,
+        )
+
+    async def key_event_from_message(
+        self,
+        *,
+        where: ChannelRef,
+        actor: Actor,
+        message_id: str,
+        text: str,
+        author: str,
+        occurred_at: datetime,
+        incident_number: int | None = None,
+    ) -> Reply | None:
+        """Record a chat message as a key event at its own time ("Add to timeline").
+
+        The incident is the one whose channel the message is in, or `incident_number`. None
+        when there is none, or when the message is already a key event of this person's.
+        """
         async with self.store.unit() as u:
-            incident = await u.incident_for_channel(where.platform, where.channel_id)
+            incident: Incident | None
+            if incident_number is not None:
+                incident = await self._resolve_incident(u, incident_number, where)
+            else:
+                incident = await u.incident_for_channel(where.platform, where.channel_id)
             if incident is None:
                 return None
             external = f"key:{where.channel_id}:{message_id}"
@@ -667,12 +868,22 @@ class IncidentService:
                 if not entry.deleted:
                     return None
                 entry.deleted = False
-                await self._record(u, incident, kind=EntryKind.SYSTEM, actor=actor,
-                                   text=f"Key event restored: {text[:200]}")
+                await self._record(
+                    u,
+                    incident,
+                    kind=EntryKind.SYSTEM,
+                    actor=actor,
+                    text=f"Key event restored: {text[:200]}",
+                )
             else:
                 await self._record(
-                    u, incident, kind=EntryKind.KEY_EVENT, text=f"{author}: {text}" if author else text,
-                    actor=actor, occurred_at=occurred_at, external_id=external,
+                    u,
+                    incident,
+                    kind=EntryKind.KEY_EVENT,
+                    text=f"{author}: {text}" if author else text,
+                    actor=actor,
+                    occurred_at=occurred_at,
+                    external_id=external,
                     data={"reactors": [actor.user_id], "via": "reaction", "message_id": message_id},
                 )
         self._notify()
@@ -685,7 +896,9 @@ class IncidentService:
         if emoji != self.catalog.key_event_emoji:
             return None
         async with self.store.unit() as u:
-            entry = await u.entry_by_external(where.platform, f"key:{where.channel_id}:{message_id}")
+            entry = await u.entry_by_external(
+                where.platform, f"key:{where.channel_id}:{message_id}"
+            )
             if entry is None or entry.deleted:
                 return None
             reactors = [r for r in entry.data.get("reactors", []) if r != actor.user_id]
@@ -695,9 +908,14 @@ class IncidentService:
             entry.deleted, entry.edited_at = True, self.clock.now()
             incident = await u.incident_by_id(entry.incident_id)
             assert incident is not None
-            await self._record(u, incident, kind=EntryKind.SYSTEM, actor=actor,
-                               text=f"Key event removed: {entry.text[:200]}",
-                               data={"removed_entry": entry.id})
+            await self._record(
+                u,
+                incident,
+                kind=EntryKind.SYSTEM,
+                actor=actor,
+                text=f"Key event removed: {entry.text[:200]}",
+                data={"removed_entry": entry.id},
+            )
         self._notify()
         return Reply(f"Key event removed from #{incident.number}.", incident=incident.number)
 
@@ -718,19 +936,25 @@ class IncidentService:
     def _type(self, name: str) -> IncidentType:
         itype = self.catalog.incident_type(name)
         if itype is None:
-            raise ServiceError(f'unknown incident type "{name}": use {_one_of(self.catalog.type_names)}')
+            raise ServiceError(
+                f'unknown incident type "{name}": use {_one_of(self.catalog.type_names)}'
+            )
         return itype
 
     def _severity(self, name: str) -> str:
         name = name.lower()
         if name not in self.catalog.severity_names:
-            raise ServiceError(f'unknown severity "{name}": use {_one_of(self.catalog.severity_names)}')
+            raise ServiceError(
+                f'unknown severity "{name}": use {_one_of(self.catalog.severity_names)}'
+            )
         return name
 
     def _priority(self, name: str) -> str:
         name = name.lower()
         if name not in self.catalog.priority_names:
-            raise ServiceError(f'unknown priority "{name}": use {_one_of(self.catalog.priority_names)}')
+            raise ServiceError(
+                f'unknown priority "{name}": use {_one_of(self.catalog.priority_names)}'
+            )
         return name
 
     def _field(self, itype: IncidentType, name: str) -> CustomField:

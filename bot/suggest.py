@@ -27,8 +27,10 @@ def _words(text: str) -> set[str]:
 
 # Words that, a few words earlier in the same clause, deny a keyword: "no sign of exploitation",
 # "not exposed in production". "cannot"/"can't" are symptoms ("can't log in"), not denials.
-_NEGATIONS = frozenset("no not never without none isn't aren't wasn't weren't don't doesn't "
-                       "didn't hasn't haven't nor".split())
+_NEGATIONS = frozenset(
+    "no not never without none isn't aren't wasn't weren't don't doesn't "
+    "didn't hasn't haven't nor".split()
+)
 _NEGATION_WINDOW = 4
 # A denial reaches no further than its clause: "not flowing for many customers" denies the flow,
 # not the "many".
@@ -39,8 +41,9 @@ _INFLECTED_MIN = 4
 _SUFFIXES = r"(?:s|es|ed|d|ing)?"
 
 
-def _keyword_re(phrase: str) -> re.Pattern[str]:
-    suffix = _SUFFIXES if len(phrase) >= _INFLECTED_MIN and phrase[-1].isalpha() else ""
+def _keyword_re(phrase: str, *, inflected: bool = False) -> re.Pattern[str]:
+    inflect = inflected and len(phrase) >= _INFLECTED_MIN and phrase[-1].isalpha()
+    suffix = _SUFFIXES if inflect else ""
     return re.compile(rf"(?<![a-z0-9]){re.escape(phrase.lower())}{suffix}(?![a-z0-9])")
 
 
@@ -64,7 +67,8 @@ def _hits(text: str, keywords: list[str]) -> float:
     """The weight of the keywords `text` mentions and does not deny."""
     total = 0.0
     for k in keywords:
-        if any(not _negated(text, m.start()) for m in _keyword_re(k).finditer(text)):
+        found = _keyword_re(k, inflected=True).finditer(text)
+        if any(not _negated(text, m.start()) for m in found):
             total += _weight(k)
     return total
 
@@ -95,8 +99,10 @@ def heuristic_suggestion(description: str, type_hint: str | None, catalog: Catal
     if chosen is not None:
         sources["type"] = "person"
     else:
-        scored = [(_score(text, words, t.keywords, t.description), -i, t)
-                  for i, t in enumerate(catalog.incident_types)]
+        scored = [
+            (_score(text, words, t.keywords, t.description), -i, t)
+            for i, t in enumerate(catalog.incident_types)
+        ]
         best_score, _, best = max(scored, key=lambda s: (s[0], s[1]))
         chosen = best if best_score > 0 else catalog.incident_types[0]
         sources["type"] = "heuristic" if best_score > 0 else "default"
@@ -108,8 +114,10 @@ def heuristic_suggestion(description: str, type_hint: str | None, catalog: Catal
         severity = chosen.default_severity
         sources["severity"] = "default"
     else:
-        scored_sev = [(h + (_PRIOR if s.name == chosen.default_severity else 0.0), -i, s.name)
-                      for i, (h, s) in enumerate(zip(sev_hits, catalog.severities, strict=True))]
+        scored_sev = [
+            (h + (_PRIOR if s.name == chosen.default_severity else 0.0), -i, s.name)
+            for i, (h, s) in enumerate(zip(sev_hits, catalog.severities, strict=True))
+        ]
         _, _, severity = max(scored_sev)
         sources["severity"] = "heuristic"
 

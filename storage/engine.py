@@ -8,7 +8,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///opsroom.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
+_UPGRADE_LOCK_KEY = 0x4F505352  # "OPSR": the advisory lock class that serializes upgrades
 
 
 def async_url(url: str) -> str:
@@ -71,12 +72,21 @@ def _alembic_config(connection: Connection) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Create or migrate the schema to `revision` (idempotent)."""
+    """Create or migrate the schema to `revision` (idempotent, safe to run concurrently)."""
 
     def run(connection: Connection) -> None:
         command.upgrade(_alembic_config(connection), revision)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes upgrading an empty database at once (two `opsroom run` starting
+            # together) would both create the tables and the second would fail. This lock is
+            # held until the upgrade commits, so the second waits, then finds the schema at
+            # head. SQLite needs none: BEGIN IMMEDIATE already serializes the upgrades.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key, hashtext(current_schema()))"),
+                {"key": _UPGRADE_LOCK_KEY},
+            )
         await conn.run_sync(run)
     logger.info("database schema is at %s", revision)
 

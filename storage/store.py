@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlmodel import col, select
 
 from bot.models import (
     ActionItem,
@@ -39,14 +40,14 @@ class SqlUnit:
     async def next_incident_number(self) -> int:
         result = await self.session.execute(
             update(IncidentCounter)
-            .where(IncidentCounter.id == 1)  # type: ignore[arg-type]
-            .values(value=IncidentCounter.value + 1)
-            .returning(IncidentCounter.value)
+            .where(col(IncidentCounter.id) == 1)
+            .values(value=col(IncidentCounter.value) + 1)
+            .returning(col(IncidentCounter.value))
         )
         return int(result.scalar_one())
 
     async def incident(self, number: int) -> Incident | None:
-        result = await self.session.execute(select(Incident).where(Incident.number == number))  # type: ignore[arg-type]
+        result = await self.session.execute(select(Incident).where(col(Incident.number) == number))
         return result.scalar_one_or_none()
 
     async def incident_by_id(self, incident_id: int) -> Incident | None:
@@ -55,30 +56,33 @@ class SqlUnit:
     async def incident_for_channel(self, platform: str, channel_id: str) -> Incident | None:
         result = await self.session.execute(
             select(Incident)
-            .join(ChannelLink, ChannelLink.incident_id == Incident.id)  # type: ignore[arg-type]
+            .join(ChannelLink, col(ChannelLink.incident_id) == col(Incident.id))
             .where(
-                ChannelLink.platform == platform,  # type: ignore[arg-type]
-                or_(ChannelLink.channel_id == channel_id, ChannelLink.thread_id == channel_id),  # type: ignore[arg-type]
+                col(ChannelLink.platform) == platform,
+                or_(
+                    col(ChannelLink.channel_id) == channel_id,
+                    col(ChannelLink.thread_id) == channel_id,
+                ),
             )
             .limit(1)
         )
         return result.scalar_one_or_none()
 
     async def incidents(self, *, include_closed: bool) -> list[Incident]:
-        query = select(Incident).order_by(Incident.number.desc())  # type: ignore[attr-defined]
+        query = select(Incident).order_by(col(Incident.number).desc())
         if not include_closed:
-            query = query.where(Incident.status.not_in([Status.RESOLVED, Status.CLOSED]))  # type: ignore[attr-defined]
+            query = query.where(col(Incident.status).not_in([Status.RESOLVED, Status.CLOSED]))
         return list((await self.session.execute(query)).scalars())
 
     async def timeline(
         self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False
     ) -> list[TimelineEntry]:
-        query = select(TimelineEntry).where(TimelineEntry.incident_id == incident_id)  # type: ignore[arg-type]
+        query = select(TimelineEntry).where(col(TimelineEntry.incident_id) == incident_id)
         if key_only:
-            query = query.where(TimelineEntry.kind == EntryKind.KEY_EVENT)  # type: ignore[arg-type]
+            query = query.where(col(TimelineEntry.kind) == EntryKind.KEY_EVENT)
         if not include_deleted:
-            query = query.where(TimelineEntry.deleted == False)  # type: ignore[arg-type]  # noqa: E712
-        query = query.order_by(TimelineEntry.occurred_at, TimelineEntry.id)  # type: ignore[arg-type]
+            query = query.where(col(TimelineEntry.deleted) == False)  # noqa: E712
+        query = query.order_by(col(TimelineEntry.occurred_at), col(TimelineEntry.id))
         return list((await self.session.execute(query)).scalars())
 
     async def entry(self, entry_id: int) -> TimelineEntry | None:
@@ -87,8 +91,8 @@ class SqlUnit:
     async def entry_by_external(self, source: str, external_id: str) -> TimelineEntry | None:
         result = await self.session.execute(
             select(TimelineEntry).where(
-                TimelineEntry.source == source,  # type: ignore[arg-type]
-                TimelineEntry.external_id == external_id,  # type: ignore[arg-type]
+                col(TimelineEntry.source) == source,
+                col(TimelineEntry.external_id) == external_id,
             )
         )
         return result.scalar_one_or_none()
@@ -96,16 +100,16 @@ class SqlUnit:
     async def action_items(self, incident_id: int) -> list[ActionItem]:
         result = await self.session.execute(
             select(ActionItem)
-            .where(ActionItem.incident_id == incident_id)  # type: ignore[arg-type]
-            .order_by(ActionItem.number)  # type: ignore[arg-type]
+            .where(col(ActionItem.incident_id) == incident_id)
+            .order_by(col(ActionItem.number))
         )
         return list(result.scalars())
 
     async def action_item(self, incident_id: int, number: int) -> ActionItem | None:
         result = await self.session.execute(
             select(ActionItem).where(
-                ActionItem.incident_id == incident_id,  # type: ignore[arg-type]
-                ActionItem.number == number,  # type: ignore[arg-type]
+                col(ActionItem.incident_id) == incident_id,
+                col(ActionItem.number) == number,
             )
         )
         return result.scalar_one_or_none()
@@ -113,8 +117,8 @@ class SqlUnit:
     async def links(self, incident_id: int) -> list[ChannelLink]:
         result = await self.session.execute(
             select(ChannelLink)
-            .where(ChannelLink.incident_id == incident_id)  # type: ignore[arg-type]
-            .order_by(ChannelLink.id)  # type: ignore[arg-type]
+            .where(col(ChannelLink.incident_id) == incident_id)
+            .order_by(col(ChannelLink.id))
         )
         return list(result.scalars())
 
@@ -125,12 +129,21 @@ class SqlUnit:
         result = await self.session.execute(
             select(ChannelLink)
             .where(
-                ChannelLink.platform == platform,  # type: ignore[arg-type]
-                ChannelLink.channel_id.is_not(None),  # type: ignore[union-attr]
+                col(ChannelLink.platform) == platform,
+                col(ChannelLink.channel_id).is_not(None),
             )
-            .order_by(ChannelLink.id)  # type: ignore[arg-type]
+            .order_by(col(ChannelLink.id))
         )
         return list(result.scalars())
+
+    async def event_seen(self, platform: str, key: str) -> bool:
+        query = select(
+            exists().where(
+                col(InboundEvent.platform) == platform,
+                col(InboundEvent.event_key) == key,
+            )
+        )
+        return bool((await self.session.execute(query)).scalar())
 
     async def claim_event(self, platform: str, key: str) -> bool:
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
@@ -139,15 +152,15 @@ class SqlUnit:
             insert(InboundEvent)
             .values(platform=platform, event_key=key)
             .on_conflict_do_nothing(index_elements=["platform", "event_key"])
-            .returning(InboundEvent.id)  # type: ignore[arg-type]
+            .returning(col(InboundEvent.id))
         )
         return result.scalar_one_or_none() is not None
 
     async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
         result = await self.session.execute(
             select(Delivery)
-            .where(Delivery.state == DeliveryState.PENDING)  # type: ignore[arg-type]
-            .order_by(Delivery.id)  # type: ignore[arg-type]
+            .where(col(Delivery.state) == DeliveryState.PENDING)
+            .order_by(col(Delivery.id))
             .limit(limit)
         )
         return list(result.scalars())
@@ -158,10 +171,10 @@ class SqlUnit:
     async def has_later_summary_refresh(self, delivery: Delivery) -> bool:
         query = select(
             exists().where(
-                Delivery.link_id == delivery.link_id,  # type: ignore[arg-type]
-                Delivery.action == DeliveryAction.REFRESH_SUMMARY,  # type: ignore[arg-type]
-                Delivery.state == DeliveryState.PENDING,  # type: ignore[arg-type]
-                Delivery.id > delivery.id,  # type: ignore[arg-type,operator]
+                col(Delivery.link_id) == delivery.link_id,
+                col(Delivery.action) == DeliveryAction.REFRESH_SUMMARY,
+                col(Delivery.state) == DeliveryState.PENDING,
+                col(Delivery.id) > delivery.id,
             )
         )
         return bool((await self.session.execute(query)).scalar())

@@ -4,6 +4,8 @@ wired to a recording chat, and the people who use it."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -34,9 +36,10 @@ BOB = Actor(platform="console", user_id="bob", name="bob", mention="@bob")
 async def open_engine(backend: str, tmp_path: Path) -> tuple[AsyncEngine, str | None]:
     """A migrated engine on a fresh database; for PostgreSQL, a schema only this test uses."""
     if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'opsroom.db'}")
-        await upgrade(engine)
-        return engine, None
+        # Migrating once and copying the file keeps each test's fresh database cheap.
+        target = tmp_path / "opsroom.db"
+        shutil.copyfile(await _migrated_sqlite_template(), target)
+        return make_engine(f"sqlite:///{target}"), None
     assert PG_URL is not None
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = make_engine(PG_URL)
@@ -46,6 +49,20 @@ async def open_engine(backend: str, tmp_path: Path) -> tuple[AsyncEngine, str | 
     engine = make_engine(PG_URL, connect_args={"server_settings": {"search_path": schema}})
     await upgrade(engine)
     return engine, schema
+
+
+_TEMPLATE: Path | None = None
+
+
+async def _migrated_sqlite_template() -> Path:
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        path = Path(tempfile.mkdtemp(prefix="opsroom-template-")) / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        await upgrade(engine)
+        await engine.dispose()  # closing the last connection folds the WAL into the file
+        _TEMPLATE = path
+    return _TEMPLATE
 
 
 async def close_engine(engine: AsyncEngine, schema: str | None) -> None:
@@ -58,9 +75,12 @@ async def close_engine(engine: AsyncEngine, schema: str | None) -> None:
         await admin.dispose()
 
 
+_CATALOG = load_catalog()
+
+
 @pytest.fixture
 def catalog() -> Catalog:
-    return load_catalog()
+    return _CATALOG  # frozen: safe to share
 
 
 @pytest.fixture
@@ -99,8 +119,9 @@ class Core:
         return ChannelRef("console", channel.id, thread_id=thread_id)
 
     def incident_channel(self, number: int) -> str:
-        return next(c.name for c in self.chat.channels.values()
-                    if c.name.startswith(f"inc-{number}-"))
+        return next(
+            c.name for c in self.chat.channels.values() if c.name.startswith(f"inc-{number}-")
+        )
 
     async def run(self, text: str, actor: Actor = ALICE, where: ChannelRef | None = None):  # type: ignore[no-untyped-def]
         reply = await self.service.handle_text(text, actor=actor, where=where or self.general)
@@ -113,10 +134,16 @@ def build_core(engine: AsyncEngine, catalog: Catalog, clock: FakeClock) -> Core:
     chat = RecordingChat(channels=("general",))
     # The mirror keeps real time, so retry delays and Retry-After really pass; the service's
     # clock is set by the test. Entries dated by the fake clock are in the past, so due at once.
-    mirror = Mirror(store=store, ports={"console": chat}, catalog=catalog,
-                    backoff=Backoff(base=0.001, cap=0.01))
-    service = IncidentService(store=store, catalog=catalog, suggester=HeuristicSuggester(),
-                              clock=clock, notify=mirror.wake)
+    mirror = Mirror(
+        store=store, ports={"console": chat}, catalog=catalog, backoff=Backoff(base=0.001, cap=0.01)
+    )
+    service = IncidentService(
+        store=store,
+        catalog=catalog,
+        suggester=HeuristicSuggester(),
+        clock=clock,
+        notify=mirror.wake,
+    )
     general = ChannelRef("console", chat.by_name("general").id)
     return Core(store, chat, mirror, service, clock, general)
 

@@ -1,4 +1,5 @@
-"""`opsroom shell` as a user runs it: a real process, a scripted session on stdin, a real database."""
+"""`opsroom shell` as a user runs it: a real process, a scripted session on stdin, a real
+database."""
 
 from __future__ import annotations
 
@@ -22,14 +23,28 @@ hello team, error rate is dropping
 """
 
 
-def run_shell(tmp_path: Path, script: str, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_"))}
-    env.update({"USER": "alice", "DATABASE_URL": f"sqlite:///{tmp_path / 'opsroom.db'}",
-                "PYTHONUNBUFFERED": "1"})
+def run_shell(
+    tmp_path: Path, script: str, *extra_env: tuple[str, str]
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_"))
+    }
+    env.update(
+        {
+            "USER": "alice",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'opsroom.db'}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(dict(extra_env))
     return subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "shell"], input=script, text=True,
-        capture_output=True, cwd=tmp_path, env=env, timeout=60,
+        [sys.executable, "-m", "adapters.cli", "shell"],
+        input=script,
+        text=True,
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
     )
 
 
@@ -54,49 +69,70 @@ def test_the_session_shows_the_channel_and_every_change(session: tuple[Path, lis
     assert f"[{channel}] @alice added to the channel" in out
     assert f"[{channel}] (1) pinned" in out
     assert f"(you are now in {channel}; /join #general to go back)" in out
-    assert (f"[{channel} › thread] (5) alice: rolled back deploy 2211, watching the error rate"
-            in out)
+    assert (
+        f"[{channel} › thread] (5) alice: rolled back deploy 2211, watching the error rate" in out
+    )
     assert f"[{channel}] (6) :pushpin: by @alice" in out
     assert "(only you) Key event added to #1." in out
-    assert (f"[{channel} › thread] (7) opsroom: 📌 Key event by alice:" in out)
-    assert any(line.startswith(f"[{channel}] (8) opsroom: ☑️ Action item added: [ ] 1. verify "
-                               "payment retries · @bob · due ") for line in out)
+    assert f"[{channel} › thread] (7) opsroom: 📌 Key event by alice:" in out
+    assert any(
+        line.startswith(
+            f"[{channel}] (8) opsroom: ☑️ Action item added: [ ] 1. verify "
+            "payment retries · @bob · due "
+        )
+        for line in out
+    )
     assert '(only you) unknown severity "banana": use sev1, sev2, sev3 or sev4' in out
-    assert any("Status changed from triggered to resolved: error rate normal for 15 minutes"
-               in line and line.startswith("[#general]") for line in out)
+    assert any(
+        "Status changed from triggered to resolved: error rate normal for 15 minutes" in line
+        and line.startswith("[#general]")
+        for line in out
+    )
 
 
 def test_what_is_stored_matches_once_each_in_order(session: tuple[Path, list[str]]) -> None:
     db, _ = session
     assert rows(db, "SELECT number, status, severity, type FROM incident") == [
-        (1, "resolved", "sev2", "outage")]
+        (1, "resolved", "sev2", "outage")
+    ]
     entries = rows(db, "SELECT kind, text FROM timelineentry ORDER BY id")
     assert entries == [
-        ("system", "Incident declared: Checkout 500s in EU since the 14:05 deploy "
-                   "(outage, SEV2, P2), commander @alice"),
+        (
+            "system",
+            "Incident declared: Checkout 500s in EU since the 14:05 deploy "
+            "(outage, SEV2, P2), commander @alice",
+        ),
         ("message", "rolled back deploy 2211, watching the error rate"),
         ("key_event", "alice: hello team, error rate is dropping"),
         ("action_item", entries[3][1]),
         ("status_update", "Rolled back; error rate back under 1%"),
-        ("status_change", "Status changed from triggered to resolved: "
-                          "error rate normal for 15 minutes"),
+        (
+            "status_change",
+            "Status changed from triggered to resolved: error rate normal for 15 minutes",
+        ),
     ]
     assert entries[3][1].startswith("Action item added: [ ] 1. verify payment retries · @bob")
     assert rows(db, "SELECT count(*) FROM delivery WHERE state = 'pending'") == [(0,)]
     assert rows(db, "SELECT number, text, assignee FROM actionitem") == [
-        (1, "verify payment retries", "@bob")]
+        (1, "verify payment retries", "@bob")
+    ]
 
 
 def test_a_second_session_finds_the_incident_channel_again(
     session: tuple[Path, list[str]],
 ) -> None:
     db, _ = session
-    result = run_shell(db.parent, "/join #inc-1-checkout-500s-in-eu-since-the-14-05\n"
-                                  "/incident reopen it came back\n/incident list\n")
+    result = run_shell(
+        db.parent,
+        "/join #inc-1-checkout-500s-in-eu-since-the-14-05\n"
+        "/incident reopen it came back\n/incident list\n",
+    )
     assert result.returncode == 0, result.stderr
     assert "(only you) Reopened #1; it is investigating." in result.stdout
-    assert "#1 [sev2 · p2 · investigating] Checkout 500s in EU since the 14:05 deploy · @alice" \
+    assert (
+        "#1 [sev2 · p2 · investigating] Checkout 500s in EU since the 14:05 deploy · @alice"
         in result.stdout
+    )
 
 
 def test_a_broken_catalog_stops_start_up_with_file_key_and_reason(tmp_path: Path) -> None:
@@ -105,5 +141,6 @@ def test_a_broken_catalog_stops_start_up_with_file_key_and_reason(tmp_path: Path
     result = run_shell(tmp_path, "", ("OPSROOM_CATALOG", str(bad)))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"opsroom: catalog error: {bad}: severities: must not be empty")
+        f"opsroom: catalog error: {bad}: severities: must not be empty"
+    )
     assert not (tmp_path / "opsroom.db").exists()

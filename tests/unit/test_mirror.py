@@ -1,4 +1,5 @@
-"""The mirror: every entry reaches every linked channel once, in order, through failures and restarts."""
+"""The mirror: every entry reaches every linked channel once, in order, through failures
+and restarts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ NOTES = [f"note step {i}" for i in range(1, 9)]
 async def pending(core: Core) -> int:
     async with core.store.engine.connect() as conn:
         result = await conn.execute(
-            select(func.count()).select_from(Delivery).where(Delivery.state == DeliveryState.PENDING)
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.state == DeliveryState.PENDING)
         )
         return int(result.scalar_one())
 
@@ -57,9 +60,13 @@ async def test_a_failing_delivery_holds_back_the_ones_behind_it(core: Core) -> N
     assert thread_texts(core.chat, name) == []  # nothing overtook the failing first note
 
     async with core.store.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(Delivery.attempts, Delivery.last_error).where(
-                Delivery.state == DeliveryState.PENDING).order_by(Delivery.id))).all()
+        rows = (
+            await conn.execute(
+                select(Delivery.attempts, Delivery.last_error)
+                .where(Delivery.state == DeliveryState.PENDING)
+                .order_by(Delivery.id)
+            )
+        ).all()
     assert rows[0].attempts > 1 and "503" in rows[0].last_error
     assert all(r.attempts == 0 for r in rows[1:])
 
@@ -79,11 +86,18 @@ async def test_restart_resumes_pending_deliveries(core: Core) -> None:
     assert await pending(core) > 0
 
     core.chat.fail_next(0)
-    restarted = Mirror(store=core.store, ports={"console": core.chat}, catalog=core.service.catalog,
-                       backoff=Backoff(base=0.001, cap=0.01))
+    restarted = Mirror(
+        store=core.store,
+        ports={"console": core.chat},
+        catalog=core.service.catalog,
+        backoff=Backoff(base=0.001, cap=0.01),
+    )
     assert await restarted.drain(timeout=5)
-    assert thread_texts(core.chat, name) == ["💬 alice: step 1", "💬 alice: step 2",
-                                             "💬 alice: step 3"]
+    assert thread_texts(core.chat, name) == [
+        "💬 alice: step 1",
+        "💬 alice: step 2",
+        "💬 alice: step 3",
+    ]
     assert await restarted.drain(timeout=1)
     assert len(thread_texts(core.chat, name)) == 3
 
@@ -134,8 +148,9 @@ async def test_deliveries_are_sent_after_the_transaction_commits_even_without_dr
 
     task = asyncio.create_task(core.mirror.run(poll=0.05))
     try:
-        await core.service.handle_text("declare api latency high", actor=_alice(),
-                                       where=core.general)
+        await core.service.handle_text(
+            "declare api latency high", actor=_alice(), where=core.general
+        )
         for _ in range(100):
             if any(c.name.startswith("inc-1-") and c.threads for c in core.chat.channels.values()):
                 break
@@ -143,7 +158,7 @@ async def test_deliveries_are_sent_after_the_transaction_commits_even_without_dr
         assert core.incident_channel(1) == "inc-1-api-latency-high"
     finally:
         await core.mirror.stop()
-        task.cancel()
+        await task  # run() returns once stopped
 
 
 def test_channel_names() -> None:

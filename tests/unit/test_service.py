@@ -62,9 +62,16 @@ async def test_two_incidents_with_the_same_title_get_distinct_channels(core: Cor
 async def test_every_change_posts_once_and_refreshes_the_pinned_summary(core: Core) -> None:
     name = await declare(core)
     where = core.where(name)
-    for text in ["severity sev1", "priority p1", "assign scribe @bob", "title Checkout down in EU",
-                 "summary Card payments fail for EU customers", "set customers_affected 1200",
-                 "status investigating", "event rolled back deploy 2211"]:
+    for text in [
+        "severity sev1",
+        "priority p1",
+        "assign scribe @bob",
+        "title Checkout down in EU",
+        "summary Card payments fail for EU customers",
+        "set customers_affected 1200",
+        "status investigating",
+        "event rolled back deploy 2211",
+    ]:
         reply = await core.run(text, where=where)
         assert reply.ok, (text, reply.text)
 
@@ -121,15 +128,18 @@ async def test_thread_reply_is_recorded_once_and_not_echoed(core: Core) -> None:
     where = core.where(name, thread=True)
     at = core.clock.now() - timedelta(minutes=3)
     first = await core.service.record_thread_message(
-        where=where, actor=BOB, text="db failover started", message_id="m1", occurred_at=at)
+        where=where, actor=BOB, text="db failover started", message_id="m1", occurred_at=at
+    )
     again = await core.service.record_thread_message(
-        where=where, actor=BOB, text="db failover started", message_id="m1", occurred_at=at)
+        where=where, actor=BOB, text="db failover started", message_id="m1", occurred_at=at
+    )
     assert await core.mirror.drain()
 
     assert first is not None and again is None
     entries = [e for e in await timeline(core) if e.kind is EntryKind.MESSAGE]
     assert [(e.text, e.author_name, e.occurred_at) for e in entries] == [
-        ("db failover started", "bob", at)]
+        ("db failover started", "bob", at)
+    ]
     # it is already in that thread: the bot does not post it a second time
     assert core.chat.texts(name, thread=True) == []
 
@@ -138,9 +148,12 @@ async def test_thread_edits_and_deletes_follow(core: Core) -> None:
     name = await declare(core)
     where = core.where(name, thread=True)
     await core.service.record_thread_message(
-        where=where, actor=BOB, text="cache flushd", message_id="m1", occurred_at=core.clock.now())
+        where=where, actor=BOB, text="cache flushd", message_id="m1", occurred_at=core.clock.now()
+    )
     await core.service.edit_thread_message(where=where, message_id="m1", text="cache flushed")
-    assert [e.text for e in await timeline(core) if e.kind is EntryKind.MESSAGE] == ["cache flushed"]
+    assert [e.text for e in await timeline(core) if e.kind is EntryKind.MESSAGE] == [
+        "cache flushed"
+    ]
     await core.service.delete_thread_message(where=where, message_id="m1")
     assert [e for e in await timeline(core) if e.kind is EntryKind.MESSAGE] == []
     deleted = [e for e in await timeline(core, include_deleted=True) if e.deleted]
@@ -150,8 +163,12 @@ async def test_thread_edits_and_deletes_follow(core: Core) -> None:
 async def test_messages_outside_the_timeline_thread_are_not_recorded(core: Core) -> None:
     name = await declare(core)
     entry = await core.service.record_thread_message(
-        where=core.where(name), actor=BOB, text="just chatting", message_id="m9",
-        occurred_at=core.clock.now())
+        where=core.where(name),
+        actor=BOB,
+        text="just chatting",
+        message_id="m9",
+        occurred_at=core.clock.now(),
+    )
     assert entry is None
     assert all(e.kind is not EntryKind.MESSAGE for e in await timeline(core))
 
@@ -160,20 +177,28 @@ async def test_key_event_reaction_is_idempotent_and_removable(core: Core) -> Non
     name = await declare(core)
     where = core.where(name)
     said_at = core.clock.now() - timedelta(minutes=10)
-    args = dict(where=where, emoji="pushpin", message_id="42", text="error rate back under 1%",
-                author="bob", occurred_at=said_at)
+    args = dict(
+        where=where,
+        emoji="pushpin",
+        message_id="42",
+        text="error rate back under 1%",
+        author="bob",
+        occurred_at=said_at,
+    )
 
     assert await core.service.reaction_added(actor=ALICE, **args) is not None
     assert await core.service.reaction_added(actor=ALICE, **args) is None  # retried event
     assert await core.service.reaction_added(actor=BOB, **args) is None  # counted, not re-added
-    assert await core.service.reaction_added(
-        actor=ALICE, **{**args, "emoji": "thumbsup"}) is None  # not the key-event emoji
+    assert (
+        await core.service.reaction_added(actor=ALICE, **{**args, "emoji": "thumbsup"}) is None
+    )  # not the key-event emoji
     assert await core.mirror.drain()
 
     keys = await timeline(core, key_only=True)
     assert [(e.text, e.occurred_at) for e in keys] == [("bob: error rate back under 1%", said_at)]
     assert core.chat.texts(name, thread=True) == [
-        "📌 Key event by alice:\n> bob: error rate back under 1%"]
+        "📌 Key event by alice:\n> bob: error rate back under 1%"
+    ]
 
     await core.service.reaction_removed(where=where, actor=ALICE, emoji="pushpin", message_id="42")
     assert len(await timeline(core, key_only=True)) == 1  # bob's pin still holds it
@@ -187,8 +212,14 @@ async def test_key_event_reaction_is_idempotent_and_removable(core: Core) -> Non
 async def test_reaction_outside_incident_channels_does_nothing(core: Core) -> None:
     await declare(core)
     reply = await core.service.reaction_added(
-        where=core.general, actor=ALICE, emoji="pushpin", message_id="1", text="hi",
-        author="bob", occurred_at=core.clock.now())
+        where=core.general,
+        actor=ALICE,
+        emoji="pushpin",
+        message_id="1",
+        text="hi",
+        author="bob",
+        occurred_at=core.clock.now(),
+    )
     assert reply is None
     assert await timeline(core, key_only=True) == []
 
@@ -247,7 +278,8 @@ async def test_ack_resolve_reopen_lifecycle(core: Core) -> None:
     assert (await core.run("list", where=where)).text == "No open incidents."
     assert "#1 [sev2 · p2 · resolved]" in (await core.run("list all")).text
     assert core.chat.texts("general")[-1].endswith(
-        "Status changed from acknowledged to resolved: error rate back to normal")
+        "Status changed from acknowledged to resolved: error rate back to normal"
+    )
 
     assert (await core.run("reopen it came back", where=where)).ok
     inc = await incident(core)

@@ -1,0 +1,217 @@
+"""Malformed and refused commands: a short message for the person, and nothing written.
+
+Each case runs in the channel of a real incident (#1, an outage with one action item), through
+`IncidentService.handle_text`, and compares the whole record and every chat channel before and
+after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from bot.commands import USAGE
+from bot.ports import ChannelRef
+from tests.conftest import ALICE, Core
+
+TABLES = ("incident", "incidentcounter", "timelineentry", "actionitem", "channellink", "delivery")
+
+
+@dataclass(frozen=True)
+class State:
+    counts: dict[str, int]
+    rows: dict[str, list[tuple[Any, ...]]]
+    chat: dict[str, int]
+
+
+async def state(core: Core) -> State:
+    """Counts through the Unit, every row through SQL, and what each chat channel shows."""
+    counts: dict[str, int] = {}
+    async with core.store.unit() as u:
+        for incident in await u.incidents(include_closed=True):
+            assert incident.id is not None
+            n = incident.number
+            counts[f"#{n} timeline"] = len(await u.timeline(incident.id, include_deleted=True))
+            counts[f"#{n} action items"] = len(await u.action_items(incident.id))
+            counts[f"#{n} links"] = len(await u.links(incident.id))
+        counts["pending deliveries"] = len(await u.pending_deliveries(limit=10_000))
+    async with core.store.engine.connect() as conn:
+        rows = {}
+        for table in TABLES:
+            result = await conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))
+            rows[table] = [tuple(r) for r in result]
+    chat = {c.name: len(c.messages) for c in core.chat.channels.values()}
+    chat["(dms)"] = len(core.chat.dms)
+    return State(counts, rows, chat)
+
+
+@dataclass(frozen=True)
+class Case:
+    text: str
+    expect: tuple[str, ...]  # each must appear in the reply
+    setup: tuple[str, ...] = ()  # run (successfully) in the incident channel first
+    exact: str | None = None
+    general: bool = False  # send from #general instead of the incident channel
+
+
+def usage(name: str) -> str:
+    return f"Usage: {USAGE[name]}"
+
+
+CASES: dict[str, Case] = {
+    # --- parse errors: the grammar refuses them ----------------------------------------------
+    "unknown command": Case("sevrity sev1", ('unknown command "sevrity"', USAGE["severity"])),
+    "unknown command, nothing near": Case("frobnicate now", ('unknown command "frobnicate"',)),
+    "severity missing": Case("severity", ("missing severity", usage("severity"))),
+    "severity two words": Case("severity sev1 sev2", ("expected one severity", usage("severity"))),
+    "status missing": Case("status", (usage("status"),)),
+    "priority two words": Case("priority p1 urgent", (usage("priority"),)),
+    "assign without @": Case("assign commander bob", ('"bob" is not a person', usage("assign"))),
+    "assign without person": Case("assign commander", (usage("assign"),)),
+    "assign without role": Case("assign @bob", (usage("assign"),)),
+    "set without value": Case("set region", ("expected a field and a value", usage("set"))),
+    "title missing": Case("title", ("missing text", usage("title"))),
+    "summary missing": Case("summary", (usage("summary"),)),
+    "update missing": Case("update", (usage("update"),)),
+    "event missing": Case("event", (usage("event"),)),
+    "note missing": Case("note", (usage("note"),)),
+    "action alone": Case("action", ("missing action command", usage("action"))),
+    "action unknown sub": Case("action frob", ('unknown action command "frob"', usage("action"))),
+    "action done x": Case("action done x", ('"x" is not a number', usage("action"))),
+    "action done missing": Case("action done", ("missing action item number",)),
+    "action done 0": Case("action done 0", ('"0" is not a number',)),
+    "action done trailing": Case("action done 1 now", ('unexpected "now"',)),
+    "action add empty": Case("action add", ("missing action item text",)),
+    "action add only person": Case("action add @bob", ("missing action item text",)),
+    "due someday": Case("action add fix the alert due someday", ('invalid date "someday"',)),
+    "due 2026-13-45": Case("action add fix it due 2026-13-45", ('invalid date "2026-13-45"',)),
+    "action edit nothing": Case("action edit 1", ("nothing to change", usage("action"))),
+    "action edit x": Case("action edit x rename it", ('"x" is not a number',)),
+    "action edit bad due": Case("action edit 1 due never", ('invalid date "never"',)),
+    "action list extra": Case("action list all", ('unexpected "all"',)),
+    "list sometimes": Case("list sometimes", ('unknown scope "sometimes"', usage("list"))),
+    "timeline foo": Case("timeline foo", ('unknown option "foo"', usage("timeline"))),
+    "ack now": Case("ack now", ('unexpected "now"', usage("ack"))),
+    "postmortem extra": Case("postmortem please", ('unexpected "please"',)),
+    "show not a number": Case("show abc", ('"abc" is not a number', usage("show"))),
+    "two incident numbers": Case("#3 show 4", ("two incident numbers",)),
+    "help unknown topic": Case("help frobnicate", ('no command "frobnicate"',)),
+    "declare missing": Case("declare", ("missing text", usage("declare"))),
+    "declare empty type": Case("declare type= db down", ("missing type after type=",)),
+    "declare type only": Case("declare type=outage", ("missing text", usage("declare"))),
+    "runbook alone": Case("runbook", ("missing runbook command", usage("runbook"))),
+    "runbook run missing": Case("runbook run", ("missing runbook name",)),
+    "runbook unknown sub": Case("runbook fly", ('unknown runbook command "fly"',)),
+    "mirror missing": Case("mirror", ("missing platform", usage("mirror"))),
+    "page missing": Case("page", (usage("page"),)),
+    # --- validation errors: the service refuses them -----------------------------------------
+    "unknown severity": Case(
+        "severity banana", (), exact='unknown severity "banana": use sev1, sev2, sev3 or sev4'),
+    "unknown severity, alias": Case(
+        "sev SEV9", (), exact='unknown severity "sev9": use sev1, sev2, sev3 or sev4'),
+    "unknown status": Case("status sleeping", (), exact=(
+        'unknown status "sleeping": use triggered, acknowledged, investigating, identified, '
+        "monitoring, resolved or closed")),
+    "unknown priority": Case(
+        "priority p9", (), exact='unknown priority "p9": use p1, p2, p3 or p4'),
+    "unknown role": Case(
+        "assign boss @bob", (), exact='unknown role "boss": use commander, scribe, comms or lead'),
+    "unknown field": Case("set colour red", (
+        'unknown field "colour"', "affected_services", "region", "customers_affected")),
+    "bad select value": Case(
+        "set region mars", ('unknown region "mars"', "global, eu, us or apac")),
+    "bad multi-select value": Case(
+        "set affected_services api, teleporter", ('unknown affected_services "teleporter"',)),
+    "number field not a number": Case(
+        "set customers_affected lots", ('customers_affected must be a number, not "lots"',)),
+    "unknown incident": Case("#999 severity sev1", ("no incident #999",)),
+    "unknown incident ack": Case("#999 ack", ("no incident #999",)),
+    "unknown incident show": Case("#999 show", ("no incident #999",)),
+    "action done missing item": Case("action done 7", ("#1 has no action item 7",)),
+    "action edit missing item": Case("action edit 7 new text", ("#1 has no action item 7",)),
+    "action done twice": Case(
+        "action done 1", ("action item 1 is already done",), setup=("action done 1",)),
+    "ack twice": Case("ack", ("#1 is already acknowledged",), setup=("ack",)),
+    "resolve when resolved": Case(
+        "resolve again", ("#1 is already resolved",), setup=("resolve",)),
+    "status resolved when resolved": Case(
+        "status resolved", ("#1 is already resolved",), setup=("resolve",)),
+    "reopen when open": Case("reopen", ("#1 is not resolved",)),
+    "same severity": Case("severity sev1", ("already sev1",), setup=("severity sev1",)),
+    "same status": Case("status triggered", ("#1 is already triggered",)),
+    "same commander": Case("assign commander @alice", ("@alice is already commander",)),
+    "mirror unconfigured": Case(
+        "mirror slack", ('"slack" is not configured here', "console")),
+    "mirror twice": Case("mirror console", ("#1 already has a console channel",)),
+    "declare unknown type": Case("declare type=nonsense x", (
+        'unknown incident type "nonsense"', "outage", "security")),
+    "resolve without required field": Case(
+        "#2 resolve", ("#2 cannot be resolved yet", "attack_vector"),
+        setup=("declare type=security leaked deploy token",)),
+    "outside incident channel": Case("severity sev1", ("no incident here",), general=True),
+    "outside, action add": Case("action add rotate keys", ("no incident here",), general=True),
+    "outside, unknown incident": Case("#999 note hello", ("no incident #999",), general=True),
+}
+
+
+@pytest.fixture
+async def room(core: Core) -> ChannelRef:
+    """Incident #1 with one open action item; returns its channel."""
+    reply = await core.run("declare checkout is down for EU customers, 500s everywhere")
+    assert reply.ok and reply.incident == 1
+    where = core.where(core.incident_channel(1))
+    reply = await core.run("action add roll back deploy 1234 @bob due tomorrow", where=where)
+    assert reply.ok
+    return where
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+async def test_refused_with_a_short_message_and_nothing_changes(
+    core: Core, room: ChannelRef, case: Case
+) -> None:
+    for setup in case.setup:
+        reply = await core.run(setup, where=room)
+        assert reply.ok, f"setup {setup!r} failed: {reply.text}"
+    before = await state(core)
+
+    where = core.general if case.general else room
+    reply = await core.service.handle_text(case.text, actor=ALICE, where=where)
+    assert await core.mirror.drain(timeout=5)
+
+    assert reply.ok is False
+    if case.exact is not None:
+        assert reply.text == case.exact
+    for part in case.expect:
+        assert part in reply.text
+    assert len(reply.text) < 300 and len(reply.text.splitlines()) <= 2, reply.text
+    after = await state(core)
+    assert after.counts == before.counts
+    assert after.rows == before.rows
+    assert after.chat == before.chat
+
+
+async def test_bare_incident_shows_help_and_changes_nothing(core: Core, room: ChannelRef) -> None:
+    before = await state(core)
+    reply = await core.service.handle_text("/incident", actor=ALICE, where=room)
+    assert reply.ok is False
+    for line in USAGE.values():
+        assert line in reply.text
+    assert await state(core) == before
+
+
+async def test_the_state_check_sees_a_real_change(core: Core, room: ChannelRef) -> None:
+    """The harness above can fail: a valid command does change what it compares."""
+    before = await state(core)
+    reply = await core.run("severity sev1", where=room)
+    assert reply.ok
+    after = await state(core)
+    assert after.counts["#1 timeline"] == before.counts["#1 timeline"] + 1
+    assert after.rows["incident"] != before.rows["incident"]
+    assert after.chat != before.chat
+
+
+def test_enough_malformed_cases() -> None:
+    assert len(CASES) >= 30
