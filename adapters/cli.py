@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -25,8 +25,9 @@ from storage.store import SqlStore
 
 logger = logging.getLogger("opsroom")
 
-app = typer.Typer(help="Opsroom: incident response from your chat.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Opsroom: incident response from your chat.", no_args_is_help=True, add_completion=False
+)
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -47,7 +48,9 @@ def load_settings() -> Settings:
 
 
 def setup_logging(settings: Settings, default: str | None = None) -> None:
-    level = default if default and "OPSROOM_LOG_LEVEL" not in _environ() else settings.opsroom_log_level
+    level = (
+        default if default and "OPSROOM_LOG_LEVEL" not in _environ() else settings.opsroom_log_level
+    )
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
@@ -95,13 +98,18 @@ async def build_core(
         await upgrade(engine)
     except Exception as exc:
         await engine.dispose()
-        fail(f"cannot open the database {safe_url(settings.database_url)}: "
-             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        fail(
+            f"cannot open the database {safe_url(settings.database_url)}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
     store = SqlStore(engine)
     mirror = Mirror(store=store, ports=ports or {}, catalog=catalog)
     service = IncidentService(
-        store=store, catalog=catalog, suggester=suggester or HeuristicSuggester(),
-        platforms=settings.platforms(), notify=mirror.wake,
+        store=store,
+        catalog=catalog,
+        suggester=suggester or HeuristicSuggester(),
+        platforms=settings.platforms(),
+        notify=mirror.wake,
     )
     return Core(settings, catalog, engine, store, mirror, service)
 
@@ -110,8 +118,14 @@ async def run_console(settings: Settings) -> None:
     chat = ConsoleChat(console_user(), out=print)
     core = await build_core(settings, ports={"console": chat})
     mirror_task = asyncio.create_task(core.mirror.run())
-    session = ConsoleSession(service=core.service, mirror=core.mirror, store=core.store,
-                             chat=chat, stdin=sys.stdin, interactive=sys.stdin.isatty())
+    session = ConsoleSession(
+        service=core.service,
+        mirror=core.mirror,
+        store=core.store,
+        chat=chat,
+        stdin=sys.stdin,
+        interactive=sys.stdin.isatty(),
+    )
     try:
         await session.run()
     finally:
@@ -121,20 +135,121 @@ async def run_console(settings: Settings) -> None:
         await core.engine.dispose()
 
 
+async def run_service(settings: Settings) -> None:
+    """Serve every configured adapter and the HTTP app until SIGTERM/SIGINT, then finish."""
+    import signal
+
+    import uvicorn
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from adapters.http import Readiness, create_app
+    from adapters.slack.app import SlackEdge
+
+    readiness = Readiness()
+    core = await build_core(settings)
+    background: list[asyncio.Task[None]] = [asyncio.create_task(core.mirror.run())]
+    slack: SlackEdge | None = None
+    socket_handler = None
+    if settings.slack_bot_token is not None:
+        client = AsyncWebClient(
+            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+        )
+        secret = (
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else ""
+        )
+        slack = SlackEdge(
+            service=core.service,
+            store=core.store,
+            catalog=core.catalog,
+            client=client,
+            signing_secret=secret,
+        )
+        core.mirror.ports["slack"] = slack.chat
+        readiness.expect("slack")
+        if settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_handler = AsyncSocketModeHandler(
+                slack.app, settings.slack_app_token.get_secret_value()
+            )
+        background.append(asyncio.create_task(_start_slack(slack, readiness, socket_handler)))
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(readiness, slack.app if slack else None),
+            host=settings.opsroom_http_host,
+            port=settings.opsroom_http_port,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+        )
+    )
+    # uvicorn re-raises the signal it caught after it stops; with these handlers in place that
+    # re-raise is harmless and we go on to finish in-flight deliveries and exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
+    try:
+        await server.serve()
+    finally:
+        logger.info("stopping: finishing in-flight work")
+        if socket_handler is not None:
+            await socket_handler.close_async()
+        if slack is not None:
+            await slack.drain_tasks()
+        await core.mirror.stop()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await core.engine.dispose()
+    logger.info("stopped")
+
+
+async def _start_slack(slack: Any, readiness: Any, socket_handler: Any) -> None:
+    """auth.test until it passes (Slack may be briefly unreachable), then mark Slack ready."""
+    delay = 1.0
+    while True:
+        try:
+            await slack.check_auth()
+            break
+        except Exception as exc:
+            logger.warning(
+                "slack: auth.test failed (%s); retrying in %.0fs", type(exc).__name__, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
+    if socket_handler is not None:
+        await socket_handler.connect_async()
+        logger.info("slack: connected in Socket Mode")
+    readiness.mark_ready("slack")
+    logger.info("slack: ready (team %s, bot user %s)", slack.team_id, slack.bot_user_id)
+
+
 @app.command()
 def run() -> None:
     """Run the bot: every configured chat adapter, or the console chat when none is."""
     settings = load_settings()
     setup_logging(settings)
     if not (settings.slack_enabled or settings.discord_enabled):
-        logger.info("no chat platform configured (set SLACK_BOT_TOKEN or DISCORD_TOKEN); "
-                    "starting the console chat")
-        typer.echo("No chat platform is configured (SLACK_BOT_TOKEN, DISCORD_TOKEN): "
-                   "starting the console chat.", err=True)
+        logger.info(
+            "no chat platform configured (set SLACK_BOT_TOKEN or DISCORD_TOKEN); "
+            "starting the console chat"
+        )
+        typer.echo(
+            "No chat platform is configured (SLACK_BOT_TOKEN, DISCORD_TOKEN): "
+            "starting the console chat.",
+            err=True,
+        )
         asyncio.run(run_console(settings))
         return
-    fail("the Slack and Discord adapters are not part of this build yet; unset "
-         "SLACK_BOT_TOKEN and DISCORD_TOKEN to use the console chat")
+    if settings.slack_enabled and not (settings.slack_signing_secret or settings.slack_app_token):
+        fail(
+            "SLACK_BOT_TOKEN is set but neither SLACK_SIGNING_SECRET (HTTP mode) nor "
+            "SLACK_APP_TOKEN (Socket Mode) is: Slack requests could not be verified"
+        )
+    asyncio.run(run_service(settings))
 
 
 @app.command()
@@ -171,9 +286,11 @@ def doctor() -> None:
     """Check the configuration, the catalog and the database, and say what would start."""
     settings = load_settings()
     catalog = catalog_from(settings)
-    typer.echo(f"catalog: {settings.opsroom_catalog or 'default'} "
-               f"({len(catalog.incident_types)} incident types, "
-               f"{len(catalog.severities)} severities)")
+    typer.echo(
+        f"catalog: {settings.opsroom_catalog or 'default'} "
+        f"({len(catalog.incident_types)} incident types, "
+        f"{len(catalog.severities)} severities)"
+    )
 
     async def check_db() -> str | None:
         engine = make_engine(settings.database_url)
@@ -184,12 +301,17 @@ def doctor() -> None:
 
     try:
         revision = asyncio.run(check_db())
-        typer.echo(f"database: {safe_url(settings.database_url)} "
-                   f"(schema {revision or 'empty: created on first run'})")
+        typer.echo(
+            f"database: {safe_url(settings.database_url)} "
+            f"(schema {revision or 'empty: created on first run'})"
+        )
     except Exception as exc:
         fail(f"database: {safe_url(settings.database_url)} unreachable: {type(exc).__name__}")
-    for name, on in (("slack", settings.slack_enabled), ("discord", settings.discord_enabled),
-                     ("openai", settings.openai_api_key is not None)):
+    for name, on in (
+        ("slack", settings.slack_enabled),
+        ("discord", settings.discord_enabled),
+        ("openai", settings.openai_api_key is not None),
+    ):
         typer.echo(f"{name}: {'configured' if on else 'not configured'}")
     typer.echo(f"platforms: {', '.join(settings.platforms())}")
 

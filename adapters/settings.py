@@ -9,7 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     database_url: str = "sqlite:///opsroom.db"
     opsroom_catalog: Path | None = None
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
         return self.discord_token is not None
 
     def platforms(self) -> list[str]:
-        names = [name for name, on in (("slack", self.slack_enabled),
-                                       ("discord", self.discord_enabled)) if on]
+        names = [
+            name
+            for name, on in (("slack", self.slack_enabled), ("discord", self.discord_enabled))
+            if on
+        ]
         return names or ["console"]

@@ -1,0 +1,579 @@
+"""The Slack edge: Bolt listeners that translate Slack input into service calls.
+
+Every listener acks first (Slack wants an answer within 3 seconds) and does the rest after.
+Handlers stay short: translate, call the service, show the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.blocks import (
+    ACTION_PREFIX,
+    DECLARE_CALLBACK,
+    FIELD_BLOCK,
+    KEY_EVENT_CALLBACK,
+    TIMELINE_PICK_CALLBACK,
+    TYPE_ACTION,
+    declare_modal,
+    key_event_modal,
+    message_blocks,
+    pick_incident_modal,
+    state_value,
+)
+from adapters.ordering import InOrder
+from adapters.slack.chat import SlackChat
+from bot import commands as c
+from bot.catalog import Catalog
+from bot.ports import Actor, ChannelRef, Store, Suggestion
+from bot.service import IncidentService, Reply, ServiceError, coerce_field
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+DECLARE_SHORTCUT = "opsroom_declare_incident"
+TIMELINE_SHORTCUT = "opsroom_add_to_timeline"
+SUGGEST_WAIT = 0.25  # seconds to wait for a suggestion before opening the modal without one
+
+
+def ts_time(ts: str) -> datetime:
+    return datetime.fromtimestamp(float(ts), tz=UTC)
+
+
+class SlackEdge:
+    """The Bolt app and what its listeners share: the service, the catalog, a user-name cache."""
+
+    def __init__(
+        self,
+        *,
+        service: IncidentService,
+        store: Store,
+        catalog: Catalog,
+        client: AsyncWebClient,
+        signing_secret: str,
+    ) -> None:
+        self.service = service
+        self.store = store
+        self.catalog = catalog
+        self.client = client
+        self.chat = SlackChat(client)
+        self.names: dict[str, str] = {}
+        self.order = InOrder()
+        self.bot_user_id: str | None = None
+        self.team_id = ""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.app = AsyncApp(
+            client=client, signing_secret=signing_secret, raise_error_for_unhandled_request=False
+        )
+        self._register()
+
+    async def check_auth(self) -> None:
+        """`auth.test`; raises when the token is wrong or Slack cannot be reached."""
+        result = await self.client.auth_test()
+        self.bot_user_id = result.get("user_id")
+        self.team_id = result.get("team_id") or ""
+
+    # --- helpers ------------------------------------------------------------------------
+
+    async def actor(self, user_id: str, name: str | None = None) -> Actor:
+        if name:
+            self.names.setdefault(user_id, name)
+        if user_id not in self.names:
+            try:
+                info = await self.client.users_info(user=user_id)
+                profile = info["user"].get("profile", {})
+                self.names[user_id] = (
+                    profile.get("display_name")
+                    or info["user"].get("real_name")
+                    or info["user"].get("name")
+                    or user_id
+                )
+            except SlackApiError:
+                return Actor(PLATFORM, user_id, user_id, f"<@{user_id}>")
+        return Actor(PLATFORM, user_id, self.names[user_id], f"<@{user_id}>")
+
+    def where(self, channel_id: str, thread_ts: str | None = None, team: str = "") -> ChannelRef:
+        return ChannelRef(PLATFORM, channel_id, thread_id=thread_ts, workspace=team or self.team_id)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Run slow work after the ack, keeping a reference so it is not collected."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                logger.exception("slack: background work failed")
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain_tasks(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def tell(self, user_id: str, channel_id: str, text: str) -> None:
+        """An ephemeral message to one person in a channel (where there is one)."""
+        if not channel_id:
+            return
+        try:
+            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+        except SlackApiError as exc:
+            logger.warning(
+                "slack: could not tell %s in %s: %s",
+                user_id,
+                channel_id,
+                exc.response.get("error") if exc.response is not None else exc,
+            )
+
+    async def once(self, body: dict[str, Any], work: Callable[[], Awaitable[object]]) -> None:
+        """Apply an event once: Slack retries (x-slack-retry-num) and duplicates do nothing.
+
+        The event id is claimed after the work succeeded, so an event whose handling failed is
+        applied when Slack retries it; the work itself is idempotent for the overlap.
+        """
+        event_id = body.get("event_id")
+        if event_id and await self._seen(event_id):
+            logger.info("slack: event %s already applied", event_id)
+            return
+        await work()
+        if event_id:
+            async with self.store.unit() as u:
+                await u.claim_event(PLATFORM, event_id)
+
+    async def _seen(self, event_id: str) -> bool:
+        async with self.store.unit() as u:
+            return await u.event_seen(PLATFORM, event_id)
+
+    # --- registration -------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app = self.app
+        app.command("/incident")(self.on_command)
+        app.shortcut(DECLARE_SHORTCUT)(self.on_declare_shortcut)
+        app.shortcut(TIMELINE_SHORTCUT)(self.on_timeline_shortcut)
+        app.view(DECLARE_CALLBACK)(self.on_declare_submit)
+        app.view(KEY_EVENT_CALLBACK)(self.on_key_event_submit)
+        app.view(TIMELINE_PICK_CALLBACK)(self.on_timeline_pick_submit)
+        app.action(TYPE_ACTION)(self.on_type_changed)
+        for name in ("ack", "resolve", "reopen", "action_done", "key_event"):
+            app.action(ACTION_PREFIX + name)(self.on_button)
+        app.event("message")(self.on_message)
+        app.event("reaction_added")(self.on_reaction_added)
+        app.event("reaction_removed")(self.on_reaction_removed)
+        app.event("member_joined_channel")(self.on_ignored)
+        app.error(self.on_error)
+
+    async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        logger.error(
+            "slack: %s while handling %s",
+            type(error).__name__,
+            body.get("type") or body.get("command"),
+            exc_info=error,
+        )
+
+    async def on_ignored(self, ack: Callable[..., Awaitable[None]]) -> None:
+        await ack()
+
+    # --- /incident ----------------------------------------------------------------------
+
+    async def on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        text = (command.get("text") or "").strip()
+        try:
+            parsed = c.parse(text) if text else None
+        except c.UsageError as exc:
+            await ack(text=str(exc), response_type="ephemeral")
+            return
+        user, channel = command["user_id"], command["channel_id"]
+        if parsed is None or isinstance(parsed, c.Declare):
+            await ack()
+            description = parsed.description if parsed else ""
+            type_hint = parsed.type if parsed else None
+            await self.open_declare(
+                command["trigger_id"], user, channel, description, type_hint, respond
+            )
+            return
+        turn = self.order.claim(channel)  # before the ack: the order the commands arrived in
+        try:
+            await ack()
+            actor = await self.actor(user, command.get("user_name"))
+            async with turn:
+                reply = await self.service.handle(
+                    parsed, actor=actor, where=self.where(channel, team=command.get("team_id", ""))
+                )
+        finally:
+            turn.release()
+        await self.respond(respond, reply)
+
+    async def respond(self, respond: Any, reply: Reply) -> None:
+        blocks = message_blocks(reply.message) if reply.message else None
+        await respond(
+            text=reply.text, blocks=blocks, response_type="ephemeral", replace_original=False
+        )
+
+    # --- Quick Start --------------------------------------------------------------------
+
+    async def open_declare(
+        self,
+        trigger_id: str,
+        user: str,
+        channel: str,
+        description: str,
+        type_hint: str | None,
+        respond: Any = None,
+    ) -> None:
+        """Open the modal at once; fill it when the suggestion arrives."""
+        suggestion_task = None
+        if description:
+            suggestion_task = asyncio.ensure_future(
+                self.service.suggest(description=description, type_hint=type_hint)
+            )
+            await asyncio.wait([suggestion_task], timeout=SUGGEST_WAIT)
+        ready = suggestion_task is not None and suggestion_task.done()
+        suggestion = _result(suggestion_task) if ready else None
+        note = ""
+        if ready and suggestion is None and suggestion_task is not None:
+            note = f"⚠️ {suggestion_task.exception()}"
+        view = declare_modal(
+            self.catalog,
+            description=description,
+            suggestion=suggestion,
+            declarer=user,
+            channel_id=channel,
+            loading=suggestion_task is not None and not ready,
+            note=note,
+        )
+        opened = await self.client.views_open(trigger_id=trigger_id, view=view)
+        if suggestion_task is None or ready:
+            return
+
+        async def fill_in() -> None:
+            try:
+                result: Suggestion | None = await suggestion_task
+                problem = ""
+            except ServiceError as exc:
+                result, problem = None, f"⚠️ {exc}"
+            await self.client.views_update(
+                view_id=opened["view"]["id"],
+                view=declare_modal(
+                    self.catalog,
+                    description=description,
+                    suggestion=result,
+                    declarer=user,
+                    channel_id=channel,
+                    loading=False,
+                    note=problem,
+                ),
+            )
+
+        self.spawn(fill_in())
+
+    async def on_declare_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
+        await ack()
+        await self.open_declare(body["trigger_id"], body["user"]["id"], "", "", None)
+
+    async def on_type_changed(self, ack: Any, body: dict[str, Any]) -> None:
+        """The person picked another incident type: show that type's custom fields."""
+        await ack()
+        view = body["view"]
+        state = view["state"]
+        chosen = state_value(state, "type") or self.catalog.incident_types[0].name
+        itype = self.catalog.incident_type(chosen)
+        kept = (
+            {f.name: state_value(state, FIELD_BLOCK + f.name) for f in itype.fields}
+            if itype
+            else {}
+        )
+        current = Suggestion(
+            title=state_value(state, "title") or "",
+            summary="",
+            type=chosen,
+            severity=state_value(state, "severity") or "",
+            priority=state_value(state, "priority") or "",
+            custom_fields={k: v for k, v in kept.items() if v not in (None, [], "")},
+            sources={"type": "person"},
+        )
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        await self.client.views_update(
+            view_id=view["id"],
+            hash=view.get("hash"),
+            view=declare_modal(
+                self.catalog,
+                description=state_value(state, "description") or "",
+                suggestion=current,
+                declarer=state_value(state, "commander") or body["user"]["id"],
+                channel_id=metadata.get("channel", ""),
+                loading=False,
+                note="Fields for the chosen type.",
+            ),
+        )
+
+    async def on_declare_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        state = view["state"]
+        user = body["user"]["id"]
+        type_name = state_value(state, "type") or ""
+        itype = self.catalog.incident_type(type_name)
+        errors: dict[str, str] = {}
+        fields: dict[str, Any] = {}
+        for f in itype.fields if itype else []:
+            raw = state_value(state, FIELD_BLOCK + f.name)
+            if raw in (None, "", []):
+                if f.required:
+                    errors[FIELD_BLOCK + f.name] = f"{f.display} is required"
+                continue
+            if f.kind.value == "user":
+                raw = f"<@{raw}>"
+            try:
+                fields[f.name] = coerce_field(f, raw)
+            except ServiceError as exc:
+                errors[FIELD_BLOCK + f.name] = str(exc)
+        title = (state_value(state, "title") or "").strip()
+        if not title:
+            errors["title"] = "Give the incident a short title"
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        commander = state_value(state, "commander")
+        actor = await self.actor(user, body["user"].get("name"))
+        try:
+            reply = await self.service.declare(
+                actor=actor,
+                where=self.where(
+                    metadata.get("channel") or "", team=body.get("team", {}).get("id", "")
+                ),
+                description=state_value(state, "description") or title,
+                title=title,
+                type=type_name,
+                severity=state_value(state, "severity") or "",
+                priority=state_value(state, "priority") or "",
+                custom_fields=fields,
+                commander=f"<@{commander}>" if commander else None,
+            )
+        except ServiceError as exc:
+            await ack(response_action="errors", errors={"title": str(exc)})
+            return
+        await ack()
+        self.spawn(self.tell(user, metadata.get("channel") or "", reply.text))
+
+    # --- buttons and modals ---------------------------------------------------------------
+
+    async def on_button(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        action = body["actions"][0]
+        name = action["action_id"].removeprefix(ACTION_PREFIX)
+        value = action.get("value") or ""
+        number_text, _, item = value.partition(":")
+        channel = (body.get("channel") or {}).get("id", "")
+        if not number_text.isdigit():
+            return
+        number = int(number_text)
+        if name == "key_event":
+            await self.client.views_open(
+                trigger_id=body["trigger_id"], view=key_event_modal(number, channel)
+            )
+            return
+        command: c.Command
+        if name == "ack":
+            command = c.Acknowledge(incident=number)
+        elif name == "resolve":
+            command = c.Resolve(incident=number)
+        elif name == "reopen":
+            command = c.Reopen(incident=number)
+        elif name == "action_done" and item.isdigit():
+            command = c.ActionDone(incident=number, number=int(item))
+        else:
+            return
+        actor = await self.actor(body["user"]["id"], body["user"].get("name"))
+        reply = await self.service.handle(command, actor=actor, where=self.where(channel))
+        await self.respond(respond, reply)
+
+    async def on_key_event_submit(
+        self, ack: Any, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        text = (state_value(view["state"], "text") or "").strip()
+        if not text:
+            await ack(response_action="errors", errors={"text": "Say what happened"})
+            return
+        await ack()
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        user = body["user"]["id"]
+        actor = await self.actor(user, body["user"].get("name"))
+        reply = await self.service.handle(
+            c.AddKeyEvent(incident=metadata.get("incident"), text=text),
+            actor=actor,
+            where=self.where(metadata.get("channel") or ""),
+        )
+        await self.tell(user, metadata.get("channel") or "", reply.text)
+
+    async def on_timeline_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
+        """Message shortcut "Add to timeline": in an incident channel at once, else ask which."""
+        await ack()
+        message, channel = body["message"], body["channel"]["id"]
+        user = body["user"]["id"]
+        actor = await self.actor(user, body["user"].get("name"))
+        author = await self.actor(message.get("user", "")) if message.get("user") else None
+        reply = await self.service.key_event_from_message(
+            where=self.where(channel),
+            actor=actor,
+            message_id=message["ts"],
+            text=message.get("text", ""),
+            author=author.name if author else "",
+            occurred_at=ts_time(message["ts"]),
+        )
+        if reply is not None:
+            await self.tell(user, channel, reply.text)
+            return
+        async with self.store.unit() as u:
+            open_incidents = await u.incidents(include_closed=False)
+        if not open_incidents:
+            await self.tell(user, channel, "There is no open incident to add this message to.")
+            return
+        carried = {
+            "channel": channel,
+            "ts": message["ts"],
+            "text": message.get("text", "")[:2000],
+            "author": author.name if author else "",
+        }
+        await self.client.views_open(
+            trigger_id=body["trigger_id"],
+            view=pick_incident_modal([(i.number, i.title) for i in open_incidents[:100]], carried),
+        )
+
+    async def on_timeline_pick_submit(
+        self, ack: Any, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        await ack()
+        picked = state_value(view["state"], "incident")
+        carried = json.loads(view.get("private_metadata") or "{}")
+        user = body["user"]["id"]
+        actor = await self.actor(user, body["user"].get("name"))
+        try:
+            reply = await self.service.key_event_from_message(
+                where=self.where(carried["channel"]),
+                actor=actor,
+                message_id=carried["ts"],
+                text=carried["text"],
+                author=carried.get("author", ""),
+                occurred_at=ts_time(carried["ts"]),
+                incident_number=int(picked),
+            )
+        except ServiceError as exc:
+            reply = Reply(str(exc), ok=False)
+        await self.tell(
+            user,
+            carried["channel"],
+            reply.text if reply else "That message is already a key event.",
+        )
+
+    # --- events -------------------------------------------------------------------------
+
+    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            message = event.get("message", {})
+            if message.get("bot_id") or message.get("user") == self.bot_user_id:
+                return
+            where = self.where(event["channel"])
+            await self.once(
+                body,
+                lambda: self.service.edit_thread_message(
+                    where=where, message_id=message["ts"], text=message.get("text", "")
+                ),
+            )
+            return
+        if subtype == "message_deleted":
+            where = self.where(event["channel"])
+            await self.once(
+                body,
+                lambda: self.service.delete_thread_message(
+                    where=where, message_id=event["deleted_ts"]
+                ),
+            )
+            return
+        if subtype is not None or event.get("bot_id") or event.get("user") == self.bot_user_id:
+            return  # joins, topic changes, bots (ourselves included): not timeline entries
+        thread_ts = event.get("thread_ts")
+        if not thread_ts or thread_ts == event.get("ts"):
+            return  # only replies in a thread can be timeline entries
+        actor = await self.actor(event["user"])
+        where = self.where(event["channel"], thread_ts, team=event.get("team", ""))
+        await self.once(
+            body,
+            lambda: self.service.record_thread_message(
+                where=where,
+                actor=actor,
+                text=event.get("text", ""),
+                message_id=event["ts"],
+                occurred_at=ts_time(event["ts"]),
+            ),
+        )
+
+    async def on_reaction_added(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if event.get("reaction") != self.catalog.key_event_emoji:
+            return
+        item = event.get("item", {})
+        if item.get("type") != "message":
+            return
+        channel, ts = item["channel"], item["ts"]
+        message = await self.fetch_message(channel, ts)
+        if message is None:
+            logger.warning("slack: reacted message %s in %s not found", ts, channel)
+            return
+        actor = await self.actor(event["user"])
+        author = await self.actor(message["user"]) if message.get("user") else None
+        await self.once(
+            body,
+            lambda: self.service.reaction_added(
+                where=self.where(channel),
+                actor=actor,
+                emoji=event["reaction"],
+                message_id=ts,
+                text=message.get("text", ""),
+                author=author.name if author else "",
+                occurred_at=ts_time(ts),
+            ),
+        )
+
+    async def on_reaction_removed(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        item = event.get("item", {})
+        if item.get("type") != "message":
+            return
+        actor = await self.actor(event["user"])
+        await self.once(
+            body,
+            lambda: self.service.reaction_removed(
+                where=self.where(item["channel"]),
+                actor=actor,
+                emoji=event.get("reaction", ""),
+                message_id=item["ts"],
+            ),
+        )
+
+    async def fetch_message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The message at `ts`: from the channel's history, or from its thread."""
+        history = await self.client.conversations_history(
+            channel=channel, latest=ts, inclusive=True, limit=1
+        )
+        for message in history.get("messages", []):
+            if message.get("ts") == ts:
+                return dict(message)
+        replies = await self.client.conversations_replies(
+            channel=channel, ts=ts, latest=ts, inclusive=True, limit=1
+        )
+        return next((dict(m) for m in replies.get("messages", []) if m.get("ts") == ts), None)
+
+
+def _result(task: asyncio.Future[Suggestion] | None) -> Suggestion | None:
+    if task is None or task.exception() is not None:
+        return None
+    return task.result()

@@ -1,0 +1,382 @@
+"""Slack end to end: signed requests to our real HTTP app, the fake Slack Web API behind it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from bot.catalog import Catalog
+from bot.models import EntryKind, Incident, TimelineEntry
+from tests.adapters.slack_harness import SlackRig, slack_rig
+from tests.fakes import slack as fs
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, catalog: Catalog):  # type: ignore[no-untyped-def]
+    async with slack_rig(tmp_path, catalog) as r:
+        yield r
+
+
+async def count(rig: SlackRig, model: Any) -> int:
+    async with rig.store.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def entries(rig: SlackRig) -> list[tuple[str, str]]:
+    async with rig.store.engine.connect() as conn:
+        rows = await conn.execute(
+            select(TimelineEntry.kind, TimelineEntry.text)
+            .where(TimelineEntry.deleted == False)  # noqa: E712
+            .order_by(TimelineEntry.id)
+        )
+        return [(k.value if hasattr(k, "value") else k, t) for k, t in rows.all()]
+
+
+def opened_view(rig: SlackRig, index: int = -1) -> dict[str, Any]:
+    call = rig.fake.calls_to("views.open")[index]
+    return call.response["view"]
+
+
+def submit_values(view: dict[str, Any], **changes: dict[str, Any]) -> dict[str, Any]:
+    """The state Slack sends on submit: each input block's current (initial) value."""
+    values: dict[str, Any] = {}
+    for block in view["blocks"]:
+        if block["type"] != "input":
+            continue
+        element = block["element"]
+        kind, action = element["type"], element["action_id"]
+        if kind == "plain_text_input":
+            value: dict[str, Any] = fs.text_input(element.get("initial_value"))
+        elif kind == "number_input":
+            value = {"type": "number_input", "value": element.get("initial_value")}
+        elif kind == "static_select":
+            option = element.get("initial_option")
+            value = fs.static_select(option["value"] if option else None)
+        elif kind == "multi_static_select":
+            value = {"type": kind, "selected_options": element.get("initial_options", [])}
+        else:
+            value = fs.users_select(element.get("initial_user"))
+        values[block["block_id"]] = {action: value}
+    for block_id, value in changes.items():
+        action = next(iter(values[block_id]))
+        values[block_id] = {action: value}
+    return values
+
+
+async def declare(
+    rig: SlackRig,
+    text: str = "checkout 500s in EU since the 14:05 deploy, card payments failing",
+    changes: dict[str, Any] | None = None,
+) -> httpx.Response:
+    response = await rig.command(f"declare {text}")
+    assert response.status_code == 200
+    await rig.settle()
+    view = opened_view(rig)
+    return await rig.post(fs.view_submission_body(view, submit_values(view, **(changes or {}))))
+
+
+async def test_forged_and_stale_requests_are_rejected_and_change_nothing(rig: SlackRig) -> None:
+    body = fs.slash_command_body("declare payments down", response_url=rig.fake.new_response_url())
+    unsigned = await rig.post(body, signed=False)
+    bad = await rig.http.post(
+        "/slack/events",
+        content=body,
+        headers={**fs.sign(body), "X-Slack-Signature": "v0=" + "0" * 64},
+    )
+    stale = await rig.http.post(
+        "/slack/events", content=body, headers=fs.sign(body, timestamp=int(time.time()) - 6 * 60)
+    )
+    wrong_secret = await rig.http.post(
+        "/slack/events", content=body, headers=fs.sign(body, secret="not-the-secret")
+    )
+    tampered = await rig.http.post("/slack/events", content=body + b"x", headers=fs.sign(body))
+    await rig.settle()
+    assert [r.status_code for r in (unsigned, bad, stale, wrong_secret, tampered)] == [401] * 5
+    assert rig.fake.calls_to("views.open") == []
+    assert await count(rig, Incident) == 0
+
+
+async def test_a_malformed_command_gets_a_short_ephemeral_error(rig: SlackRig) -> None:
+    response = await rig.command("severity")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["response_type"] == "ephemeral"
+    assert body["text"] == "expected one severity. Usage: /incident severity <sev>" or body[
+        "text"
+    ].startswith("missing severity")
+    unknown = await rig.command("#7 status investigating")
+    assert unknown.status_code == 200
+    await rig.settle()
+    assert "no incident #7" in rig.ephemeral_texts()
+    assert await count(rig, Incident) == 0
+
+
+async def test_declare_through_the_modal_creates_channel_summary_and_thread(
+    rig: SlackRig,
+) -> None:
+    started = time.perf_counter()
+    ack = await rig.command(
+        "declare checkout 500s in EU since the 14:05 deploy, card payments failing"
+    )
+    assert ack.status_code == 200 and time.perf_counter() - started < 3
+    await rig.settle()
+    view = opened_view(rig)
+    blocks = {b.get("block_id"): b for b in view["blocks"]}
+    assert blocks["title"]["element"]["initial_value"] == (
+        "Checkout 500s in EU since the 14:05 deploy"
+    )
+    assert blocks["type"]["element"]["initial_option"]["value"] == "outage"
+    assert blocks["severity"]["element"]["initial_option"]["value"] == "sev2"
+    assert blocks["commander"]["element"]["initial_user"] == fs.ALICE
+    assert [o["value"] for o in blocks["cf:region"]["element"]["options"]] == [
+        "global",
+        "eu",
+        "us",
+        "apac",
+    ]
+    assert blocks["cf:region"]["element"]["initial_option"]["value"] == "eu"
+
+    submitted = await rig.post(
+        fs.view_submission_body(
+            view,
+            submit_values(
+                view, severity=fs.static_select("sev1"), commander=fs.users_select(fs.BOB)
+            ),
+        )
+    )
+    assert submitted.status_code == 200 and submitted.text == ""
+    await rig.settle()
+
+    channel = rig.incident_channel(1)
+    assert channel["name"] == "inc-1-checkout-500s-in-eu-since-the-14-05"
+    assert set(rig.fake.members(channel["id"])) >= {fs.ALICE, fs.BOB}
+    pins = rig.fake.pins(channel["id"])
+    assert len(pins) == 1
+    summary = rig.fake.message(channel["id"], pins[0]["ts"])
+    assert summary["text"].startswith("📋 #1 Checkout 500s in EU")
+    assert summary["blocks"][0]["type"] == "header"
+    buttons = [
+        e["action_id"] for b in summary["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
+    assert buttons == ["opsroom_ack", "opsroom_key_event", "opsroom_resolve"]
+    assert channel["topic"]["value"].startswith(f"SEV1 · triggered · Commander <@{fs.BOB}>")
+    texts = rig.bot_texts(channel["id"])
+    assert texts[1].startswith("🧵 Timeline")
+    assert texts[2].startswith("ℹ️ Incident declared: Checkout 500s in EU since the 14:05 deploy")
+    announced = rig.bot_texts(rig.fake.incidents_id)
+    assert len(announced) == 1 and "Incident declared" in announced[0]
+    assert any("Declared incident #1" in e["text"] for e in rig.fake.ephemerals)
+
+
+async def test_changing_the_type_rerenders_the_custom_fields(rig: SlackRig) -> None:
+    await rig.command("declare login page is slow")
+    await rig.settle()
+    view = opened_view(rig)
+    state = submit_values(view, type=fs.static_select("security"))
+    response = await rig.post(
+        fs.block_actions_body(
+            "opsroom_declare_type",
+            action_type="static_select",
+            view=view,
+            state_values=state,
+            block_id="type",
+            action={
+                "selected_option": {
+                    "text": {"type": "plain_text", "text": "security"},
+                    "value": "security",
+                }
+            },
+        )
+    )
+    assert response.status_code == 200
+    await rig.settle()
+    updated = rig.fake.calls_to("views.update")[-1].params["view"]
+    block_ids = [b.get("block_id") for b in updated["blocks"]]
+    assert "cf:attack_vector" in block_ids and "cf:region" not in block_ids
+    title = next(b for b in updated["blocks"] if b.get("block_id") == "title")
+    assert title["element"]["initial_value"] == "Login page is slow"
+
+
+async def test_invalid_modal_input_is_shown_on_the_field(rig: SlackRig) -> None:
+    response = await declare(
+        rig,
+        changes={
+            "cf:customers_affected": {"type": "number_input", "value": "lots"},
+            "title": fs.text_input(""),
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert body["errors"] == {
+        "cf:customers_affected": 'customers_affected must be a number, not "lots"',
+        "title": "Give the incident a short title",
+    }
+    await rig.settle()
+    assert await count(rig, Incident) == 0
+
+
+async def test_running_an_incident_from_slack(rig: SlackRig) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    thread = next(m["ts"] for m in rig.fake.messages(channel) if m["text"].startswith("🧵"))
+
+    # a reply in the timeline thread becomes an entry; its author's own message is not re-posted
+    reply = rig.fake.add_message(channel, "db failover started", user=fs.BOB, thread_ts=thread)
+    await rig.event(
+        fs.message_event(
+            "db failover started", user=fs.BOB, channel=channel, ts=reply["ts"], thread_ts=thread
+        )
+    )
+    # a 📌 on a channel message, delivered twice (Slack's retry): one key event
+    said = rig.fake.add_message(channel, "error rate back under 1%", user=fs.BOB)
+    reaction = fs.reaction_added_event(
+        "pushpin", ts=said["ts"], user=fs.ALICE, channel=channel, item_user=fs.BOB
+    )
+    await rig.event(reaction, event_id="Ev0PUSHPIN1")
+    await rig.event(reaction, event_id="Ev0PUSHPIN1", retry=1)
+    await rig.settle()
+    await rig.command(
+        "action add verify payment retries <@U0BOB0001> due tomorrow", channel=channel
+    )
+    await rig.settle()
+    done_button = next(m for m in rig.fake.messages(channel) if "Action item added" in m["text"])
+    await rig.post(
+        fs.block_actions_body("opsroom_action_done", "1:1", channel_id=channel, message=done_button)
+    )
+    await rig.command("update Rolled back; error rate falling", channel=channel)
+    await rig.command("resolve error rate normal for 15 minutes", channel=channel)
+    await rig.settle()
+
+    assert await entries(rig) == [
+        ("system", await _declared_text(rig)),
+        ("message", "db failover started"),
+        ("key_event", "bobby: error rate back under 1%"),
+        ("action_item", (await entries(rig))[3][1]),
+        ("action_item", (await entries(rig))[4][1]),
+        ("status_update", "Rolled back; error rate falling"),
+        (
+            "status_change",
+            "Status changed from triggered to resolved: error rate normal for 15 minutes",
+        ),
+    ]
+    texts = rig.bot_texts(channel)
+    assert sum("Key event" in t for t in rig.bot_texts(channel, thread)) == 1
+    assert [t for t in rig.bot_texts(channel, thread)] == [
+        "📌 Key event by alice:\n> bobby: error rate back under 1%"
+    ]
+    assert any(t.startswith("☑️ Action item done: [x] 1. verify payment retries") for t in texts)
+    assert texts[-2].startswith("📣 Status update on #1")
+    assert texts[-1].startswith("🔄 Status changed from triggered to resolved")
+    assert len(texts) == len(set(texts))  # nothing posted twice
+    announced = rig.bot_texts(rig.fake.incidents_id)
+    assert [a.split("] ", 1)[1] for a in announced] == [
+        await _declared_text(rig),
+        "Rolled back; error rate falling",
+        "Status changed from triggered to resolved: error rate normal for 15 minutes",
+    ]
+    summary = rig.fake.message(channel, rig.fake.pins(channel)[0]["ts"])
+    assert "Status*\nresolved" in json.dumps(summary["blocks"], ensure_ascii=False).replace(
+        "\\n", "\n"
+    )
+
+
+async def _declared_text(rig: SlackRig) -> str:
+    async with rig.store.engine.connect() as conn:
+        return str(
+            (
+                await conn.execute(
+                    select(TimelineEntry.text)
+                    .where(TimelineEntry.kind == EntryKind.SYSTEM)
+                    .order_by(TimelineEntry.id)
+                )
+            )
+            .scalars()
+            .first()
+        )
+
+
+async def test_rate_limits_and_outages_lose_nothing_and_keep_order(rig: SlackRig) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    rig.fake.fail_next("chat.postMessage", 3, status=429, retry_after=0)
+    outage = rig.fake.outage(6, status=500)
+    notes = [f"note step {i}" for i in range(1, 7)]
+    for note in notes:
+        assert (await rig.command(note, channel=channel)).status_code == 200
+    await rig.settle(timeout=20)
+    assert not outage.active
+    thread = next(m["ts"] for m in rig.fake.messages(channel) if m["text"].startswith("🧵"))
+    assert rig.bot_texts(channel, thread) == [f"💬 alice: step {i}" for i in range(1, 7)]
+    failed = [c for c in rig.fake.calls if c.injected]
+    assert len(failed) >= 9  # the failures really happened, and were retried
+
+
+async def test_a_reaction_with_another_emoji_or_outside_incidents_records_nothing(
+    rig: SlackRig,
+) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    said = rig.fake.add_message(channel, "lunch?", user=fs.BOB)
+    await rig.event(fs.reaction_added_event("tada", ts=said["ts"], channel=channel))
+    general = rig.fake.add_message(rig.fake.general_id, "hello", user=fs.BOB)
+    await rig.event(
+        fs.reaction_added_event("pushpin", ts=general["ts"], channel=rig.fake.general_id)
+    )
+    await rig.settle()
+    assert [k for k, _ in await entries(rig)] == ["system"]
+
+
+async def test_thread_edits_and_deletes_follow_and_bot_messages_are_ignored(
+    rig: SlackRig,
+) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    thread = next(m["ts"] for m in rig.fake.messages(channel) if m["text"].startswith("🧵"))
+    msg = rig.fake.add_message(channel, "cache flushd", user=fs.BOB, thread_ts=thread)
+    await rig.event(
+        fs.message_event(
+            "cache flushd", user=fs.BOB, channel=channel, ts=msg["ts"], thread_ts=thread
+        )
+    )
+    await rig.settle()  # Slack delivers events concurrently; an edit follows a recorded message
+    await rig.event(
+        fs.message_changed_event(
+            channel,
+            msg["ts"],
+            "cache flushed",
+            previous_text="cache flushd",
+            user=fs.BOB,
+            thread_ts=thread,
+        )
+    )
+    await rig.settle()
+    assert (await entries(rig))[-1] == ("message", "cache flushed")
+    await rig.event(
+        fs.message_deleted_event(
+            channel, msg["ts"], previous_text="cache flushed", thread_ts=thread
+        )
+    )
+    await rig.event(fs.bot_message_event("from the bot", channel=channel, thread_ts=thread))
+    await rig.settle()
+    assert [k for k, _ in await entries(rig)] == ["system"]
+
+
+async def test_add_to_timeline_shortcut_records_the_message(rig: SlackRig) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    said = rig.fake.add_message(channel, "customer support sees refunds failing", user=fs.BOB)
+    await rig.post(fs.message_action_body("opsroom_add_to_timeline", said, channel_id=channel))
+    await rig.settle()
+    assert (await entries(rig))[-1] == ("key_event", "bobby: customer support sees refunds failing")
