@@ -14,10 +14,13 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console import ConsoleChat, ConsoleSession, console_user
+from adapters.openai_suggester import OpenAISuggester, OpenAISummarizer, make_client
 from adapters.settings import Settings
+from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.mirror import Mirror
-from bot.ports import ChatPort, Suggester
+from bot.ports import ChatPort, Suggester, Suggestion, Summarizer
+from bot.redact import Redactor
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
 from storage.engine import current_revision, make_engine, safe_url, upgrade
@@ -71,6 +74,31 @@ def catalog_from(settings: Settings) -> Catalog:
         fail(f"catalog error: {exc}")
 
 
+def ai_from(settings: Settings) -> tuple[Suggester, Summarizer]:
+    """The suggester and catch-up summariser: a model when OPENAI_API_KEY or OPENAI_BASE_URL
+    is set, the built-in heuristic and key-event list otherwise."""
+    if not settings.ai_enabled:
+        return HeuristicSuggester(), PlainSummarizer()
+    try:
+        redactor = Redactor(settings.opsroom_redact_patterns)
+    except ValueError as exc:
+        fail(f"configuration error: OPSROOM_REDACT_PATTERNS: {exc}")
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    client = make_client(
+        api_key=key, base_url=settings.openai_base_url, budget_s=settings.openai_budget_s
+    )
+    # Without a key (a local vLLM/Ollama/LM Studio) no Authorization header is sent at all.
+    common: dict[str, Any] = {
+        "budget_s": settings.openai_budget_s,
+        "redactor": redactor,
+        "send_auth": key is not None,
+    }
+    return (
+        OpenAISuggester(client, settings.openai_model, **common),
+        OpenAISummarizer(client, settings.openai_model, **common),
+    )
+
+
 @dataclass
 class Core:
     settings: Settings
@@ -87,6 +115,7 @@ async def build_core(
     catalog: Catalog | None = None,
     ports: Mapping[str, ChatPort] | None = None,
     suggester: Suggester | None = None,
+    summarizer: Summarizer | None = None,
 ) -> Core:
     """Open the database (creating or migrating its schema) and wire the core to `ports`."""
     catalog = catalog or catalog_from(settings)
@@ -104,10 +133,12 @@ async def build_core(
         )
     store = SqlStore(engine)
     mirror = Mirror(store=store, ports=ports or {}, catalog=catalog)
+    default_suggester, default_summarizer = ai_from(settings)
     service = IncidentService(
         store=store,
         catalog=catalog,
-        suggester=suggester or HeuristicSuggester(),
+        suggester=suggester or default_suggester,
+        summarizer=summarizer or default_summarizer,
         platforms=settings.platforms(),
         notify=mirror.wake,
     )
@@ -310,10 +341,35 @@ def doctor() -> None:
     for name, on in (
         ("slack", settings.slack_enabled),
         ("discord", settings.discord_enabled),
-        ("openai", settings.openai_api_key is not None),
+        ("openai", settings.ai_enabled),
     ):
         typer.echo(f"{name}: {'configured' if on else 'not configured'}")
     typer.echo(f"platforms: {', '.join(settings.platforms())}")
+
+
+@app.command()
+def suggest(
+    text: str = typer.Argument(..., help="What is happening, as you would type it to declare."),
+    type_: str | None = typer.Option(None, "--type", help="The incident type, like type=<type>."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show what the suggester would fill in for a description, and where each value came from."""
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+    catalog = catalog_from(settings)
+    if type_ is not None and catalog.incident_type(type_) is None:
+        fail(f'unknown incident type "{type_}": use {", ".join(catalog.type_names)}')
+    suggester, _ = ai_from(settings)
+
+    async def go() -> Suggestion:
+        try:
+            return await suggester.suggest(description=text, type_hint=type_, catalog=catalog)
+        finally:
+            if isinstance(suggester, OpenAISuggester):
+                await suggester.client.close()
+
+    s = asyncio.run(go())
+    typer.echo(suggestion_json(s) if as_json else suggestion_text(s))
 
 
 def main() -> None:

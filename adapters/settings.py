@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    openai_budget_s: float = Field(default=8.0, gt=0)
+    opsroom_redact_patterns: list[str] = []  # JSON list of extra regexes to mask
+
+    @property
+    def ai_enabled(self) -> bool:
+        return self.openai_api_key is not None or bool(self.openai_base_url)
 
     @property
     def slack_enabled(self) -> bool:

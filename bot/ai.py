@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any
 
 from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
@@ -94,9 +94,9 @@ def suggestion_schema(catalog: Catalog) -> dict[str, Any]:
     services_defs = merged.pop(SERVICES, None)
     if services_defs is not None:
         choices = _union([d.choices for d in services_defs[0]])
-        services_items: dict[str, Any] = {"type": "string", "enum": choices} if choices else {
-            "type": "string"
-        }
+        services_items: dict[str, Any] = (
+            {"type": "string", "enum": choices} if choices else {"type": "string"}
+        )
     else:
         services_items = {"type": "string"}
     custom = {name: _field_schema(name, defs, types) for name, (defs, types) in merged.items()}
@@ -285,8 +285,9 @@ def validate_model_output(data: Any, catalog: Catalog, heuristic: Suggestion) ->
         return fallback
 
     title = pick("title", data.get("title"), _text(data.get("title"), TITLE_MAX), heuristic.title)
-    summary = pick("summary", data.get("summary"), _text(data.get("summary"), SUMMARY_MAX),
-                   heuristic.summary)
+    summary = pick(
+        "summary", data.get("summary"), _text(data.get("summary"), SUMMARY_MAX), heuristic.summary
+    )
 
     raw_type = data.get("incident_type", data.get("type"))
     if heuristic.sources.get("type") == "person":
@@ -298,11 +299,9 @@ def validate_model_output(data: Any, catalog: Catalog, heuristic: Suggestion) ->
     assert itype is not None, "the heuristic always names a catalog type"
 
     raw_sev = data.get("severity")
-    severity = pick("severity", raw_sev, _name(raw_sev, catalog.severity_names),
-                    heuristic.severity)
+    severity = pick("severity", raw_sev, _name(raw_sev, catalog.severity_names), heuristic.severity)
     raw_pri = data.get("priority")
-    priority = pick("priority", raw_pri, _name(raw_pri, catalog.priority_names),
-                    heuristic.priority)
+    priority = pick("priority", raw_pri, _name(raw_pri, catalog.priority_names), heuristic.priority)
 
     raw_fields = data.get("custom_fields")
     raw_fields = raw_fields if isinstance(raw_fields, dict) else {}
@@ -338,11 +337,20 @@ def validate_model_output(data: Any, catalog: Catalog, heuristic: Suggestion) ->
 
     note = ""
     if rejected:
-        shown = ", ".join(rejected[:6]) + (f" and {len(rejected) - 6} more" if len(rejected) > 6
-                                            else "")
+        shown = ", ".join(rejected[:6]) + (
+            f" and {len(rejected) - 6} more" if len(rejected) > 6 else ""
+        )
         note = f"ignored values outside the catalog: {shown}"
-    return Suggestion(title=title, summary=summary, type=itype.name, severity=severity,
-                      priority=priority, custom_fields=fields, sources=sources, note=note)
+    return Suggestion(
+        title=title,
+        summary=summary,
+        type=itype.name,
+        severity=severity,
+        priority=priority,
+        custom_fields=fields,
+        sources=sources,
+        note=note,
+    )
 
 
 def model_answer(s: Suggestion, catalog: Catalog) -> dict[str, Any]:
@@ -354,9 +362,38 @@ def model_answer(s: Suggestion, catalog: Catalog) -> dict[str, Any]:
     custom.update({k: v for k, v in s.custom_fields.items() if k != SERVICES})
     services = s.custom_fields.get(SERVICES) or []
     return {
-        "title": s.title, "summary": s.summary, "incident_type": s.type, "severity": s.severity,
-        "priority": s.priority, SERVICES: list(services), "custom_fields": custom,
+        "title": s.title,
+        "summary": s.summary,
+        "incident_type": s.type,
+        "severity": s.severity,
+        "priority": s.priority,
+        SERVICES: list(services),
+        "custom_fields": custom,
     }
+
+
+def suggestion_json(s: Suggestion) -> str:
+    """A suggestion as one JSON object: its fields, where each came from, and the note."""
+    return json.dumps(asdict(s), ensure_ascii=False)
+
+
+def suggestion_text(s: Suggestion) -> str:
+    """A suggestion as aligned lines, each value with where it came from (`opsroom suggest`)."""
+    rows: list[tuple[str, str, str]] = [
+        ("title", s.title, s.sources.get("title", "")),
+        ("type", s.type, s.sources.get("type", "")),
+        ("severity", s.severity, s.sources.get("severity", "")),
+        ("priority", s.priority, s.sources.get("priority", "")),
+    ]
+    for name, value in s.custom_fields.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        rows.append((name, shown, s.sources.get(name, "")))
+    rows.append(("summary", " ".join(s.summary.split()), s.sources.get("summary", "")))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{name:<{width}}  {value}  ({source or '?'})" for name, value, source in rows]
+    if s.note:
+        lines.append(f"note: {s.note}")
+    return "\n".join(lines)
 
 
 # --- catch-up -----------------------------------------------------------------------------
@@ -456,15 +493,6 @@ def cited_ids(text: str) -> list[int]:
     return seen
 
 
-@dataclass(frozen=True)
-class CatchUp:
-    """A catch-up summary ready to post, and how it was made."""
-
-    text: str
-    removed: int = 0  # citations of entries that do not exist, removed before posting
-    note: str = ""  # why there is no AI summary, or which model wrote it
-
-
 def plain_catchup(entries: Sequence[TimelineEntry], limit: int = 8) -> str:
     """A catch-up without a model: the latest key events and status changes, each cited."""
     wanted = (EntryKind.KEY_EVENT, EntryKind.STATUS_CHANGE, EntryKind.STATUS_UPDATE)
@@ -479,3 +507,10 @@ def plain_catchup(entries: Sequence[TimelineEntry], limit: int = 8) -> str:
         for e in kept[-limit:]
     ]
     return "\n".join(lines)
+
+
+class PlainSummarizer:
+    """The catch-up used without a model (or for types with AI off): key events, each cited."""
+
+    async def summarize(self, entries: Sequence[TimelineEntry]) -> tuple[str, int]:
+        return plain_catchup(entries), 0

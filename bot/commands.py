@@ -224,6 +224,11 @@ class Postmortem(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CatchUp(Command):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
 class MirrorTo(Command):
     platform: str
 
@@ -246,6 +251,7 @@ USAGE: dict[str, str] = {
     "event": "/incident event <text>   (key event)",
     "note": "/incident note <text>   (timeline note)",
     "timeline": "/incident timeline [key]",
+    "catchup": "/incident catchup   (summary of the timeline so far, citing its entries)",
     "ack": "/incident ack",
     "resolve": "/incident resolve [<text>]",
     "reopen": "/incident reopen [<text>]",
@@ -450,6 +456,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "event": lambda r: AddKeyEvent(text=_need_text("event", r)),
     "note": lambda r: AddNote(text=_need_text("note", r)),
     "timeline": _parse_timeline,
+    "catchup": lambda r: _bare("catchup", r, CatchUp),
     "ack": lambda r: _bare("ack", r, Acknowledge),
     "resolve": lambda r: Resolve(text=r),
     "reopen": lambda r: Reopen(text=r),
@@ -468,6 +475,7 @@ _ALIASES = {
     "events": "event",
     "declared": "declare",
     "new": "declare",
+    "catch-up": "catchup",
 }
 
 
@@ -528,6 +536,7 @@ _COMMAND_WORDS: dict[str, type[Command] | tuple[type[Command], ...]] = {
     "event": AddKeyEvent,
     "note": AddNote,
     "timeline": ShowTimeline,
+    "catchup": CatchUp,
     "ack": Acknowledge,
     "resolve": Resolve,
     "reopen": Reopen,

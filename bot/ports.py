@@ -119,12 +119,21 @@ class Suggestion:
     custom_fields: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, FieldSource] = field(default_factory=dict)
     note: str = ""  # why a fallback was used, shown to the person
+    model: str = ""  # the AI model that was asked, "" when none was
+    endpoint: str = ""  # host[:port] of the endpoint it was asked at
 
 
 class Suggester(Protocol):
     async def suggest(
         self, *, description: str, type_hint: str | None, catalog: Catalog
     ) -> Suggestion: ...
+
+
+class Summarizer(Protocol):
+    async def summarize(self, entries: Sequence[TimelineEntry]) -> tuple[str, int]:
+        """A catch-up of `entries` citing them as [#id], and how many citations of entries
+        that do not exist were removed from it. Never raises."""
+        ...
 
 
 class Clock(Protocol):

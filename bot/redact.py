@@ -59,7 +59,7 @@ DEFAULT_PATTERNS: tuple[Pattern, ...] = (
     _p("redacted-aws-key", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b"),
     _p(
         "redacted-secret",
-        rf"(?P<keep>\b(?:{_KEY_NAMES})\b\s*[:=]\s*)(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s,;]+)",
+        rf"(?P<keep>\b(?:{_KEY_NAMES})\b\s*[:=]\s*)(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s,;&]+)",
         re.IGNORECASE,
     ),
     _p(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bot import commands as c
+from bot.ai import PlainSummarizer
 from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
 from bot.mirror import summary_for
 from bot.models import (
@@ -35,6 +36,7 @@ from bot.ports import (
     Store,
     Suggester,
     Suggestion,
+    Summarizer,
     SystemClock,
     Unit,
 )
@@ -113,10 +115,12 @@ class IncidentService:
         clock: Clock | None = None,
         platforms: Sequence[str] = ("console",),
         notify: Callable[[], None] | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.suggester = suggester
+        self.summarizer: Summarizer = summarizer or PlainSummarizer()
         self.clock: Clock = clock or SystemClock()
         self.platforms = tuple(platforms)
         self._notify = notify or (lambda: None)
@@ -128,6 +132,7 @@ class IncidentService:
             c.Show: self._show,
             c.Help: self._help,
             c.ShowTimeline: self._timeline,
+            c.CatchUp: self._catchup,
             c.ActionList: self._action_list,
         }
         self._changes: dict[
@@ -227,6 +232,7 @@ class IncidentService:
         occurred_at: datetime | None = None,
         external_id: str | None = None,
         origin_link: int | None = None,
+        author_name: str | None = None,
     ) -> TimelineEntry:
         """Append a timeline entry and queue its deliveries to every linked channel."""
         now = self.clock.now()
@@ -236,7 +242,7 @@ class IncidentService:
             kind=kind,
             text=text,
             author_id=actor.user_id,
-            author_name=actor.name,
+            author_name=author_name or actor.name,
             source=actor.platform,
             external_id=external_id,
             data=data or {},
@@ -303,7 +309,7 @@ class IncidentService:
         self, suggestion: Suggestion, *, description: str, actor: Actor, where: ChannelRef
     ) -> Reply:
         """Declare with every suggested field as it is; returns the reply naming the incident."""
-        return await self.declare(
+        reply = await self.declare(
             actor=actor,
             where=where,
             description=description,
@@ -313,7 +319,11 @@ class IncidentService:
             severity=suggestion.severity,
             priority=suggestion.priority,
             custom_fields=suggestion.custom_fields,
+            suggested=suggestion,
         )
+        if suggestion.note:  # which model filled the fields, or why none did
+            reply = replace(reply, text=f"{reply.text}\n{suggestion.note}")
+        return reply
 
     async def declare(
         self,
@@ -328,6 +338,7 @@ class IncidentService:
         summary: str = "",
         custom_fields: dict[str, Any] | None = None,
         commander: str | None = None,
+        suggested: Suggestion | None = None,
     ) -> Reply:
         """Create an incident and queue its channel; returns a reply naming its number."""
         itype = self._type(type)
@@ -396,6 +407,7 @@ class IncidentService:
                     f"Incident declared: {title} ({itype.name}, {severity.upper()}, "
                     f"{priority.upper()}), commander {lead}"
                 ),
+                data=_suggestion_data(suggested),
             )
         self._notify()
         missing = [f.name for f in itype.fields if f.required and f.name not in fields]
@@ -437,6 +449,26 @@ class IncidentService:
         lines = [f"{what} of #{incident.number} {incident.title}:"]
         lines += [entry_line(e) for e in entries]
         return Reply("\n".join(lines), incident=incident.number)
+
+    async def _catchup(self, cmd: c.CatchUp, actor: Actor, where: ChannelRef) -> Reply:
+        """Summarise the timeline so far; returns text whose every citation is a real entry."""
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, cmd.incident, where)
+            entries = await u.timeline(_id(incident))
+        itype = self.catalog.incident_type(incident.type)
+        # A type with AI off (security by default) never has its timeline sent to a model.
+        summarizer = self.summarizer if itype is None or itype.ai else PlainSummarizer()
+        text, removed = await summarizer.summarize(entries)
+        fixed = (
+            f"\n({removed} citation{'s' if removed != 1 else ''} of entries that do not exist "
+            "removed)"
+            if removed
+            else ""
+        )
+        return Reply(
+            f"Catch-up on #{incident.number} {incident.title}:\n{text}{fixed}",
+            incident=incident.number,
+        )
 
     async def _action_list(self, cmd: c.ActionList, actor: Actor, where: ChannelRef) -> Reply:
         async with self.store.unit() as u:
@@ -880,11 +912,17 @@ class IncidentService:
                     u,
                     incident,
                     kind=EntryKind.KEY_EVENT,
-                    text=f"{author}: {text}" if author else text,
+                    text=text,
                     actor=actor,
+                    author_name=author or actor.name,
                     occurred_at=occurred_at,
                     external_id=external,
-                    data={"reactors": [actor.user_id], "via": "reaction", "message_id": message_id},
+                    data={
+                        "reactors": [actor.user_id],
+                        "via": "reaction",
+                        "message_id": message_id,
+                        "marked_by": actor.name,
+                    },
                 )
         self._notify()
         return Reply(f"Key event added to #{incident.number}.", incident=incident.number)
@@ -964,6 +1002,15 @@ class IncidentService:
             choices = f"use {_one_of(names)}" if names else "it has no custom fields"
             raise ServiceError(f'unknown field "{name}" for type {itype.name}: {choices}')
         return definition
+
+
+def _suggestion_data(s: Suggestion | None) -> dict[str, Any]:
+    """What the declare entry keeps of an AI suggestion: the model, endpoint and sources."""
+    if s is None or not s.model:
+        return {}
+    return {
+        "ai": {"model": s.model, "endpoint": s.endpoint, "sources": dict(s.sources), "note": s.note}
+    }
 
 
 def _id(row: Incident | ChannelLink | TimelineEntry) -> int:
