@@ -128,8 +128,7 @@ class ConsoleChat:
             self.add_message(channel_id, BOT_NAME, message.text)
             return
         m.text = message.text
-        first = message.text.splitlines()[0] if message.text else ""
-        self.out(f"[#{channel_id}] ({m.number}) updated: {first}")
+        self.out(f"[#{channel_id}] ({m.number}) updated")
 
     async def pin(self, *, channel_id: str, message_id: str) -> None:
         channel = self._channel(channel_id)

@@ -123,7 +123,9 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
     via = f" (from {entry.source})" if cross_platform else ""
     icon = _ENTRY_ICON[entry.kind]
     if entry.kind is EntryKind.KEY_EVENT:
-        text = f"{icon} Key event by {author}{via}:\n> {clip(entry.text)}"
+        marked_by = entry.data.get("marked_by")
+        marked = f" (marked by {marked_by})" if marked_by and marked_by != author else ""
+        text = f"{icon} Key event by {author}{via}{marked}:\n> {clip(entry.text)}"
     elif entry.kind is EntryKind.MESSAGE:
         text = f"{icon} {author}{via}: {entry.text}"
     elif entry.kind is EntryKind.STATUS_UPDATE:

@@ -17,6 +17,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.ordering import InOrder
 from adapters.slack.blocks import (
     ACTION_PREFIX,
     DECLARE_CALLBACK,
@@ -30,7 +31,6 @@ from adapters.slack.blocks import (
     pick_incident_modal,
     state_value,
 )
-from adapters.ordering import InOrder
 from adapters.slack.chat import SlackChat
 from bot import commands as c
 from bot.catalog import Catalog

@@ -258,7 +258,7 @@ async def test_running_an_incident_from_slack(rig: SlackRig) -> None:
     assert await entries(rig) == [
         ("system", await _declared_text(rig)),
         ("message", "db failover started"),
-        ("key_event", "bobby: error rate back under 1%"),
+        ("key_event", "error rate back under 1%"),
         ("action_item", (await entries(rig))[3][1]),
         ("action_item", (await entries(rig))[4][1]),
         ("status_update", "Rolled back; error rate falling"),
@@ -270,7 +270,7 @@ async def test_running_an_incident_from_slack(rig: SlackRig) -> None:
     texts = rig.bot_texts(channel)
     assert sum("Key event" in t for t in rig.bot_texts(channel, thread)) == 1
     assert [t for t in rig.bot_texts(channel, thread)] == [
-        "📌 Key event by alice:\n> bobby: error rate back under 1%"
+        "📌 Key event by bobby (marked by alice):\n> error rate back under 1%"
     ]
     assert any(t.startswith("☑️ Action item done: [x] 1. verify payment retries") for t in texts)
     assert texts[-2].startswith("📣 Status update on #1")
@@ -379,4 +379,4 @@ async def test_add_to_timeline_shortcut_records_the_message(rig: SlackRig) -> No
     said = rig.fake.add_message(channel, "customer support sees refunds failing", user=fs.BOB)
     await rig.post(fs.message_action_body("opsroom_add_to_timeline", said, channel_id=channel))
     await rig.settle()
-    assert (await entries(rig))[-1] == ("key_event", "bobby: customer support sees refunds failing")
+    assert (await entries(rig))[-1] == ("key_event", "customer support sees refunds failing")

@@ -103,7 +103,7 @@ def test_what_is_stored_matches_once_each_in_order(session: tuple[Path, list[str
             "(outage, SEV2, P2), commander @alice",
         ),
         ("message", "rolled back deploy 2211, watching the error rate"),
-        ("key_event", "alice: hello team, error rate is dropping"),
+        ("key_event", "hello team, error rate is dropping"),
         ("action_item", entries[3][1]),
         ("status_update", "Rolled back; error rate back under 1%"),
         (

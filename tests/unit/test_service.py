@@ -195,9 +195,11 @@ async def test_key_event_reaction_is_idempotent_and_removable(core: Core) -> Non
     assert await core.mirror.drain()
 
     keys = await timeline(core, key_only=True)
-    assert [(e.text, e.occurred_at) for e in keys] == [("bob: error rate back under 1%", said_at)]
+    assert [(e.text, e.author_name, e.occurred_at) for e in keys] == [
+        ("error rate back under 1%", "bob", said_at)
+    ]
     assert core.chat.texts(name, thread=True) == [
-        "📌 Key event by alice:\n> bob: error rate back under 1%"
+        "📌 Key event by bob (marked by alice):\n> error rate back under 1%"
     ]
 
     await core.service.reaction_removed(where=where, actor=ALICE, emoji="pushpin", message_id="42")
