@@ -4,6 +4,7 @@ database."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -144,3 +145,19 @@ def test_a_broken_catalog_stops_start_up_with_file_key_and_reason(tmp_path: Path
         f"opsroom: catalog error: {bad}: severities: must not be empty"
     )
     assert not (tmp_path / "opsroom.db").exists()
+
+
+def normalise(text: str) -> str:
+    """Times and dates change from run to run; everything else must match to the letter."""
+    text = re.sub(r"\b\d\d:\d\d UTC\b", "HH:MM UTC", text)
+    return re.sub(r"\b(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d\d (\w{3})\b", "DAY DD MON", text)
+
+
+def test_the_readme_transcript_is_what_the_demo_prints(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- demo:start -->")[1].split("<!-- demo:end -->")[0]
+    shown = shown.strip().removeprefix("```text").removesuffix("```").strip("\n")
+    result = run_shell(tmp_path, (root / "examples" / "demo.txt").read_text(encoding="utf-8"))
+    assert result.returncode == 0, result.stderr
+    assert normalise(result.stdout.rstrip("\n")) == normalise(shown)
