@@ -16,6 +16,9 @@ import httpx
 from tests.fakes import slack as fs
 
 
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,7 +57,7 @@ async def test_opsroom_run_serves_slack_and_stops_cleanly_on_sigterm(tmp_path: P
             "SLACK_API_URL": fake.api_url,
             "OPSROOM_HTTP_PORT": str(port),
             "OPSROOM_LOG_LEVEL": "DEBUG",
-            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "PYTHONPATH": ROOT,
         })
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "adapters.cli", "run", cwd=workdir, env=env,
@@ -78,7 +81,7 @@ async def test_opsroom_run_serves_slack_and_stops_cleanly_on_sigterm(tmp_path: P
             assert fake.response_posts[0]["body"]["text"] == "No open incidents."
         finally:
             proc.send_signal(signal.SIGTERM)
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+            _out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
     logs = err.decode()
     assert proc.returncode == 0, logs
     assert fake.token not in logs and fs.SIGNING_SECRET not in logs
@@ -95,7 +98,7 @@ async def test_opsroom_run_refuses_slack_without_a_way_to_verify_requests(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DISCORD_"))}
     env.update({"SLACK_BOT_TOKEN": "xoxb-not-a-real-token", "DATABASE_URL":
                 f"sqlite:///{tmp_path / 'x.db'}",
-                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                "PYTHONPATH": ROOT})
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters.cli", "run", cwd=tmp_path, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

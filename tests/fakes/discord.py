@@ -469,7 +469,7 @@ class FakeDiscord:
                 return user
         raise KeyError(name_or_id)
 
-    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 2.0,  # noqa: ASYNC109
+    async def wait_for(self, predicate: Callable[[], Any], *, timeout: float = 2.0,
                        what: str = "condition") -> Any:
         """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout``."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -481,7 +481,7 @@ class FakeDiscord:
                 raise TimeoutError(f"fake Discord: timed out after {timeout}s waiting for {what}")
             await asyncio.sleep(0.01)
 
-    async def wait_for_call(self, method: str, path: str, *, timeout: float = 2.0,  # noqa: ASYNC109
+    async def wait_for_call(self, method: str, path: str, *, timeout: float = 2.0,
                             status: int | None = None) -> Call:
         """The first answered call to ``method path`` (a template is fine), of ``status``."""
 
