@@ -15,7 +15,6 @@ import httpx
 
 from tests.fakes import slack as fs
 
-
 ROOT = str(Path(__file__).resolve().parents[2])
 
 
