@@ -74,15 +74,16 @@ def catalog_from(settings: Settings) -> Catalog:
         fail(f"catalog error: {exc}")
 
 
-def ai_from(settings: Settings) -> tuple[Suggester, Summarizer]:
+def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer]:
     """The suggester and catch-up summariser: a model when OPENAI_API_KEY or OPENAI_BASE_URL
     is set, the built-in heuristic and key-event list otherwise."""
     if not settings.ai_enabled:
         return HeuristicSuggester(), PlainSummarizer()
     try:
-        redactor = Redactor(settings.opsroom_redact_patterns)
+        redactor = Redactor([*settings.opsroom_redact_patterns, *catalog.redact_patterns])
     except ValueError as exc:
-        fail(f"configuration error: OPSROOM_REDACT_PATTERNS: {exc}")
+        fail(f"configuration error: OPSROOM_REDACT_PATTERNS or the catalog's redact_patterns: "
+             f"{exc}")
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     client = make_client(
         api_key=key, base_url=settings.openai_base_url, budget_s=settings.openai_budget_s
@@ -133,7 +134,7 @@ async def build_core(
         )
     store = SqlStore(engine)
     mirror = Mirror(store=store, ports=ports or {}, catalog=catalog)
-    default_suggester, default_summarizer = ai_from(settings)
+    default_suggester, default_summarizer = ai_from(settings, catalog)
     service = IncidentService(
         store=store,
         catalog=catalog,
@@ -359,7 +360,7 @@ def suggest(
     catalog = catalog_from(settings)
     if type_ is not None and catalog.incident_type(type_) is None:
         fail(f'unknown incident type "{type_}": use {", ".join(catalog.type_names)}')
-    suggester, _ = ai_from(settings)
+    suggester, _ = ai_from(settings, catalog)
 
     async def go() -> Suggestion:
         try:

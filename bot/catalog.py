@@ -146,6 +146,10 @@ class Catalog(_Strict):
     key_event_emoji: str = "pushpin"
     announcement_channels: dict[str, str] = {}
     channel_prefix: str = "inc"
+    # Regexes redacted (besides emails, tokens and secrets) before any text reaches an AI model.
+    redact_patterns: list[str] = []
+    # Offer a catch-up summary (ephemeral) to each person who joins an incident channel.
+    catchup_on_join: bool = False
     discord_category: str = "Incidents"  # Discord category incident channels are created in
 
     @model_validator(mode="after")

@@ -170,7 +170,7 @@ class SlackEdge:
         app.event("message")(self.on_message)
         app.event("reaction_added")(self.on_reaction_added)
         app.event("reaction_removed")(self.on_reaction_removed)
-        app.event("member_joined_channel")(self.on_ignored)
+        app.event("member_joined_channel")(self.on_member_joined)
         app.error(self.on_error)
 
     async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
@@ -181,8 +181,19 @@ class SlackEdge:
             exc_info=error,
         )
 
-    async def on_ignored(self, ack: Callable[..., Awaitable[None]]) -> None:
-        await ack()
+    async def on_member_joined(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Offer a catch-up to someone joining an incident channel (catalog: catchup_on_join)."""
+        user, channel = event.get("user", ""), event.get("channel", "")
+        if not self.catalog.catchup_on_join or not user or user == self.bot_user_id:
+            return
+        actor = await self.actor(user)
+
+        async def offer() -> None:
+            reply = await self.service.handle(c.CatchUp(), actor=actor, where=self.where(channel))
+            if reply.ok:  # not an incident channel: nothing to offer
+                await self.tell(user, channel, reply.text)
+
+        await self.once(body, offer)
 
     # --- /incident ----------------------------------------------------------------------
 

@@ -380,3 +380,40 @@ async def test_add_to_timeline_shortcut_records_the_message(rig: SlackRig) -> No
     await rig.post(fs.message_action_body("opsroom_add_to_timeline", said, channel_id=channel))
     await rig.settle()
     assert (await entries(rig))[-1] == ("key_event", "customer support sees refunds failing")
+
+
+async def test_a_taken_channel_name_gets_a_suffix(rig: SlackRig) -> None:
+    rig.fake.add_channel("inc-1-payments-down")
+    await declare(rig, "payments down")
+    await rig.settle()
+    assert rig.incident_channel(1)["name"] == "inc-1-payments-down-2"
+    assert [c.response.get("error") for c in rig.fake.calls_to("conversations.create")] == [
+        "name_taken", None]
+
+
+async def test_the_declare_shortcut_opens_an_empty_quick_start(rig: SlackRig) -> None:
+    response = await rig.post(fs.shortcut_body("opsroom_declare_incident"))
+    assert response.status_code == 200
+    await rig.settle()
+    view = opened_view(rig)
+    blocks = {b.get("block_id"): b for b in view["blocks"]}
+    assert "initial_value" not in blocks["title"]["element"]
+    assert blocks["type"]["element"]["initial_option"]["value"] == "outage"
+
+
+async def test_catch_up_is_offered_to_people_joining_when_enabled(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    async with slack_rig(tmp_path, catalog.model_copy(update={"catchup_on_join": True})) as rig:
+        await declare(rig)
+        await rig.settle()
+        channel = rig.incident_channel(1)["id"]
+        await rig.command("event rolled back deploy 2211", channel=channel)
+        await rig.settle()
+        rig.fake.join(channel, fs.CAROL)
+        await rig.event(fs.member_joined_channel_event(fs.CAROL, channel))
+        await rig.settle()
+        offered = [e for e in rig.fake.ephemerals if e["user"] == fs.CAROL]
+        assert len(offered) == 1
+        assert offered[0]["text"].startswith("Catch-up on #1 Checkout 500s in EU")
+        assert "rolled back deploy 2211" in offered[0]["text"]

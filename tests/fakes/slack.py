@@ -992,6 +992,12 @@ class FakeSlack:
     def members(self, channel_id: str) -> list[str]:
         return list(self._channels[channel_id].members)
 
+    def join(self, channel_id: str, user: str) -> None:
+        """A person joins a channel themselves (the app then gets ``member_joined_channel``)."""
+        channel = self._channels[channel_id]
+        if user not in channel.members:
+            channel.members.append(user)
+
     def messages(
         self, channel_id: str, thread_ts: str | None = None, *, system: bool = False
     ) -> list[dict[str, Any]]:
