@@ -45,6 +45,16 @@ from bot.render import Message, action_line, entry_line, incident_line
 logger = logging.getLogger(__name__)
 
 
+_CHANGES_INCIDENT = frozenset(
+    {
+        EntryKind.STATUS_CHANGE,
+        EntryKind.FIELD_CHANGE,
+        EntryKind.ROLE_CHANGE,
+        EntryKind.STATUS_UPDATE,
+    }
+)
+
+
 class ServiceError(Exception):
     """A request that cannot be done as asked: the person sees the message; nothing changes."""
 
@@ -236,7 +246,8 @@ class IncidentService:
     ) -> TimelineEntry:
         """Append a timeline entry and queue its deliveries to every linked channel."""
         now = self.clock.now()
-        incident.updated_at = now
+        if kind in _CHANGES_INCIDENT:
+            incident.updated_at = now  # notes and key events leave the incident row alone
         entry = TimelineEntry(
             incident_id=_id(incident),
             kind=kind,
@@ -249,35 +260,32 @@ class IncidentService:
             occurred_at=occurred_at or now,
             created_at=now,
         )
-        await u.add(entry)
+        await u.append(entry)
+        outbox: list[Delivery] = []
         for link in await u.links(_id(incident)):
-            await self._queue(u, link, entry, announce=announce, post=link.id != origin_link)
-        return entry
-
-    async def _queue(
-        self, u: Unit, link: ChannelLink, entry: TimelineEntry, *, announce: bool, post: bool = True
-    ) -> None:
-        actions = [DeliveryAction.POST_ENTRY] if post else []
-        actions.append(DeliveryAction.REFRESH_SUMMARY)
-        if announce:
-            actions.append(DeliveryAction.ANNOUNCE)
-        for action in actions:
-            await u.add(
+            actions = [DeliveryAction.POST_ENTRY] if link.id != origin_link else []
+            actions.append(DeliveryAction.REFRESH_SUMMARY)
+            if announce:
+                actions.append(DeliveryAction.ANNOUNCE)
+            outbox += [
                 Delivery(
                     incident_id=entry.incident_id,
                     link_id=_id(link),
                     action=action,
                     entry_id=entry.id,
-                    next_attempt_at=entry.created_at,
-                    created_at=entry.created_at,
+                    next_attempt_at=now,
+                    created_at=now,
                 )
-            )
+                for action in actions
+            ]
+        await u.queue(outbox)
+        return entry
 
     async def _refresh_only(self, u: Unit, incident: Incident) -> None:
         """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""
         now = self.clock.now()
-        for link in await u.links(_id(incident)):
-            await u.add(
+        await u.queue(
+            [
                 Delivery(
                     incident_id=_id(incident),
                     link_id=_id(link),
@@ -285,7 +293,9 @@ class IncidentService:
                     next_attempt_at=now,
                     created_at=now,
                 )
-            )
+                for link in await u.links(_id(incident))
+            ]
+        )
 
     # --- declare ------------------------------------------------------------------------
 

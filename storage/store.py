@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import bindparam, exists, or_, update
+from sqlalchemy import bindparam, exists, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -29,9 +31,10 @@ from bot.models import (
 # The lookups made for every command and every delivery, built once. Building a select and
 # computing its cache key costs about as much Python time as running it; recording a timeline
 # entry got ~15% faster with these prebuilt (see bench/timeline.py).
-_INCIDENT_FOR_CHANNEL = (
-    select(Incident)
-    .join(ChannelLink, col(ChannelLink.incident_id) == col(Incident.id))
+# The incident whose channel or thread this is, with all its links, in one round trip: the
+# links are what recording an entry needs next.
+_OWNER = (
+    select(col(ChannelLink.incident_id))
     .where(
         col(ChannelLink.platform) == bindparam("platform"),
         or_(
@@ -40,6 +43,13 @@ _INCIDENT_FOR_CHANNEL = (
         ),
     )
     .limit(1)
+    .scalar_subquery()
+)
+_INCIDENT_FOR_CHANNEL = (
+    select(Incident, ChannelLink)
+    .join(ChannelLink, col(ChannelLink.incident_id) == col(Incident.id))
+    .where(col(Incident.id) == _OWNER)
+    .order_by(col(ChannelLink.id))
 )
 _LINKS = (
     select(ChannelLink)
@@ -67,10 +77,25 @@ class SqlUnit:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._links: dict[int, list[ChannelLink]] = {}  # per incident, read once per unit
 
     async def add(self, obj: Any) -> None:
+        if isinstance(obj, ChannelLink):
+            self._links.pop(obj.incident_id, None)
         self.session.add(obj)
         await self.session.flush()
+
+    async def append(self, entry: TimelineEntry) -> None:
+        # A Core INSERT: the timeline is append-only, so the ORM's change tracking buys nothing.
+        result = await self.session.execute(_APPEND_ENTRY, entry.model_dump(exclude={"id"}))
+        entry.id = result.scalar_one()
+
+    async def queue(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        # One multi-row INSERT; the ORM would send one per row to fetch each new id.
+        rows = [d.model_dump(exclude={"id"}) for d in deliveries]
+        await self.session.execute(insert(Delivery), rows)
 
     async def next_incident_number(self) -> int:
         result = await self.session.execute(
@@ -89,10 +114,17 @@ class SqlUnit:
         return await self.session.get(Incident, incident_id)
 
     async def incident_for_channel(self, platform: str, channel_id: str) -> Incident | None:
-        result = await self.session.execute(
-            _INCIDENT_FOR_CHANNEL, {"platform": platform, "channel_id": channel_id}
-        )
-        return result.scalar_one_or_none()
+        rows = (
+            await self.session.execute(
+                _INCIDENT_FOR_CHANNEL, {"platform": platform, "channel_id": channel_id}
+            )
+        ).all()
+        if not rows:
+            return None
+        incident = rows[0][0]
+        assert incident.id is not None
+        self._links[incident.id] = [link for _, link in rows]
+        return incident
 
     async def incidents(self, *, include_closed: bool) -> list[Incident]:
         query = select(Incident).order_by(col(Incident.number).desc())
@@ -141,8 +173,10 @@ class SqlUnit:
         return result.scalar_one_or_none()
 
     async def links(self, incident_id: int) -> list[ChannelLink]:
-        result = await self.session.execute(_LINKS, {"incident_id": incident_id})
-        return list(result.scalars())
+        if incident_id not in self._links:
+            result = await self.session.execute(_LINKS, {"incident_id": incident_id})
+            self._links[incident_id] = list(result.scalars())
+        return list(self._links[incident_id])
 
     async def link(self, link_id: int) -> ChannelLink | None:
         return await self.session.get(ChannelLink, link_id)
@@ -192,14 +226,31 @@ class SqlUnit:
         return bool(result.scalar())
 
 
+_APPEND_ENTRY = insert(TimelineEntry).returning(col(TimelineEntry.id))
+_IN_UNIT: ContextVar[bool] = ContextVar("opsroom_in_unit", default=False)
+
+
 class SqlStore:
     """The `Store` port: `async with store.unit() as u:` is one committed transaction."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._serial = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[SqlUnit]:
-        async with self._sessions() as session, session.begin():
-            yield SqlUnit(session)
+        if self._serial is None:
+            async with self._sessions() as session, session.begin():
+                yield SqlUnit(session)
+            return
+        # SQLite has one writer at a time and hands its lock to whichever waiter polls first;
+        # queueing here instead is fair (first come, first served) and wastes no polling sleeps.
+        if _IN_UNIT.get():
+            raise RuntimeError("a unit was opened inside another unit on SQLite: it would deadlock")
+        token = _IN_UNIT.set(True)
+        try:
+            async with self._serial, self._sessions() as session, session.begin():
+                yield SqlUnit(session)
+        finally:
+            _IN_UNIT.reset(token)

@@ -1,0 +1,89 @@
+"""Racing writers: incident numbers and inbound event keys stay unique under concurrency.
+
+On PostgreSQL the racing transactions really overlap: each engine's pool is filled with open
+connections first (`same_database`), so every unit begins at once. On SQLite `BEGIN IMMEDIATE`
+serializes writers; there the same tests check that they wait for each other instead of failing
+with "database is locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.catalog import Catalog
+from bot.models import ChannelLink, Incident, IncidentCounter, TimelineEntry
+from storage.store import SqlStore
+from tests.conftest import ALICE, BOB, Core, build_core
+from tests.fakes.clock import FakeClock
+from tests.storage.support import same_database
+
+RACERS = 20
+
+
+def declarer(core: Core) -> Callable[[int], Awaitable[int]]:
+    """Declares racer `i`'s incident, each in a unit (a session) of its own; returns its number."""
+
+    async def declare(i: int) -> int:
+        reply = await core.service.declare(
+            actor=ALICE if i % 2 else BOB, where=core.general, description=f"racing incident {i}",
+            title=f"Racer {i}", type="outage", severity="sev2", priority="p2",
+        )
+        assert reply.ok and reply.incident is not None
+        return reply.incident
+
+    return declare
+
+
+async def check_numbers(engine: AsyncEngine, numbers: dict[int, int]) -> None:
+    """`numbers` maps racer -> the number its reply named; the database must agree."""
+    assert sorted(numbers.values()) == list(range(1, RACERS + 1))
+    async with engine.connect() as conn:
+        rows = (await conn.execute(select(Incident.number, Incident.title))).all()  # type: ignore[call-overload]
+        counter = (await conn.execute(select(IncidentCounter.value))).scalar_one()  # type: ignore[call-overload]
+        links = (await conn.execute(select(func.count()).select_from(ChannelLink))).scalar_one()
+        entries = (await conn.execute(select(func.count()).select_from(TimelineEntry))).scalar_one()
+    assert {number: title for number, title in rows} == {
+        number: f"Racer {racer}" for racer, number in numbers.items()
+    }
+    assert counter == RACERS
+    assert (links, entries) == (RACERS, RACERS)
+
+
+async def test_concurrent_declares_number_incidents_1_to_20(
+    any_engine: AsyncEngine, catalog: Catalog, clock: FakeClock
+) -> None:
+    async with same_database(any_engine, RACERS) as engine:
+        declare = declarer(build_core(engine, catalog, clock))
+        results = await asyncio.gather(*(declare(i) for i in range(RACERS)))
+    await check_numbers(any_engine, dict(enumerate(results)))
+
+
+async def test_declares_through_two_engines_number_incidents_1_to_20(
+    any_engine: AsyncEngine, catalog: Catalog, clock: FakeClock
+) -> None:
+    half = RACERS // 2
+    async with same_database(any_engine, half) as one, same_database(any_engine, half) as two:
+        first = declarer(build_core(one, catalog, clock))
+        second = declarer(build_core(two, catalog, clock))
+        results = await asyncio.gather(
+            *((first if i % 2 else second)(i) for i in range(RACERS))
+        )
+    await check_numbers(any_engine, dict(enumerate(results)))
+
+
+async def test_racing_claims_of_one_event_let_exactly_one_through(
+    any_engine: AsyncEngine,
+) -> None:
+    async with same_database(any_engine, 8) as engine:
+        store = SqlStore(engine)
+
+        async def claim() -> bool:
+            async with store.unit() as u:
+                return await u.claim_event("slack", "Ev42")
+
+        claims = await asyncio.gather(*(claim() for _ in range(8)))
+    assert sorted(claims) == [False] * 7 + [True]
