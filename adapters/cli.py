@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console import ConsoleChat, ConsoleSession, console_user
-from adapters.openai_suggester import OpenAISuggester, OpenAISummarizer, make_client
 from adapters.settings import Settings
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
@@ -79,6 +78,9 @@ def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer
     is set, the built-in heuristic and key-event list otherwise."""
     if not settings.ai_enabled:
         return HeuristicSuggester(), PlainSummarizer()
+    # Imported here: the openai SDK takes a second to import, and most runs never need it.
+    from adapters.openai_suggester import OpenAISuggester, OpenAISummarizer, make_client
+
     try:
         redactor = Redactor([*settings.opsroom_redact_patterns, *catalog.redact_patterns])
     except ValueError as exc:
@@ -366,8 +368,9 @@ def suggest(
         try:
             return await suggester.suggest(description=text, type_hint=type_, catalog=catalog)
         finally:
-            if isinstance(suggester, OpenAISuggester):
-                await suggester.client.close()
+            client = getattr(suggester, "client", None)
+            if client is not None:
+                await client.close()
 
     s = asyncio.run(go())
     typer.echo(suggestion_json(s) if as_json else suggestion_text(s))
