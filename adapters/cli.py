@@ -84,8 +84,9 @@ def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer
     try:
         redactor = Redactor([*settings.opsroom_redact_patterns, *catalog.redact_patterns])
     except ValueError as exc:
-        fail(f"configuration error: OPSROOM_REDACT_PATTERNS or the catalog's redact_patterns: "
-             f"{exc}")
+        fail(
+            f"configuration error: OPSROOM_REDACT_PATTERNS or the catalog's redact_patterns: {exc}"
+        )
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     client = make_client(
         api_key=key, base_url=settings.openai_base_url, budget_s=settings.openai_budget_s
@@ -210,6 +211,21 @@ async def run_service(settings: Settings) -> None:
             )
         background.append(asyncio.create_task(_start_slack(slack, readiness, socket_handler)))
 
+    discord_edge = None
+    if settings.discord_token is not None:
+        from adapters.discord.app import DiscordEdge
+
+        discord_edge = DiscordEdge(
+            service=core.service,
+            store=core.store,
+            catalog=core.catalog,
+            token=settings.discord_token.get_secret_value(),
+            api_url=settings.discord_api_url,  # start() assigns it to discord.http.Route.BASE
+            guild_id=settings.discord_guild_id,
+        )
+        core.mirror.ports["discord"] = discord_edge.chat
+        await discord_edge.start(readiness)  # ready on gateway READY + commands synced
+
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(readiness, slack.app if slack else None),
@@ -234,6 +250,8 @@ async def run_service(settings: Settings) -> None:
         if slack is not None:
             await slack.drain_tasks()
         await core.mirror.stop()
+        if discord_edge is not None:
+            await discord_edge.stop()  # after the mirror, so in-flight deliveries still arrive
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)

@@ -106,3 +106,36 @@ async def test_opsroom_run_refuses_slack_without_a_way_to_verify_requests(
     assert proc.returncode == 2
     assert "neither SLACK_SIGNING_SECRET (HTTP mode) nor SLACK_APP_TOKEN" in err.decode()
     assert "xoxb-not-a-real-token" not in err.decode()
+
+
+async def test_opsroom_run_serves_discord_and_is_ready_once_commands_are_synced(
+    tmp_path: Path,
+) -> None:
+    from tests.fakes.discord import FakeDiscord
+
+    port = free_port()
+    async with FakeDiscord() as fake:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_", "OPSROOM_"))}
+        env.update({
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'opsroom.db'}",
+            "DISCORD_TOKEN": fake.token,
+            "DISCORD_API_URL": fake.api_base,
+            "DISCORD_GUILD_ID": str(fake.guild_id),
+            "OPSROOM_HTTP_PORT": str(port),
+            "PYTHONPATH": ROOT,
+        })
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "adapters.cli", "run", cwd=tmp_path, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            seen = await wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+            assert seen[-1] == 200
+            synced = fake.commands(fake.guild_id)
+            assert "incident" in {c["name"] for c in synced}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+    assert proc.returncode == 0, err.decode()
+    assert fake.token not in err.decode()

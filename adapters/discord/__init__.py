@@ -1,0 +1,1 @@
+"""The Discord edge: discord.py client, `/incident` app commands, DiscordChat(ChatPort)."""

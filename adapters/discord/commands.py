@@ -1,0 +1,270 @@
+"""`/incident` as a Discord app-command group with typed options, and "Add to timeline".
+
+Each subcommand builds the same command dataclass `bot.commands.parse` would build from the
+text grammar, so a command means the same on every platform; names the catalog defines
+(statuses, severities, priorities, roles) are offered as choices, and values are still checked
+by the service, which names a bad one in its ephemeral answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+
+from bot import commands as c
+
+if TYPE_CHECKING:
+    from adapters.discord.app import DiscordEdge
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INCIDENT_HELP = "Incident number (implied inside an incident channel)"
+MAX_CHOICES = 25
+
+
+def _choices(names: list[str], upper: bool = False) -> list[Choice[str]]:
+    return [Choice(name=n.upper() if upper else n, value=n) for n in names[:MAX_CHOICES]]
+
+
+def _due(text: str | None) -> c.DueSpec | None:
+    """A due date as the grammar takes it; a bad one is a usage error naming it."""
+    if not text:
+        return None
+    try:
+        c.parse_due(text, discord.utils.utcnow())
+    except ValueError as exc:
+        raise c.UsageError(str(exc)) from None
+    return c.DueSpec(text)
+
+
+def _mention(member: discord.abc.User | None) -> str | None:
+    return f"<@{member.id}>" if member is not None else None
+
+
+class OpsroomTree(app_commands.CommandTree[Any]):
+    """The command tree; an error that escapes a command is answered, ephemeral."""
+
+    def __init__(self, client: discord.Client, edge: DiscordEdge) -> None:
+        super().__init__(client)
+        self.edge = edge
+
+    async def on_error(self, interaction: discord.Interaction[Any],
+                       error: app_commands.AppCommandError, /) -> None:
+        await self.edge.failed(interaction, error)
+
+
+def build_tree(edge: DiscordEdge) -> OpsroomTree:
+    tree = OpsroomTree(edge.client, edge)
+    tree.add_command(incident_group(edge))
+
+    @app_commands.guild_only()
+    async def add_to_timeline(interaction: discord.Interaction, message: discord.Message) -> None:
+        await edge.add_to_timeline(interaction, message)
+
+    tree.add_command(app_commands.ContextMenu(name="Add to timeline", callback=add_to_timeline))
+    return tree
+
+
+def incident_group(edge: DiscordEdge) -> app_commands.Group:
+    catalog = edge.catalog
+    group = app_commands.Group(name="incident", description="Run incidents with Opsroom",
+                               guild_only=True)
+    action = app_commands.Group(name="action", description="Action items of an incident",
+                                parent=group)
+    runbook = app_commands.Group(name="runbook", description="Runbooks of an incident",
+                                 parent=group)
+    run = edge.run
+
+    def on_incident(fn: F) -> F:
+        """The optional `incident` option every command that acts on one incident takes."""
+        fn = app_commands.describe(incident=INCIDENT_HELP)(fn)
+        return app_commands.autocomplete(incident=edge.complete_incident)(fn)
+
+    @group.command(name="declare", description="Declare an incident: review suggested fields, "
+                   "then Create")
+    @app_commands.describe(description="What is happening?",
+                           type="Incident type (suggested from the description when left out)")
+    @app_commands.autocomplete(type=edge.complete_type)
+    async def declare(interaction: discord.Interaction, description: str,
+                      type: str | None = None) -> None:
+        await edge.quick_start(interaction, description, type)
+
+    @group.command(name="list", description="List open (or all) incidents")
+    @app_commands.choices(scope=_choices(["open", "all"]))
+    async def list_(interaction: discord.Interaction, scope: str | None = None) -> None:
+        await run(interaction, c.ListIncidents(include_closed=scope == "all"))
+
+    @group.command(name="show", description="Show an incident's summary")
+    @on_incident
+    async def show(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.Show(incident=incident))
+
+    @group.command(name="help", description="How to use /incident")
+    @app_commands.choices(command=_choices(list(c.USAGE)))
+    async def help_(interaction: discord.Interaction, command: str | None = None) -> None:
+        await run(interaction, c.Help(topic=command))
+
+    @group.command(name="status", description="Change the status")
+    @app_commands.choices(status=_choices(catalog.status_names))
+    @on_incident
+    async def status(interaction: discord.Interaction, status: str,
+                     incident: int | None = None) -> None:
+        await run(interaction, c.SetStatus(status=status, incident=incident))
+
+    @group.command(name="severity", description="Change the severity")
+    @app_commands.choices(severity=_choices(catalog.severity_names, upper=True))
+    @on_incident
+    async def severity(interaction: discord.Interaction, severity: str,
+                       incident: int | None = None) -> None:
+        await run(interaction, c.SetSeverity(severity=severity, incident=incident))
+
+    @group.command(name="priority", description="Change the priority")
+    @app_commands.choices(priority=_choices(catalog.priority_names, upper=True))
+    @on_incident
+    async def priority(interaction: discord.Interaction, priority: str,
+                       incident: int | None = None) -> None:
+        await run(interaction, c.SetPriority(priority=priority, incident=incident))
+
+    @group.command(name="assign", description="Give someone a role (commander, scribe...)")
+    @app_commands.choices(role=_choices(catalog.role_names))
+    @app_commands.describe(person="Who takes the role")
+    @on_incident
+    async def assign(interaction: discord.Interaction, role: str, person: discord.Member,
+                     incident: int | None = None) -> None:
+        await run(interaction, c.AssignRole(role=role, user=f"<@{person.id}>", incident=incident))
+
+    @group.command(name="set", description="Set a custom field of the incident's type")
+    @app_commands.describe(field="Custom field", value="Its new value")
+    @app_commands.autocomplete(field=edge.complete_field, value=edge.complete_value)
+    @on_incident
+    async def set_(interaction: discord.Interaction, field: str, value: str,
+                   incident: int | None = None) -> None:
+        await run(interaction, c.SetField(field=field.lower(), value=value, incident=incident))
+
+    def text_command(name: str, description: str, make: Callable[[str, int | None], c.Command],
+                     required: bool = True) -> None:
+        if required:
+            async def with_text(interaction: discord.Interaction, text: str,
+                                incident: int | None = None) -> None:
+                await run(interaction, make(text, incident))
+        else:
+            async def with_text(interaction: discord.Interaction, text: str = "",  # type: ignore[misc]
+                                incident: int | None = None) -> None:
+                await run(interaction, make(text, incident))
+        with_text = app_commands.describe(text=description)(with_text)
+        group.add_command(app_commands.Command(name=name, description=description,
+                                               callback=on_incident(with_text)))
+
+    text_command("title", "Change the title", lambda t, n: c.SetTitle(title=t, incident=n))
+    text_command("summary", "Change the summary", lambda t, n: c.SetSummary(summary=t, incident=n))
+    text_command("update", "Post a status update to stakeholders",
+                 lambda t, n: c.StatusUpdate(text=t, incident=n))
+    text_command("event", "Add a key event", lambda t, n: c.AddKeyEvent(text=t, incident=n))
+    text_command("note", "Add a note to the timeline", lambda t, n: c.AddNote(text=t, incident=n))
+    text_command("resolve", "Resolve the incident (with a closing note)",
+                 lambda t, n: c.Resolve(text=t, incident=n), required=False)
+    text_command("reopen", "Reopen a resolved incident",
+                 lambda t, n: c.Reopen(text=t, incident=n), required=False)
+
+    @group.command(name="timeline", description="Show the timeline (or only key events)")
+    @app_commands.describe(key="Only key events")
+    @on_incident
+    async def timeline(interaction: discord.Interaction, key: bool = False,
+                       incident: int | None = None) -> None:
+        await run(interaction, c.ShowTimeline(key_only=key, incident=incident))
+
+    @group.command(name="catchup", description="A summary of the timeline so far")
+    @on_incident
+    async def catchup(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.CatchUp(incident=incident))
+
+    @group.command(name="ack", description="Acknowledge the incident: it is yours to run")
+    @on_incident
+    async def ack(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.Acknowledge(incident=incident))
+
+    @group.command(name="page", description="Page an escalation policy or a person")
+    @app_commands.describe(policy="Escalation policy", person="Person to page")
+    @on_incident
+    async def page(interaction: discord.Interaction, policy: str | None = None,
+                   person: discord.Member | None = None, incident: int | None = None) -> None:
+        target = _mention(person) or policy
+        if not target:
+            raise c.UsageError(f"name a policy or a person. Usage: {c.USAGE['page']}")
+        await run(interaction, c.Page(target=target, incident=incident))
+
+    @group.command(name="postmortem", description="Start the postmortem")
+    @on_incident
+    async def postmortem(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.Postmortem(incident=incident))
+
+    @group.command(name="mirror", description="Give the incident a channel on another platform")
+    @app_commands.choices(platform=[Choice(name="slack", value="slack"),
+                                    Choice(name="discord", value="discord")])
+    @on_incident
+    async def mirror(interaction: discord.Interaction, platform: str,
+                     incident: int | None = None) -> None:
+        await run(interaction, c.MirrorTo(platform=platform, incident=incident))
+
+    # --- action items -------------------------------------------------------------------
+
+    @action.command(name="add", description="Add an action item")
+    @app_commands.describe(text="What needs doing", assignee="Who does it",
+                           due="When: 2026-12-01, tomorrow, friday, in 3h...")
+    @on_incident
+    async def action_add(interaction: discord.Interaction, text: str,
+                         assignee: discord.Member | None = None, due: str | None = None,
+                         incident: int | None = None) -> None:
+        await run(interaction, c.ActionAdd(text=text, assignee=_mention(assignee), due=_due(due),
+                                           incident=incident))
+
+    @action.command(name="list", description="List the action items")
+    @on_incident
+    async def action_list(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.ActionList(incident=incident))
+
+    @action.command(name="done", description="Mark an action item done")
+    @app_commands.describe(number="Action item number")
+    @on_incident
+    async def action_done(interaction: discord.Interaction,
+                          number: app_commands.Range[int, 1, None],
+                          incident: int | None = None) -> None:
+        await run(interaction, c.ActionDone(number=number, incident=incident))
+
+    @action.command(name="edit", description="Change an action item's text, assignee or due date")
+    @app_commands.describe(number="Action item number", text="New text", assignee="New assignee",
+                           due="New due date")
+    @on_incident
+    async def action_edit(interaction: discord.Interaction,
+                          number: app_commands.Range[int, 1, None], text: str | None = None,
+                          assignee: discord.Member | None = None, due: str | None = None,
+                          incident: int | None = None) -> None:
+        if not (text or assignee or due):
+            raise c.UsageError(f"nothing to change. Usage: {c.USAGE['action']}")
+        await run(interaction, c.ActionEdit(number=number, text=text, assignee=_mention(assignee),
+                                            due=_due(due), incident=incident))
+
+    # --- runbooks -----------------------------------------------------------------------
+
+    @runbook.command(name="list", description="List the runbooks of the incident's type")
+    @on_incident
+    async def runbook_list(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.RunbookList(incident=incident))
+
+    @runbook.command(name="run", description="Run a runbook")
+    @on_incident
+    async def runbook_run(interaction: discord.Interaction, name: str,
+                          incident: int | None = None) -> None:
+        await run(interaction, c.RunbookRun(name=name.lower(), incident=incident))
+
+    @runbook.command(name="status", description="Where the running runbook is")
+    @on_incident
+    async def runbook_status(interaction: discord.Interaction,
+                             incident: int | None = None) -> None:
+        await run(interaction, c.RunbookStatus(incident=incident))
+
+    return group
