@@ -283,8 +283,9 @@ async def _start_slack(slack: Any, readiness: Any, socket_handler: Any) -> None:
 def run() -> None:
     """Run the bot: every configured chat adapter, or the console chat when none is."""
     settings = load_settings()
-    setup_logging(settings)
-    if not (settings.slack_enabled or settings.discord_enabled):
+    console = not (settings.slack_enabled or settings.discord_enabled)
+    setup_logging(settings, default="WARNING" if console else None)
+    if console:
         logger.info(
             "no chat platform configured (set SLACK_BOT_TOKEN or DISCORD_TOKEN); "
             "starting the console chat"
