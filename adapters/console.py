@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import os
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ from bot.mirror import Mirror
 from bot.ports import Actor, ChannelNameTaken, ChannelRef, CreatedChannel, Store, Suggestion
 from bot.render import Message
 from bot.service import IncidentService, Reply, ServiceError
+
+logger = logging.getLogger(__name__)
 
 PLATFORM = "console"
 BOT_NAME = "opsroom"
@@ -38,7 +42,7 @@ CONSOLE_HELP = """Console commands:
 
 @dataclass
 class ConsoleMessage:
-    number: int
+    number: int  # what people see and type: 1, 2, 3... in this session
     channel: str
     author: str
     text: str
@@ -68,6 +72,18 @@ class ConsoleChat:
         self.channels: dict[str, ConsoleChannel] = {"general": ConsoleChannel("general")}
         self.messages: dict[int, ConsoleMessage] = {}
         self.joined: list[str] = []  # channels the user was added to since the last look
+        self.session = uuid.uuid4().hex[:8]
+
+    def message_id(self, m: ConsoleMessage) -> str:
+        """The id the record keeps: unique across sessions, unlike the number people see."""
+        return f"{self.session}-{m.number}"
+
+    def find(self, message_id: str) -> ConsoleMessage | None:
+        """A message of this session by its id; None for one from an earlier session."""
+        session, _, number = message_id.rpartition("-")
+        if session != self.session or not number.isdigit():
+            return None
+        return self.messages.get(int(number))
 
     @property
     def mention(self) -> str:
@@ -120,21 +136,22 @@ class ConsoleChat:
 
     async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
         self._channel(channel_id)
-        return str(self.add_message(channel_id, BOT_NAME, message.text, thread_id).number)
+        return self.message_id(self.add_message(channel_id, BOT_NAME, message.text, thread_id))
 
     async def update(self, *, channel_id: str, message_id: str, message: Message) -> None:
-        m = self.messages.get(int(message_id))
-        if m is None:  # posted in an earlier session: show the new version anyway
-            self.add_message(channel_id, BOT_NAME, message.text)
+        m = self.find(message_id)
+        if m is None:  # posted in an earlier session, so it has no number here
+            self.out(f"[#{channel_id}] pinned summary updated (/incident show shows it)")
             return
         m.text = message.text
         self.out(f"[#{channel_id}] ({m.number}) updated")
 
     async def pin(self, *, channel_id: str, message_id: str) -> None:
         channel = self._channel(channel_id)
-        if int(message_id) not in channel.pins:
-            channel.pins.append(int(message_id))
-            self.out(f"[#{channel_id}] ({message_id}) pinned")
+        m = self.find(message_id)
+        if m is not None and m.number not in channel.pins:
+            channel.pins.append(m.number)
+            self.out(f"[#{channel_id}] ({m.number}) pinned")
 
     async def set_topic(self, *, channel_id: str, topic: str) -> None:
         self._channel(channel_id).topic = topic
@@ -238,7 +255,11 @@ class ConsoleSession:
                 break
             if not self.interactive:
                 self.chat.out(f"#{self.current}> {line}")
-            await self.handle(line)
+            try:
+                await self.handle(line)
+            except Exception:  # one bad line must not end the session
+                logger.exception("console: %r failed", line)
+                self.reply("That failed on our side (see the log); nothing else was lost.")
         await self.settle()
 
     async def settle(self) -> None:
@@ -342,7 +363,7 @@ class ConsoleSession:
             where=ChannelRef(PLATFORM, self.current, thread_id=channel.thread),
             actor=self.actor,
             text=text,
-            message_id=str(m.number),
+            message_id=self.chat.message_id(m),
             occurred_at=m.at,
         )
         if entry is None:
@@ -368,7 +389,7 @@ class ConsoleSession:
                 where=where,
                 actor=self.actor,
                 emoji=emoji,
-                message_id=str(m.number),
+                message_id=self.chat.message_id(m),
                 text=m.text,
                 author=m.author,
                 occurred_at=m.at,
@@ -377,7 +398,7 @@ class ConsoleSession:
             reactors.discard(self.chat.user)
             self.chat.out(f"[#{m.channel}] ({m.number}) :{emoji}: removed by @{self.chat.user}")
             result = await self.service.reaction_removed(
-                where=where, actor=self.actor, emoji=emoji, message_id=str(m.number)
+                where=where, actor=self.actor, emoji=emoji, message_id=self.chat.message_id(m)
             )
         if result is not None:
             self.reply(result.text)

@@ -303,25 +303,39 @@ def _none(name: str, rest: str) -> None:
         raise _usage(name, f'unexpected "{rest}"')
 
 
+MAX_NUMBER = 2**31 - 1  # incident and action numbers are 32-bit integers in the database
+
+
 def _number(name: str, token: str) -> int:
     n = token.lstrip("#")
-    if not n.isdigit() or int(n) < 1:
+    if not n.isdigit() or not 1 <= int(n) <= MAX_NUMBER:
         raise _usage(name, f'"{token}" is not a number')
     return int(n)
+
+
+_DATE_WORDS = frozenset({"today", "tomorrow", "eod", "next", "this", "in", *_WEEKDAY_ALIASES})
+
+
+def _looks_like_date(expr: str) -> bool:
+    """One word ("due never") or a date-like start ("due next week"): meant as a date."""
+    words = expr.lower().split()
+    return len(words) <= 1 or words[0][:1].isdigit() or words[0] in _DATE_WORDS
 
 
 def _split_action_tail(rest: str) -> tuple[str, str | None, DueSpec | None]:
     """Split '<text> [@user] [due <date>]' into its parts."""
     text, due = rest, None
     # The text may itself say "due" ("chase the due invoices due friday"): the due date is the
-    # rightmost "due <date>" that parses; if none does, the rightmost one is reported.
+    # rightmost "due <date>" that parses; if none does, the rightmost date-like one is reported,
+    # and "due to the cache change" stays part of the text.
     problem: ValueError | None = None
     for m in reversed(list(re.finditer(r"(?:^|(?<=\s))due\s+(?=\S)", rest, re.IGNORECASE))):
         expr = rest[m.end() :].strip()
         try:
             parse_due(expr, datetime.now(UTC))
         except ValueError as exc:
-            problem = problem or exc
+            if _looks_like_date(expr):  # "due someday-ish" is a mistake; "due to ..." is prose
+                problem = problem or exc
             continue
         due, text = DueSpec(expr), rest[: m.start()].strip()
         break
@@ -489,6 +503,8 @@ def parse(text: str) -> Command:
     m = _INCIDENT_RE.match(first)
     if m:
         incident = int(m.group(1))
+        if not 1 <= incident <= MAX_NUMBER:
+            raise UsageError(f'"{first}" is not an incident number')
         first, _, rest = rest.strip().partition(" ")
     if not first:
         if incident is not None:

@@ -29,12 +29,24 @@ from bot.models import (
     LinkState,
     TimelineEntry,
 )
-from bot.ports import ChannelNameTaken, ChatPort, Clock, RetryLater, Store, SystemClock, Unit
+from bot.ports import (
+    ChannelNameTaken,
+    ChatPort,
+    Clock,
+    DeliveryRejected,
+    RetryLater,
+    Store,
+    SystemClock,
+    Unit,
+)
 from bot.render import Message, announcement, entry_message, summary, topic
 
 logger = logging.getLogger(__name__)
 
 MAX_NAME_SUFFIX = 20
+QUEUE_BATCH = 100  # deliveries read per queue per pass
+FINISH_ATTEMPTS = 5
+WAIT_SECONDS = 0.2  # how soon a delivery waiting on another queue looks again
 
 
 def slugify(text: str, limit: int = 40) -> str:
@@ -87,11 +99,16 @@ class Backoff:
     cap: float = 300.0
 
     def delay(self, attempts: int) -> float:
-        return float(min(self.cap, self.base * 2 ** max(0, attempts - 1)))
+        # The exponent is capped: a delivery stuck for days must not overflow the float.
+        return float(min(self.cap, self.base * 2 ** min(max(0, attempts - 1), 30)))
 
 
 class _Skip(Exception):
     """Nothing to send for this delivery (superseded, or no announcement channel)."""
+
+
+class _Wait(Exception):
+    """Not yet: this delivery depends on another queue's progress. Not a failure."""
 
 
 class Mirror:
@@ -159,7 +176,7 @@ class Mirror:
         while True:
             await self.deliver_due()
             async with self.store.unit() as u:
-                pending = await u.pending_deliveries(limit=1)
+                pending = await u.pending_deliveries(per_queue=1)
             if not pending:
                 return True
             remaining = deadline - loop.time()
@@ -169,22 +186,43 @@ class Mirror:
 
     async def _seconds_to_next(self, cap: float) -> float:
         async with self.store.unit() as u:
-            pending = await u.pending_deliveries(limit=200)
+            pending = await u.pending_deliveries(per_queue=1)  # a queue waits on its head
         if not pending:
             return cap
         soonest = min(d.next_attempt_at for d in pending)
         return max(0.0, min(cap, (soonest - self.clock.now()).total_seconds()))
 
     async def deliver_due(self) -> int:
-        """Send every delivery that is due, link by link in queue order; return how many."""
+        """Send every delivery that is due, each queue in order; return how many were sent.
+
+        A queue is one channel link's deliveries; its announcements form a queue of their own,
+        so an announcement channel the bot cannot post in never holds up the incident channel.
+        """
         async with self._lock:
             async with self.store.unit() as u:
-                pending = await u.pending_deliveries(limit=1000)
-            queues: dict[int, list[Delivery]] = {}
+                pending = await u.pending_deliveries(per_queue=QUEUE_BATCH)
+            queues: dict[tuple[int, bool], list[Delivery]] = {}
             for d in pending:
-                queues.setdefault(d.link_id, []).append(d)
-            counts = await asyncio.gather(*(self._deliver_queue(q) for q in queues.values()))
-            return sum(counts)
+                key = (d.link_id, d.action is DeliveryAction.ANNOUNCE)
+                queues.setdefault(key, []).append(d)
+            # Channel queues first, then announcements: each queue stays in order either way,
+            # and people see a change in the incident channel before it is announced.
+            ordered = sorted(queues.items(), key=lambda item: item[0][1])
+            results = []
+            for announcements in (False, True):
+                batch = [q for (_, is_announce), q in ordered if is_announce is announcements]
+                results += await asyncio.gather(
+                    *(self._deliver_queue(q) for q in batch), return_exceptions=True
+                )
+            sent = 0
+            for result in results:
+                if isinstance(result, BaseException):
+                    # Only the database can fail here (chat errors are handled per delivery);
+                    # the rows stay pending and the next pass retries them.
+                    logger.error("mirror: a delivery queue stopped: %r", result)
+                else:
+                    sent += result
+            return sent
 
     async def _deliver_queue(self, queue: list[Delivery]) -> int:
         sent = 0
@@ -202,6 +240,18 @@ class Mirror:
         except _Skip as skip:
             await self._finish(delivery, DeliveryState.SKIPPED, None, str(skip) or None)
             return True
+        except _Wait:
+            await self._postpone(delivery, WAIT_SECONDS)
+            return False
+        except DeliveryRejected as exc:
+            logger.error(
+                "mirror: %s of delivery %s refused for good, not retried: %s",
+                delivery.action.value,
+                delivery.id,
+                exc,
+            )
+            await self._finish(delivery, DeliveryState.FAILED, None, str(exc)[:500])
+            return True
         except Exception as exc:
             await self._failed(delivery, exc)
             return False
@@ -211,12 +261,28 @@ class Mirror:
     async def _finish(
         self, delivery: Delivery, state: DeliveryState, message_id: str | None, note: str | None
     ) -> None:
+        # The platform has the message now: a failed write here would send it again on the
+        # next pass, so it is retried a few times before giving up.
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                async with self.store.unit() as u:
+                    row = await u.delivery(_id(delivery))
+                    assert row is not None
+                    row.state, row.message_id, row.sent_at = state, message_id, self.clock.now()
+                    row.last_error = note
+                    row.attempts += 1
+                return
+            except Exception:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    raise
+                logger.warning("mirror: recording delivery %s failed; retrying", delivery.id)
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _postpone(self, delivery: Delivery, seconds: float) -> None:
         async with self.store.unit() as u:
             row = await u.delivery(_id(delivery))
             assert row is not None
-            row.state, row.message_id, row.sent_at = state, message_id, self.clock.now()
-            row.last_error = note
-            row.attempts += 1
+            row.next_attempt_at = self.clock.now() + timedelta(seconds=seconds)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         async with self.store.unit() as u:
@@ -254,15 +320,25 @@ class Mirror:
                     raise _Skip("superseded by a later refresh")
             summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
-            return await self._open_channel(port, link, incident, summary_msg)
+            try:
+                return await self._open_channel(port, link, incident, summary_msg)
+            except DeliveryRejected:
+                await self._save_link(link, state=LinkState.FAILED)
+                raise
+        if delivery.action is DeliveryAction.ANNOUNCE:
+            assert entry is not None
+            if link.state is LinkState.PENDING:
+                raise _Wait  # announce once the channel exists, so the announcement can name it
+            return await self._announce(port, link, incident, entry)
         if link.channel_id is None:
-            raise RuntimeError(f"{link.platform} channel of #{incident.number} is not open yet")
+            # Its opening came first in this queue and was refused: nothing can follow it.
+            raise DeliveryRejected(
+                f"the {link.platform} channel of #{incident.number} was never opened"
+            )
         if delivery.action is DeliveryAction.REFRESH_SUMMARY:
             await self._refresh(port, link, incident, summary_msg)
             return link.summary_message_id
         assert entry is not None
-        if delivery.action is DeliveryAction.ANNOUNCE:
-            return await self._announce(port, link, incident, entry)
         return await self._post_entry(port, link, incident, entry)
 
     async def _save_link(self, link: ChannelLink, **changes: object) -> None:

@@ -89,6 +89,7 @@ class LinkState(StrEnum):
     PENDING = "pending"  # the channel is queued for creation
     OPEN = "open"
     ARCHIVED = "archived"
+    FAILED = "failed"  # the platform refused to create it (see the delivery's last_error)
 
 
 class DeliveryAction(StrEnum):
@@ -102,6 +103,7 @@ class DeliveryState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     SKIPPED = "skipped"  # superseded (a later summary refresh covers it) or nothing to send
+    FAILED = "failed"  # the platform refused it for good (see last_error); the record keeps it
 
 
 class Incident(SQLModel, table=True):

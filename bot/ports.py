@@ -64,6 +64,11 @@ class RetryLater(Exception):
         self.retry_after = retry_after
 
 
+class DeliveryRejected(Exception):
+    """The platform refused for good (no such channel, not allowed, too long...): retrying
+    cannot help. The mirror records the delivery as failed, logs why, and moves on."""
+
+
 class ChatPort(Protocol):
     """Outbound chat actions. Every adapter implements all of them.
 
@@ -200,8 +205,9 @@ class Unit(Protocol):
         """Record an inbound event key; False when it was already recorded."""
         ...
 
-    async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
-        """Pending deliveries in id order (the order they were queued)."""
+    async def pending_deliveries(self, *, per_queue: int) -> list[Delivery]:
+        """The first `per_queue` pending deliveries of every queue (a channel link; its
+        announcements form a queue of their own), in the order they were queued."""
         ...
 
     async def delivery(self, delivery_id: int) -> Delivery | None: ...

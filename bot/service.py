@@ -8,6 +8,7 @@ each linked channel, in one transaction. The service never talks to chat itself;
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -83,6 +84,8 @@ def coerce_field(field: CustomField, raw: Any) -> Any:
             number = float(str(raw).replace(",", ""))
         except ValueError:
             raise ServiceError(f'{field.name} must be a number, not "{raw}"') from None
+        if not math.isfinite(number):
+            raise ServiceError(f'{field.name} must be a finite number, not "{raw}"')
         return int(number) if number.is_integer() else number
     if field.kind is FieldKind.SELECT:
         choice = next((ch for ch in field.choices if ch.lower() == str(raw).strip().lower()), None)
@@ -189,6 +192,14 @@ class IncidentService:
             return self._not_configured(command)
         except ServiceError as exc:
             return Reply(str(exc), ok=False)
+        except Exception:
+            # A bug or an unreachable database: the person gets a short answer, never a trace,
+            # and the transaction (if any) rolled back, so nothing half-done was kept.
+            logger.exception("%s failed", type(command).__name__)
+            return Reply(
+                "Sorry, that failed on our side and nothing was changed; try again in a moment.",
+                ok=False,
+            )
 
     def _not_configured(self, command: c.Command) -> Reply:
         what = {
@@ -502,6 +513,8 @@ class IncidentService:
             return await self._resolve(u, inc, c.Resolve(), actor)
         if not inc.status.is_open and new.is_open:
             return await self._reopen(u, inc, c.Reopen(), actor, to=new)
+        if new is Status.CLOSED and inc.status.is_open:
+            self._check_required(inc, "closed")
         return await self._move(u, inc, new, actor)
 
     async def _move(
@@ -542,19 +555,20 @@ class IncidentService:
     async def _resolve(self, u: Unit, inc: Incident, cmd: c.Resolve, actor: Actor) -> Reply:
         if not inc.status.is_open:
             raise ServiceError(f"#{inc.number} is already {inc.status.value}")
-        itype = self.catalog.incident_type(inc.type)
-        missing = (
-            [f.name for f in itype.fields if f.required and f.name not in inc.custom_fields]
-            if itype
-            else []
-        )
-        if missing:
-            raise ServiceError(
-                f"#{inc.number} cannot be resolved yet: set {', '.join(missing)} first "
-                f"(/incident set {missing[0]} <value>)"
-            )
+        self._check_required(inc, "resolved")
         await self._move(u, inc, Status.RESOLVED, actor, note=cmd.text)
         return Reply(f"Resolved #{inc.number}.", incident=inc.number)
+
+    def _check_required(self, inc: Incident, becoming: str) -> None:
+        """Required custom fields must be set before an incident is resolved or closed."""
+        itype = self.catalog.incident_type(inc.type)
+        fields = itype.fields if itype else []
+        missing = [f.name for f in fields if f.required and f.name not in inc.custom_fields]
+        if missing:
+            raise ServiceError(
+                f"#{inc.number} cannot be {becoming} yet: set {', '.join(missing)} first "
+                f"(/incident set {missing[0]} <value>)"
+            )
 
     async def _reopen(
         self,

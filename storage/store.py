@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, or_, update
+from sqlalchemy import bindparam, exists, func, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -50,17 +50,37 @@ _INCIDENT_FOR_CHANNEL = (
     .join(ChannelLink, col(ChannelLink.incident_id) == col(Incident.id))
     .where(col(Incident.id) == _OWNER)
     .order_by(col(ChannelLink.id))
+    .with_for_update(of=Incident)  # see SqlUnit.incident
 )
 _LINKS = (
     select(ChannelLink)
     .where(col(ChannelLink.incident_id) == bindparam("incident_id"))
     .order_by(col(ChannelLink.id))
 )
+# The first rows of every delivery queue: one queue per channel link, with its announcements
+# in a queue of their own. A window, not a global LIMIT, so a channel with thousands of rows
+# waiting (a long outage) can never hide another incident's deliveries.
+_QUEUE_RANK = (
+    select(
+        col(Delivery.id).label("id"),
+        func.row_number()
+        .over(
+            partition_by=(
+                col(Delivery.link_id),
+                col(Delivery.action) == DeliveryAction.ANNOUNCE,
+            ),
+            order_by=col(Delivery.id),
+        )
+        .label("rank"),
+    )
+    .where(col(Delivery.state) == DeliveryState.PENDING)
+    .subquery()
+)
 _PENDING_DELIVERIES = (
     select(Delivery)
-    .where(col(Delivery.state) == DeliveryState.PENDING)
+    .join(_QUEUE_RANK, _QUEUE_RANK.c.id == col(Delivery.id))
+    .where(_QUEUE_RANK.c.rank <= bindparam("per_queue"))
     .order_by(col(Delivery.id))
-    .limit(bindparam("limit"))
 )
 _LATER_SUMMARY_REFRESH = select(
     exists().where(
@@ -106,12 +126,17 @@ class SqlUnit:
         )
         return int(result.scalar_one())
 
+    # Incidents are read FOR UPDATE: a change reads, checks and writes the row, and two changes
+    # at once (two people, two platforms, two processes) must not overwrite each other. On
+    # SQLite the store's write queue already runs one unit at a time (FOR UPDATE is omitted).
     async def incident(self, number: int) -> Incident | None:
-        result = await self.session.execute(select(Incident).where(col(Incident.number) == number))
+        result = await self.session.execute(
+            select(Incident).where(col(Incident.number) == number).with_for_update()
+        )
         return result.scalar_one_or_none()
 
     async def incident_by_id(self, incident_id: int) -> Incident | None:
-        return await self.session.get(Incident, incident_id)
+        return await self.session.get(Incident, incident_id, with_for_update=True)
 
     async def incident_for_channel(self, platform: str, channel_id: str) -> Incident | None:
         rows = (
@@ -212,8 +237,8 @@ class SqlUnit:
         )
         return result.scalar_one_or_none() is not None
 
-    async def pending_deliveries(self, *, limit: int) -> list[Delivery]:
-        result = await self.session.execute(_PENDING_DELIVERIES, {"limit": limit})
+    async def pending_deliveries(self, *, per_queue: int) -> list[Delivery]:
+        result = await self.session.execute(_PENDING_DELIVERIES, {"per_queue": per_queue})
         return list(result.scalars())
 
     async def delivery(self, delivery_id: int) -> Delivery | None:

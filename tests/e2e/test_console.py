@@ -161,3 +161,21 @@ def test_the_readme_transcript_is_what_the_demo_prints(tmp_path: Path) -> None:
     result = run_shell(tmp_path, (root / "examples" / "demo.txt").read_text(encoding="utf-8"))
     assert result.returncode == 0, result.stderr
     assert normalise(result.stdout.rstrip("\n")) == normalise(shown)
+
+
+def test_a_second_session_records_its_own_messages_and_reactions(
+    session: tuple[Path, list[str]],
+) -> None:
+    """Message numbers restart in every session; what the record keeps must not collide."""
+    db, _ = session
+    result = run_shell(db.parent, "/join #inc-1-checkout-500s-in-eu-since-the-14-05\n"
+                                  "> a reply from the second session\n"
+                                  "the db is healthy again\n/react 2 pushpin\n")
+    assert result.returncode == 0, result.stderr
+    assert "(only you) Key event added to #1." in result.stdout
+    texts = [t for (t,) in rows(db, "SELECT text FROM timelineentry ORDER BY id")]
+    assert "a reply from the second session" in texts
+    assert "the db is healthy again" in texts
+    externals = [e for (e,) in rows(db, "SELECT external_id FROM timelineentry "
+                                        "WHERE external_id IS NOT NULL")]
+    assert len(externals) == len(set(externals)) == 4

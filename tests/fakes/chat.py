@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bot.ports import ChannelNameTaken, CreatedChannel, RetryLater
+from bot.ports import ChannelNameTaken, CreatedChannel, DeliveryRejected, RetryLater
 from bot.render import Message
 
 
@@ -50,6 +50,8 @@ class RecordingChat:
         self.dms: list[tuple[str, Message]] = []
         self._failures = 0
         self._rate_limits = 0
+        self.down: set[str] = set()  # channel ids whose posts fail (an outage of one channel)
+        self.refusing: set[str] = set()  # channel ids that refuse posts for good
         self._ids = 0
         for name in channels:
             self._new_channel(name, private=False)
@@ -109,6 +111,10 @@ class RecordingChat:
 
     async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
         self._call("post")
+        if channel_id in self.refusing:
+            raise DeliveryRejected("not_in_channel")
+        if channel_id in self.down:
+            raise FakeChatDown(f"post to {channel_id}: 503 service unavailable")
         posted = Posted(id=self._next_id("M"), text=message.text, message=message,
                         thread_id=thread_id)
         self.channels[channel_id].messages.append(posted)

@@ -87,3 +87,34 @@ async def test_racing_claims_of_one_event_let_exactly_one_through(
 
         claims = await asyncio.gather(*(claim() for _ in range(8)))
     assert sorted(claims) == [False] * 7 + [True]
+
+
+async def test_concurrent_changes_to_one_incident_all_stick(any_engine: AsyncEngine) -> None:
+    """Two fields set at once, five action items added at once, two acks at once: every change
+    lands, numbers stay unique, and only one ack wins (the row is locked while changed)."""
+    from bot.catalog import load_catalog
+    from tests.conftest import ALICE, BOB, build_core
+    from tests.fakes.clock import FakeClock
+
+    core = build_core(any_engine, load_catalog(), FakeClock())
+    await core.run("declare checkout errors in the eu region")
+    where = core.where(core.incident_channel(1))
+    replies = await asyncio.gather(
+        core.service.handle_text("set region us", actor=ALICE, where=where),
+        core.service.handle_text("set customers_affected 1200", actor=BOB, where=where),
+        *(core.service.handle_text(f"action add task {i}", actor=ALICE, where=where)
+          for i in range(5)),
+        core.service.handle_text("ack", actor=ALICE, where=where),
+        core.service.handle_text("ack", actor=BOB, where=where),
+    )
+    assert [r.ok for r in replies[:7]] == [True] * 7
+    assert sorted(r.ok for r in replies[7:]) == [False, True]
+    async with core.store.unit() as u:
+        incident = await u.incident(1)
+        assert incident is not None and incident.id is not None
+        items = await u.action_items(incident.id)
+        acks = [e for e in await u.timeline(incident.id) if "to acknowledged" in e.text]
+    assert incident.custom_fields["region"] == "us"
+    assert incident.custom_fields["customers_affected"] == 1200
+    assert sorted(a.number for a in items) == [1, 2, 3, 4, 5]
+    assert len(acks) == 1

@@ -185,7 +185,7 @@ async def test_a_duplicate_in_one_unit_rolls_the_whole_unit_back(any_engine: Asy
     async with store.unit() as u:
         assert await u.entry_by_external("slack", "C1:1.0") is None
         assert await u.timeline(incident_id, include_deleted=True) == []
-        assert await u.pending_deliveries(limit=10) == []
+        assert await u.pending_deliveries(per_queue=10) == []
 
 
 # --- channels -------------------------------------------------------------------------------
@@ -275,8 +275,8 @@ async def test_pending_deliveries_come_in_id_order(any_engine: AsyncEngine) -> N
         )
 
     async with store.unit() as u:
-        pending = [d.id for d in await u.pending_deliveries(limit=10)]
-        first_two = [d.id for d in await u.pending_deliveries(limit=2)]
+        pending = [d.id for d in await u.pending_deliveries(per_queue=10)]
+        first_two = [d.id for d in await u.pending_deliveries(per_queue=2)]
     assert pending == [ids[0], ids[1], ids[3], ids[4]]
     assert first_two == [ids[0], ids[1]]
 

@@ -334,3 +334,13 @@ def test_bad_due_dates_name_the_value_and_the_forms(text: str) -> None:
     message = str(err.value)
     assert f'invalid date "{text}"' in message
     assert "tomorrow" in message and "in 3h" in message
+
+
+def test_due_in_prose_stays_part_of_the_action_text() -> None:
+    spec = parse("action add investigate 500s due to the cache change due friday")
+    assert isinstance(spec, ActionAdd)
+    assert spec.text == "investigate 500s due to the cache change"
+    assert spec.due == DueSpec("friday")
+    plain = parse("action add investigate 500s due to the cache change")
+    assert isinstance(plain, ActionAdd)
+    assert (plain.text, plain.due) == ("investigate 500s due to the cache change", None)

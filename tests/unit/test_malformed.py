@@ -37,7 +37,7 @@ async def state(core: Core) -> State:
             counts[f"#{n} timeline"] = len(await u.timeline(incident.id, include_deleted=True))
             counts[f"#{n} action items"] = len(await u.action_items(incident.id))
             counts[f"#{n} links"] = len(await u.links(incident.id))
-        counts["pending deliveries"] = len(await u.pending_deliveries(limit=10_000))
+        counts["pending deliveries"] = len(await u.pending_deliveries(per_queue=10_000))
     async with core.store.engine.connect() as conn:
         rows = {}
         for table in TABLES:
@@ -86,7 +86,9 @@ CASES: dict[str, Case] = {
     "action done trailing": Case("action done 1 now", ('unexpected "now"',)),
     "action add empty": Case("action add", ("missing action item text",)),
     "action add only person": Case("action add @bob", ("missing action item text",)),
-    "due someday": Case("action add fix the alert due someday", ('invalid date "someday"',)),
+    "due next week": Case("action add fix the alert due next week", ('invalid date "next week"',)),
+    "due huge number": Case("action add fix it due 99999-01-01", ('invalid date "99999-01-01"',)),
+    "incident number too large": Case("#99999999999999999999 show", ("is not an incident number",)),
     "due 2026-13-45": Case("action add fix it due 2026-13-45", ('invalid date "2026-13-45"',)),
     "action edit nothing": Case("action edit 1", ("nothing to change", usage("action"))),
     "action edit x": Case("action edit x rename it", ('"x" is not a number',)),

@@ -172,3 +172,42 @@ def _alice():  # type: ignore[no-untyped-def]
     from tests.conftest import ALICE
 
     return ALICE
+
+
+async def test_an_announcement_channel_that_refuses_never_holds_up_the_incident(
+    core: Core,
+) -> None:
+    core.chat.refusing.add(core.general.channel_id)  # the bot may not post in #general
+    name = await declare(core)
+    where = core.where(name)
+    assert (await core.run("severity sev1", where=where)).ok  # announced, and in the channel
+    await core.run("note still here", where=where)
+    assert core.chat.texts(name)[-1] == "✏️ Severity changed from SEV2 to SEV1 (alice)"
+    assert thread_texts(core.chat, name) == ["💬 alice: still here"]
+    async with core.store.engine.connect() as conn:
+        failed = (await conn.execute(
+            select(Delivery.last_error).where(Delivery.state == DeliveryState.FAILED))).all()
+    assert [f.last_error for f in failed] == ["not_in_channel", "not_in_channel"]
+    assert await pending(core) == 0
+
+
+async def test_one_channel_in_a_long_outage_does_not_starve_the_others(core: Core) -> None:
+    name = await declare(core)
+    where = core.where(name)
+    core.chat.down.add(core.chat.by_name(name).id)
+    for i in range(130):  # more than one pass reads per queue
+        await core.service.handle_text(f"note line {i}", actor=_alice(), where=where)
+    await core.service.handle_text("declare payments api down", actor=_alice(),
+                                   where=core.general)
+    assert not await core.mirror.drain(timeout=1)  # incident 1's channel is still down...
+    second = core.chat.by_name(core.incident_channel(2))
+    assert second.pins and second.threads  # ...yet incident 2 got its channel
+    core.chat.down.clear()
+    assert await core.mirror.drain(timeout=10)
+    assert len(thread_texts(core.chat, name)) == 130
+
+
+def test_backoff_is_capped_and_never_overflows() -> None:
+    backoff = Backoff(base=1.0, cap=300.0)
+    assert [backoff.delay(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 300.0]
+    assert backoff.delay(5000) == 300.0

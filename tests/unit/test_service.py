@@ -298,6 +298,8 @@ async def test_required_fields_block_resolve_until_set(core: Core) -> None:
     blocked = await core.run("resolve", where=where)
     assert not blocked.ok
     assert blocked.text.startswith("#1 cannot be resolved yet: set attack_vector first")
+    closing = await core.run("status closed", where=where)
+    assert not closing.ok and closing.text.startswith("#1 cannot be closed yet: set attack_vector")
     assert (await core.run("set attack_vector credentials", where=where)).ok
     assert (await core.run("resolve", where=where)).ok
 
