@@ -38,7 +38,7 @@ from bot.catalog import Catalog
 from bot.models import TimelineEntry
 from bot.ports import Suggester, Suggestion
 from bot.redact import Redactor
-from bot.suggest import HeuristicSuggester
+from bot.suggest import HeuristicSuggester, ai_off_types_mentioned
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +177,14 @@ class OpenAISuggester(_Chat):
                 heuristic,
                 note=f"AI is off for {itype.name} incidents; using the built-in heuristic",
             )
+        hinted = catalog.incident_type(type_hint) if type_hint else None
+        sensitive = [] if hinted is not None else ai_off_types_mentioned(description, catalog)
+        if sensitive:
+            return dataclasses.replace(
+                heuristic,
+                note=f"this may be a {sensitive[0]} incident, for which AI is off; using the "
+                "built-in heuristic",
+            )
         started = time.monotonic()
         try:
             data, mode = await asyncio.wait_for(
@@ -195,6 +203,9 @@ class OpenAISuggester(_Chat):
             return _stamp(dataclasses.replace(heuristic, note=note), self.model, self.endpoint)
         try:
             suggestion = validate_model_output(data, catalog, heuristic)
+            chosen = catalog.incident_type(suggestion.type)
+            if chosen is not None and not chosen.ai:
+                raise ModelOutputError(f"it chose {chosen.name}, a type with AI off")
         except ModelOutputError as exc:
             note = f"AI suggestion failed: {exc}; using the built-in heuristic ({self.origin})"
             return _stamp(dataclasses.replace(heuristic, note=note), self.model, self.endpoint)

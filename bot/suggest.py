@@ -13,6 +13,7 @@ from bot.catalog import Catalog, FieldKind
 from bot.ports import FieldSource, Suggestion
 
 TITLE_LIMIT = 60
+AI_OFF_SHARE = 0.5
 _PRIOR = 0.75  # weight of the chosen type's default severity
 _WORD_RE = re.compile(r"[a-z0-9][a-z0-9'+.\-]*[a-z0-9]|[a-z0-9]")
 _STOPWORDS = frozenset(
@@ -147,6 +148,27 @@ def heuristic_suggestion(description: str, type_hint: str | None, catalog: Catal
         custom_fields=fields,
         sources=sources,
     )
+
+
+def ai_off_types_mentioned(description: str, catalog: Catalog) -> list[str]:
+    """The `ai: false` incident types the description plausibly is (scoring at least half as
+    well as the best type), most likely first.
+
+    The privacy setting must not hang on the heuristic's single best guess: a password printed
+    to a deploy log is still something to keep away from a model. A passing mention ("the bot
+    token" in a checkout outage) is not enough; redaction covers the secret itself.
+    """
+    text, words = description.lower(), _words(description)
+    scores = {
+        t.name: _score(text, words, t.keywords, t.description) for t in catalog.incident_types
+    }
+    best = max(scores.values(), default=0.0)
+    off = [
+        t.name
+        for t in catalog.incident_types
+        if not t.ai and scores[t.name] > 0 and scores[t.name] >= AI_OFF_SHARE * best
+    ]
+    return sorted(off, key=lambda name: -scores[name])
 
 
 class HeuristicSuggester:

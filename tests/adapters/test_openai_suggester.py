@@ -16,12 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.openai_suggester import OpenAISuggester, OpenAISummarizer, endpoint_host, make_client
 from bot.ai import SERVICES, cited_ids, model_answer
-from bot.catalog import Catalog
+from bot.catalog import Catalog, load_catalog
 from bot.models import EntryKind, TimelineEntry
 from bot.ports import Suggestion
 from bot.redact import Redactor
 from bot.service import IncidentService
-from bot.suggest import heuristic_suggestion
+from bot.suggest import ai_off_types_mentioned, heuristic_suggestion
 from storage.store import SqlStore
 from tests.conftest import ALICE, build_core
 from tests.fakes.clock import FakeClock
@@ -392,9 +392,12 @@ async def test_the_labelled_set_through_the_model_path(
     asked = 0
     for item in items:
         s = await suggest(suggester, catalog, item.text)
-        if heuristic(catalog, item.text).type == "security":
-            assert s.note.startswith("AI is off for security"), item.id
+        if heuristic(catalog, item.text).type == "security" or ai_off_types_mentioned(
+            item.text, catalog
+        ):
+            assert "AI is off" in s.note or "for which AI is off" in s.note, item.id
             continue
+        assert item.type != "security", item.id  # a security incident must never be sent
         asked += 1
         assert (s.type, s.severity) == (item.type, item.severity), item.id
         assert s.sources["type"] == s.sources["severity"] == "model"
@@ -482,3 +485,20 @@ def test_endpoint_host_never_shows_credentials() -> None:
         "llm.example.com:8443"
     )
     assert endpoint_host("https://api.openai.com/v1") == "api.openai.com"
+
+
+@pytest.mark.parametrize("description", [
+    "the deploy pipeline printed the prod database password to the build logs",
+    "customer PII exported to a public S3 bucket by the nightly data job",
+])
+async def test_a_description_that_mentions_a_private_matter_never_reaches_the_model(
+    description: str,
+) -> None:
+    async with FakeOpenAI() as fake:
+        suggester = OpenAISuggester(
+            openai.AsyncOpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0),
+            "gpt-test")
+        suggestion = await suggester.suggest(description=description, type_hint=None,
+                                             catalog=load_catalog())
+        assert fake.chat_requests == []
+        assert "for which AI is off" in suggestion.note
