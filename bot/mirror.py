@@ -369,7 +369,7 @@ class Mirror:
             await self._save_link(link, channel_id=created.id, channel_name=created.name)
         assert link.channel_id is not None
         if link.invite:
-            await port.invite(channel_id=link.channel_id, users=link.invite)
+            await self._invite(port, link.channel_id, link.invite)
         if link.summary_message_id is None:
             mid = await port.post(channel_id=link.channel_id, message=summary_msg)
             await self._save_link(link, summary_message_id=mid)
@@ -387,6 +387,13 @@ class Mirror:
         await self._set_topic(port, link, incident)
         await self._save_link(link, state=LinkState.OPEN)
         return link.channel_id
+
+    async def _invite(self, port: ChatPort, channel_id: str, users: list[str]) -> None:
+        """Invite people; one who cannot be invited must not keep the channel from working."""
+        try:
+            await port.invite(channel_id=channel_id, users=users)
+        except DeliveryRejected as exc:
+            logger.warning("mirror: could not invite %s to %s: %s", users, channel_id, exc)
 
     async def _set_topic(self, port: ChatPort, link: ChannelLink, incident: Incident) -> None:
         text = topic(incident, update_cadence(self.catalog, incident), self.clock.now())
@@ -409,7 +416,7 @@ class Mirror:
         assert link.channel_id is not None
         invitee = entry.data.get("invite")
         if invitee and entry.source == link.platform:
-            await port.invite(channel_id=link.channel_id, users=[invitee])
+            await self._invite(port, link.channel_id, [invitee])
         cross = entry.source not in (link.platform, "system")
         message = entry_message(entry, incident, cross_platform=cross)
         thread = link.thread_id if in_thread(entry) else None

@@ -19,7 +19,7 @@ import discord
 from discord.http import handle_message_parameters
 
 from adapters.discord.embeds import render, user_id
-from bot.ports import ChannelNameTaken, CreatedChannel, RetryLater
+from bot.ports import ChannelNameTaken, CreatedChannel, DeliveryRejected, RetryLater
 from bot.render import Message
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _retry_after(exc: discord.HTTPException) -> float:
 
 @asynccontextmanager
 async def _api(what: str) -> AsyncIterator[None]:
-    """Turn Discord's transient failures into RetryLater; anything else propagates."""
+    """Turn Discord's transient failures into RetryLater and its refusals into DeliveryRejected."""
     try:
         yield
     except discord.RateLimited as exc:
@@ -69,6 +69,8 @@ async def _api(what: str) -> AsyncIterator[None]:
     except discord.HTTPException as exc:
         if exc.status == 429:  # discord.py gave up after its own retries
             raise RetryLater(f"Discord rate limit on {what}", _retry_after(exc)) from None
+        if 400 <= exc.status < 500:  # forbidden, unknown channel, too long: retrying cannot help
+            raise DeliveryRejected(f"Discord {exc.status} on {what}: {exc.text}") from None
         raise
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise RetryLater(f"Discord unreachable on {what} ({type(exc).__name__})", 1.0) from None

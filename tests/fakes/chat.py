@@ -52,6 +52,7 @@ class RecordingChat:
         self._rate_limits = 0
         self.down: set[str] = set()  # channel ids whose posts fail (an outage of one channel)
         self.refusing: set[str] = set()  # channel ids that refuse posts for good
+        self.refuse_invites = False  # e.g. Slack's cant_invite for a guest account
         self._ids = 0
         for name in channels:
             self._new_channel(name, private=False)
@@ -106,6 +107,8 @@ class RecordingChat:
 
     async def invite(self, *, channel_id: str, users: Sequence[str]) -> None:
         self._call("invite")
+        if self.refuse_invites:
+            raise DeliveryRejected("cant_invite")
         members = self.channels[channel_id].members
         members.extend(u for u in users if u not in members)
 

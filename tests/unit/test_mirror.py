@@ -211,3 +211,14 @@ def test_backoff_is_capped_and_never_overflows() -> None:
     backoff = Backoff(base=1.0, cap=300.0)
     assert [backoff.delay(n) for n in (1, 2, 3, 10)] == [1.0, 2.0, 4.0, 300.0]
     assert backoff.delay(5000) == 300.0
+
+
+async def test_a_person_who_cannot_be_invited_does_not_keep_the_channel_from_opening(
+    core: Core,
+) -> None:
+    core.chat.refuse_invites = True
+    name = await declare(core)
+    channel = core.chat.by_name(name)
+    assert channel.members == []
+    assert channel.pins and channel.threads
+    assert core.chat.texts(name)[-1].startswith("ℹ️ Incident declared")
