@@ -153,11 +153,11 @@ async def test_slow_answer_times_out_without_blocking_and_close_is_prompt() -> N
             started = time.monotonic()
             with pytest.raises(openai.APITimeoutError):
                 await slow_client.chat.completions.create(model=MODEL, messages=MESSAGES)
-            assert time.monotonic() - started < 1.5
+            assert time.monotonic() - started < 5.0  # vs. the 30 s delay
     finally:
         started = time.monotonic()
         await fake.close()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 5.0
 
 
 async def test_delayed_request_does_not_block_others_and_close_ends_it(
@@ -170,14 +170,14 @@ async def test_delayed_request_does_not_block_others_and_close_ends_it(
     started = time.monotonic()
     models = await client.models.list()
     fast = await client.chat.completions.create(model=MODEL, messages=MESSAGES)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 5.0
     assert [m.id for m in models.data] == [MODEL]
     assert fast.choices[0].message.content == "ok"
     assert not slow.done()
 
     started = time.monotonic()
     await fake.close()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5.0
     with pytest.raises(openai.APIError):  # 503, or a dropped connection
         await slow
 

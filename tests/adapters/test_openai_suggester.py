@@ -170,12 +170,12 @@ async def test_the_model_and_endpoint_are_recorded(
 async def test_a_slow_model_is_cut_off_at_the_budget(
     fake: FakeOpenAI, client: openai.AsyncOpenAI, catalog: Catalog
 ) -> None:
-    fake.delay(3.0).reply_json(good_answer(catalog))
+    fake.delay(6.0).reply_json(good_answer(catalog))
     suggester = OpenAISuggester(client, MODEL, budget_s=0.3)
     started = time.monotonic()
     s = await suggest(suggester, catalog)
     elapsed = time.monotonic() - started
-    assert elapsed < 0.3 + 0.3, elapsed
+    assert elapsed < 0.3 + 2.0, elapsed  # far below the model's 6 s, with room for a busy box
     assert same_fields(s, heuristic(catalog))
     assert s.note.startswith("AI suggestion timed out after 0.3s; using the built-in heuristic")
     assert len(fake.chat_requests) == 1
@@ -460,10 +460,10 @@ async def test_catchup_falls_back_to_key_events_when_the_model_is_slow(
     fake: FakeOpenAI, client: openai.AsyncOpenAI, engine: AsyncEngine, catalog: Catalog
 ) -> None:
     entries = await _timeline(engine, catalog)
-    fake.delay(2.0)
+    fake.delay(6.0)
     started = time.monotonic()
     text, removed = await OpenAISummarizer(client, MODEL, budget_s=0.3).summarize(entries)
-    assert time.monotonic() - started < 0.3 + 0.3
+    assert time.monotonic() - started < 0.3 + 2.0
     assert removed == 0
     assert text.startswith(f"AI summary timed out after 0.3s ({MODEL} at 127.0.0.1:")
     key = next(e for e in entries if e.kind is EntryKind.KEY_EVENT)

@@ -105,7 +105,6 @@ async def test_restart_resumes_pending_deliveries(core: Core) -> None:
 async def test_channel_creation_failure_midway_never_duplicates_the_channel(core: Core) -> None:
     # create succeeds, then invite, post or pin fail a few times: retries continue from there
     core.chat.fail_next(0)
-    calls_before = len(core.chat.calls)
     core.chat.calls.clear()
 
     original_invite = core.chat.invite
@@ -119,7 +118,6 @@ async def test_channel_creation_failure_midway_never_duplicates_the_channel(core
 
     core.chat.invite = flaky_invite  # type: ignore[method-assign]
     await core.run("declare login broken for everyone")
-    assert calls_before >= 0
     incident_channels = [c for c in core.chat.channels.values() if c.name.startswith("inc-")]
     assert len(incident_channels) == 1
     channel = incident_channels[0]
