@@ -528,6 +528,25 @@ def _with_incident(command: Command, incident: int) -> Command:
     return replace(command, incident=incident)
 
 
+def button_command(action: str, value: str) -> Command | None:
+    """The command a summary or action-item button stands for (see `bot.render.Button`):
+    "ack" / "resolve" / "reopen" on "42", "action_done" on "42:3". None for anything else,
+    including "key_event", which needs the person to type the event first."""
+    number, _, item = value.partition(":")
+    if not number.isdigit() or not 1 <= int(number) <= MAX_NUMBER:
+        return None
+    incident = int(number)
+    if action == "ack":
+        return Acknowledge(incident=incident)
+    if action == "resolve":
+        return Resolve(incident=incident)
+    if action == "reopen":
+        return Reopen(incident=incident)
+    if action == "action_done" and item.isdigit() and 1 <= int(item) <= MAX_NUMBER:
+        return ActionDone(incident=incident, number=int(item))
+    return None
+
+
 def command_name(command: Command) -> str:
     """The grammar word a command is written with (for help and logs)."""
     for name, cls in _COMMAND_WORDS.items():

@@ -473,21 +473,14 @@ class DiscordEdge:
 
     async def on_button(self, interaction: discord.Interaction[Any], action: str,
                         value: str) -> None:
-        number_text, _, item = value.partition(":")
-        number = int(number_text)
-        if action == "key_event":
+        if action == "key_event" and value.isdigit():
             async with self.busy():
-                await interaction.response.send_modal(KeyEventModal(self, number))
+                await interaction.response.send_modal(KeyEventModal(self, int(value)))
             return
-        command: c.Command
-        if action == "ack":
-            command = c.Acknowledge(incident=number)
-        elif action == "resolve":
-            command = c.Resolve(incident=number)
-        elif action == "reopen":
-            command = c.Reopen(incident=number)
-        else:
-            command = c.ActionDone(incident=number, number=int(item))
+        command = c.button_command(action, value)
+        if command is None:
+            await self.show(interaction, Reply("That button is not understood.", ok=False))
+            return
         await self.run(interaction, command)
 
     async def key_event_submitted(self, interaction: discord.Interaction[Any], number: int,

@@ -344,3 +344,15 @@ def test_due_in_prose_stays_part_of_the_action_text() -> None:
     plain = parse("action add investigate 500s due to the cache change")
     assert isinstance(plain, ActionAdd)
     assert (plain.text, plain.due) == ("investigate 500s due to the cache change", None)
+
+
+def test_buttons_map_to_the_commands_they_stand_for() -> None:
+    from bot.commands import Acknowledge, ActionDone, Reopen, Resolve, button_command
+
+    assert button_command("ack", "42") == Acknowledge(incident=42)
+    assert button_command("resolve", "42") == Resolve(incident=42)
+    assert button_command("reopen", "7") == Reopen(incident=7)
+    assert button_command("action_done", "42:3") == ActionDone(incident=42, number=3)
+    for action, value in [("ack", "x"), ("action_done", "42"), ("key_event", "42"),
+                          ("delete", "42"), ("ack", "99999999999999")]:
+        assert button_command(action, value) is None
