@@ -228,7 +228,9 @@ async def run_service(settings: Settings) -> None:
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(readiness, slack.app if slack else None),
+            # In Socket Mode without a signing secret Slack never posts to us, and Bolt could
+            # not verify what came: /slack/events is mounted only with a secret to check.
+            create_app(readiness, slack.app if slack and settings.slack_signing_secret else None),
             host=settings.opsroom_http_host,
             port=settings.opsroom_http_port,
             log_level="warning",

@@ -10,8 +10,9 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -24,17 +25,23 @@ from adapters.slack.blocks import (
     FIELD_BLOCK,
     KEY_EVENT_CALLBACK,
     TIMELINE_PICK_CALLBACK,
+    TOP_FIELDS,
     TYPE_ACTION,
+    carried_sources,
     declare_modal,
+    field_block,
+    initial_value,
     key_event_modal,
     message_blocks,
     pick_incident_modal,
+    read_metadata,
+    same_value,
     state_value,
 )
 from adapters.slack.chat import SlackChat
 from bot import commands as c
 from bot.catalog import Catalog
-from bot.ports import Actor, ChannelRef, Store, Suggestion
+from bot.ports import Actor, ChannelRef, FieldSource, Store, Suggestion
 from bot.service import IncidentService, Reply, ServiceError, coerce_field
 
 logger = logging.getLogger(__name__)
@@ -43,6 +50,8 @@ PLATFORM = "slack"
 DECLARE_SHORTCUT = "opsroom_declare_incident"
 TIMELINE_SHORTCUT = "opsroom_add_to_timeline"
 SUGGEST_WAIT = 0.25  # seconds to wait for a suggestion before opening the modal without one
+# Thread replies that are timeline entries: plain ones, "also send to channel", and files.
+THREAD_SUBTYPES = (None, "thread_broadcast", "file_share")
 
 
 def ts_time(ts: str) -> datetime:
@@ -304,6 +313,11 @@ class SlackEdge:
             if itype
             else {}
         )
+        metadata = read_metadata(view)
+        carried = metadata.get("suggested") or {}
+        # Where each value now shown came from: what the person changed is theirs.
+        sources = _sources_now(view, carried_sources(metadata), list(TOP_FIELDS) + list(kept))
+        sources["type"] = "person"
         current = Suggestion(
             title=state_value(state, "title") or "",
             summary="",
@@ -311,9 +325,11 @@ class SlackEdge:
             severity=state_value(state, "severity") or "",
             priority=state_value(state, "priority") or "",
             custom_fields={k: v for k, v in kept.items() if v not in (None, [], "")},
-            sources={"type": "person"},
+            sources=sources,
+            note=str(carried.get("note") or ""),
+            model=str(carried.get("model") or ""),
+            endpoint=str(carried.get("endpoint") or ""),
         )
-        metadata = json.loads(view.get("private_metadata") or "{}")
         await self.client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
@@ -325,6 +341,7 @@ class SlackEdge:
                 channel_id=metadata.get("channel", ""),
                 loading=False,
                 note="Fields for the chosen type.",
+                keep_suggestion="suggested" in metadata,
             ),
         )
 
@@ -353,9 +370,23 @@ class SlackEdge:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
-        metadata = json.loads(view.get("private_metadata") or "{}")
+        metadata = read_metadata(view)
         commander = state_value(state, "commander")
         actor = await self.actor(user, body["user"].get("name"))
+        severity = state_value(state, "severity") or ""
+        priority = state_value(state, "priority") or ""
+        suggested = _as_submitted(
+            view,
+            metadata,
+            Suggestion(
+                title=title,
+                summary="",
+                type=type_name,
+                severity=severity,
+                priority=priority,
+                custom_fields=fields,
+            ),
+        )
         try:
             reply = await self.service.declare(
                 actor=actor,
@@ -365,10 +396,11 @@ class SlackEdge:
                 description=state_value(state, "description") or title,
                 title=title,
                 type=type_name,
-                severity=state_value(state, "severity") or "",
-                priority=state_value(state, "priority") or "",
+                severity=severity,
+                priority=priority,
                 custom_fields=fields,
                 commander=f"<@{commander}>" if commander else None,
+                suggested=suggested,
             )
         except ServiceError as exc:
             await ack(response_action="errors", errors={"title": str(exc)})
@@ -383,26 +415,14 @@ class SlackEdge:
         action = body["actions"][0]
         name = action["action_id"].removeprefix(ACTION_PREFIX)
         value = action.get("value") or ""
-        number_text, _, item = value.partition(":")
         channel = (body.get("channel") or {}).get("id", "")
-        if not number_text.isdigit():
-            return
-        number = int(number_text)
-        if name == "key_event":
+        if name == "key_event" and value.isdigit():
             await self.client.views_open(
-                trigger_id=body["trigger_id"], view=key_event_modal(number, channel)
+                trigger_id=body["trigger_id"], view=key_event_modal(int(value), channel)
             )
             return
-        command: c.Command
-        if name == "ack":
-            command = c.Acknowledge(incident=number)
-        elif name == "resolve":
-            command = c.Resolve(incident=number)
-        elif name == "reopen":
-            command = c.Reopen(incident=number)
-        elif name == "action_done" and item.isdigit():
-            command = c.ActionDone(incident=number, number=int(item))
-        else:
+        command = c.button_command(name, value)
+        if command is None:
             return
         actor = await self.actor(body["user"]["id"], body["user"].get("name"))
         reply = await self.service.handle(command, actor=actor, where=self.where(channel))
@@ -437,7 +457,7 @@ class SlackEdge:
             where=self.where(channel),
             actor=actor,
             message_id=message["ts"],
-            text=message.get("text", ""),
+            text=_message_text(message),
             author=author.name if author else "",
             occurred_at=ts_time(message["ts"]),
         )
@@ -449,15 +469,14 @@ class SlackEdge:
         if not open_incidents:
             await self.tell(user, channel, "There is no open incident to add this message to.")
             return
-        carried = {
-            "channel": channel,
-            "ts": message["ts"],
-            "text": message.get("text", "")[:2000],
-            "author": author.name if author else "",
-        }
         await self.client.views_open(
             trigger_id=body["trigger_id"],
-            view=pick_incident_modal([(i.number, i.title) for i in open_incidents[:100]], carried),
+            view=pick_incident_modal(
+                [(i.number, i.title) for i in open_incidents[:100]],
+                channel_id=channel,
+                ts=message["ts"],
+                author_id=message.get("user", ""),
+            ),
         )
 
     async def on_timeline_pick_submit(
@@ -465,25 +484,36 @@ class SlackEdge:
     ) -> None:
         await ack()
         picked = state_value(view["state"], "incident")
-        carried = json.loads(view.get("private_metadata") or "{}")
+        carried = read_metadata(view)
+        channel, ts = carried.get("channel", ""), carried.get("ts", "")
         user = body["user"]["id"]
+        if not (channel and ts and picked):
+            return
+        try:
+            message = await self.fetch_message(channel, ts)
+        except SlackApiError as exc:
+            logger.warning("slack: could not read message %s in %s: %s", ts, channel, exc)
+            message = None
+        if message is None:
+            await self.tell(user, channel, "I cannot read that message any more; nothing added.")
+            return
         actor = await self.actor(user, body["user"].get("name"))
+        author_id = message.get("user") or carried.get("author")
+        author = await self.actor(author_id) if author_id else None
         try:
             reply = await self.service.key_event_from_message(
-                where=self.where(carried["channel"]),
+                where=self.where(channel),
                 actor=actor,
-                message_id=carried["ts"],
-                text=carried["text"],
-                author=carried.get("author", ""),
-                occurred_at=ts_time(carried["ts"]),
+                message_id=ts,
+                text=_message_text(message),
+                author=author.name if author else "",
+                occurred_at=ts_time(ts),
                 incident_number=int(picked),
             )
         except ServiceError as exc:
             reply = Reply(str(exc), ok=False)
         await self.tell(
-            user,
-            carried["channel"],
-            reply.text if reply else "That message is already a key event.",
+            user, channel, reply.text if reply else "That message is already a key event."
         )
 
     # --- events -------------------------------------------------------------------------
@@ -498,7 +528,7 @@ class SlackEdge:
             await self.once(
                 body,
                 lambda: self.service.edit_thread_message(
-                    where=where, message_id=message["ts"], text=message.get("text", "")
+                    where=where, message_id=message["ts"], text=_message_text(message)
                 ),
             )
             return
@@ -511,7 +541,12 @@ class SlackEdge:
                 ),
             )
             return
-        if subtype is not None or event.get("bot_id") or event.get("user") == self.bot_user_id:
+        if (
+            subtype not in THREAD_SUBTYPES
+            or event.get("bot_id")
+            or not event.get("user")
+            or event.get("user") == self.bot_user_id
+        ):
             return  # joins, topic changes, bots (ourselves included): not timeline entries
         thread_ts = event.get("thread_ts")
         if not thread_ts or thread_ts == event.get("ts"):
@@ -523,7 +558,7 @@ class SlackEdge:
             lambda: self.service.record_thread_message(
                 where=where,
                 actor=actor,
-                text=event.get("text", ""),
+                text=_message_text(event),
                 message_id=event["ts"],
                 occurred_at=ts_time(event["ts"]),
             ),
@@ -549,7 +584,7 @@ class SlackEdge:
                 actor=actor,
                 emoji=event["reaction"],
                 message_id=ts,
-                text=message.get("text", ""),
+                text=_message_text(message),
                 author=author.name if author else "",
                 occurred_at=ts_time(ts),
             ),
@@ -573,15 +608,69 @@ class SlackEdge:
     async def fetch_message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """The message at `ts`: from the channel's history, or from its thread."""
         history = await self.client.conversations_history(
-            channel=channel, latest=ts, inclusive=True, limit=1
+            channel=channel, oldest=ts, latest=ts, inclusive=True, limit=1
         )
-        for message in history.get("messages", []):
+        found: list[dict[str, Any]] = history.get("messages", [])
+        for message in found:
             if message.get("ts") == ts:
                 return dict(message)
-        replies = await self.client.conversations_replies(
-            channel=channel, ts=ts, latest=ts, inclusive=True, limit=1
-        )
-        return next((dict(m) for m in replies.get("messages", []) if m.get("ts") == ts), None)
+        # A thread reply is not in the history. conversations.replies with a reply's ts answers
+        # its whole thread, the parent first whatever the window: pick the one asked for.
+        try:
+            replies = await self.client.conversations_replies(
+                channel=channel, ts=ts, oldest=ts, latest=ts, inclusive=True
+            )
+        except SlackApiError as exc:
+            if exc.response is not None and exc.response.get("error") == "thread_not_found":
+                return None
+            raise
+        thread: list[dict[str, Any]] = replies.get("messages", [])
+        return next((dict(m) for m in thread if m.get("ts") == ts), None)
+
+
+def _message_text(message: dict[str, Any]) -> str:
+    """A message's text, naming the files shared with it (a file can come without text)."""
+    files = [f.get("name") or f.get("title") or "a file" for f in message.get("files") or []]
+    shown = ", ".join(f"📎 {name}" for name in files)
+    return "\n".join(p for p in (message.get("text") or "", shown) if p)
+
+
+def _sources_now(
+    view: dict[str, Any], sources: dict[str, str], names: list[str]
+) -> dict[str, FieldSource]:
+    """`sources` as they stand in a submitted view: a value the person changed is theirs."""
+    state = view.get("state") or {}
+    now: dict[str, FieldSource] = {}
+    for name in names:
+        block = field_block(name)
+        given, opened = state_value(state, block), initial_value(view, block)
+        if not same_value(given, opened):
+            if given not in (None, "", []):
+                now[name] = "person"
+        elif name in sources:
+            now[name] = cast(FieldSource, sources[name])
+        elif given not in (None, "", []):
+            now[name] = "default"
+    return now
+
+
+def _as_submitted(
+    view: dict[str, Any], metadata: dict[str, Any], submitted: Suggestion
+) -> Suggestion | None:
+    """What was suggested for this modal as the person submitted it, for the declare entry:
+    their values, the suggester's sources for those they kept, "person" for the rest.
+    None when nothing was suggested (an empty Quick Start, or a suggestion still loading)."""
+    carried = metadata.get("suggested")
+    if not isinstance(carried, dict):
+        return None
+    names = [*TOP_FIELDS, *submitted.custom_fields]
+    return replace(
+        submitted,
+        sources=_sources_now(view, carried_sources(metadata), names),
+        note=str(carried.get("note") or ""),
+        model=str(carried.get("model") or ""),
+        endpoint=str(carried.get("endpoint") or ""),
+    )
 
 
 def _result(task: asyncio.Future[Suggestion] | None) -> Suggestion | None:

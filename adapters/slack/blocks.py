@@ -18,9 +18,34 @@ FIELD_BLOCK = "cf:"
 
 Block = dict[str, Any]
 
+# Slack's documented length limits (docs.slack.dev, Block Kit reference), in characters.
+HEADER_MAX = 150  # header block text
+SECTION_TEXT_MAX = 3000  # section block text
+SECTION_FIELD_MAX = 2000  # each text object in a section's fields (at most 10 of them)
+SECTION_FIELDS_MAX = 10
+CONTEXT_TEXT_MAX = 3000  # a text object in a context block (the text object's own limit)
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+OPTION_TEXT_MAX = 75
+LABEL_MAX = 2000  # input block label
+HINT_MAX = 2000  # input block hint
+MODAL_TITLE_MAX = 24  # modal title, submit and close
+METADATA_MAX = 3000  # a view's private_metadata
 
-def _text(text: str, kind: str = "plain_text") -> dict[str, Any]:
-    return {"type": kind, "text": text[:3000] if kind == "mrkdwn" else text[:150]}
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, ending in "…" when it was longer."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…" if limit > 0 else ""
+
+
+def _text(text: str, kind: str = "plain_text", *, limit: int) -> dict[str, Any]:
+    return {"type": kind, "text": clip(text, limit)}
+
+
+def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
+    return _text(text, "mrkdwn", limit=limit)
 
 
 def message_blocks(message: Message) -> list[Block]:
@@ -29,32 +54,32 @@ def message_blocks(message: Message) -> list[Block]:
         return []
     blocks: list[Block] = []
     if message.title:
-        blocks.append({"type": "header", "text": _text(message.title)})
-    fields = [_text(f"*{f.label}*\n{f.value}", "mrkdwn") for f in message.fields]
-    for i in range(0, len(fields), 10):  # Slack allows 10 fields per section
-        blocks.append({"type": "section", "fields": fields[i : i + 10]})
+        blocks.append({"type": "header", "text": _text(message.title, limit=HEADER_MAX)})
+    fields = [_mrkdwn(f"*{f.label}*\n{f.value}", SECTION_FIELD_MAX) for f in message.fields]
+    for i in range(0, len(fields), SECTION_FIELDS_MAX):
+        blocks.append({"type": "section", "fields": fields[i : i + SECTION_FIELDS_MAX]})
     for section in message.sections or (() if message.title else (message.text,)):
-        blocks.append({"type": "section", "text": _text(section, "mrkdwn")})
+        blocks.append({"type": "section", "text": _mrkdwn(section, SECTION_TEXT_MAX)})
     if message.buttons:
         elements = []
         for b in message.buttons:
             button: dict[str, Any] = {
                 "type": "button",
-                "text": _text(b.label),
+                "text": _text(b.label, limit=BUTTON_TEXT_MAX),
                 "action_id": ACTION_PREFIX + b.action,
-                "value": b.value,
+                "value": b.value[:BUTTON_VALUE_MAX],  # an id: cut, never decorated
             }
             if b.style:
                 button["style"] = b.style
             elements.append(button)
         blocks.append({"type": "actions", "elements": elements})
     if message.context:
-        blocks.append({"type": "context", "elements": [_text(message.context, "mrkdwn")]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(message.context, CONTEXT_TEXT_MAX)]})
     return blocks
 
 
 def _option(value: str, label: str | None = None) -> dict[str, Any]:
-    return {"text": _text(label or value), "value": value}
+    return {"text": _text(label or value, limit=OPTION_TEXT_MAX), "value": value}
 
 
 def _input(
@@ -69,14 +94,14 @@ def _input(
     block: Block = {
         "type": "input",
         "block_id": block_id,
-        "label": _text(label),
+        "label": _text(label, limit=LABEL_MAX),
         "element": element,
         "optional": optional,
     }
     if dispatch:
         block["dispatch_action"] = True
     if hint:
-        block["hint"] = _text(hint)
+        block["hint"] = _text(hint, limit=HINT_MAX)
     return block
 
 
@@ -114,6 +139,66 @@ def _field_element(field: CustomField, value: Any) -> dict[str, Any]:
     return element
 
 
+SUGGESTED_BY = {"model": "suggested by the model", "heuristic": "suggested by the heuristic"}
+FIELD_SOURCES: frozenset[str] = frozenset({"model", "heuristic", "default", "person"})
+TOP_FIELDS = ("title", "type", "severity", "priority")  # suggested fields with their own block
+
+
+def _hint(description: str, source: str | None) -> str:
+    """A field's own description, then where its value came from (when a suggester gave it)."""
+    return " · ".join(p for p in (description, SUGGESTED_BY.get(source or "", "")) if p)
+
+
+def field_block(name: str) -> str:
+    """The block id of a suggested field: its own for the top fields, else the custom one."""
+    return name if name in TOP_FIELDS else FIELD_BLOCK + name
+
+
+def declare_metadata(channel_id: str, suggestion: Suggestion | None, fields: list[str]) -> str:
+    """The Quick Start modal's private_metadata: the channel and, when fields were suggested,
+    where each shown value came from and who suggested it (the values are the blocks' own
+    initial values). Kept within Slack's 3,000 characters: the note is cut first."""
+    data: dict[str, Any] = {"channel": channel_id}
+    if suggestion is not None:
+        data["suggested"] = {
+            "sources": {k: v for k, v in suggestion.sources.items() if k in fields},
+            "model": suggestion.model[:200],
+            "endpoint": suggestion.endpoint[:200],
+            "note": suggestion.note,
+        }
+    text = _compact(data)
+    while len(text) > METADATA_MAX and "suggested" in data:
+        carried = data["suggested"]
+        if not carried["note"]:
+            del data["suggested"]  # never seen with a real catalog; the modal still works
+        else:
+            over = len(text) - METADATA_MAX
+            carried["note"] = clip(carried["note"], max(0, len(carried["note"]) - over - 1))
+            if len(carried["note"]) <= 1:
+                carried["note"] = ""
+        text = _compact(data)
+    return text
+
+
+def _compact(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def read_metadata(view: dict[str, Any]) -> dict[str, Any]:
+    """A view's private_metadata as we wrote it ({} when there is none or it is not ours)."""
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def carried_sources(metadata: dict[str, Any]) -> dict[str, str]:
+    suggested = metadata.get("suggested") or {}
+    sources = suggested.get("sources") or {}
+    return {str(k): v for k, v in sources.items() if v in FIELD_SOURCES}
+
+
 def declare_modal(
     catalog: Catalog,
     *,
@@ -123,9 +208,16 @@ def declare_modal(
     channel_id: str,
     loading: bool,
     note: str = "",
+    keep_suggestion: bool = True,
 ) -> dict[str, Any]:
-    """The Quick Start modal; `loading` shows that suggestions are still being worked out."""
+    """The Quick Start modal; `loading` shows that suggestions are still being worked out.
+
+    Each input holding a suggested value says in its hint whether the model or the heuristic
+    suggested it. With `keep_suggestion` the suggestion's sources, model and endpoint travel in
+    private_metadata, so the submission can record them (a value the person changed: "person").
+    """
     s = suggestion
+    sources = s.sources if s else {}
     type_name = s.type if s else catalog.incident_types[0].name
     itype = catalog.incident_type(type_name) or catalog.incident_types[0]
     if loading:
@@ -140,73 +232,83 @@ def declare_modal(
         status = note or "Describe what is happening and fill in the fields."
     title = {"type": "plain_text_input", "action_id": "value", "max_length": 150}
     if s and s.title:
-        title["initial_value"] = s.title
+        title["initial_value"] = s.title[:150]
     desc = {"type": "plain_text_input", "action_id": "value", "multiline": True}
     if description:
         desc["initial_value"] = description
     type_select = {
         "type": "static_select",
         "action_id": TYPE_ACTION,
-        "options": [
-            _option(t.name, f"{t.name}: {t.description}"[:75]) for t in catalog.incident_types
-        ],
-        "initial_option": _option(itype.name, f"{itype.name}: {itype.description}"[:75]),
+        "options": [_option(t.name, f"{t.name}: {t.description}") for t in catalog.incident_types],
+        "initial_option": _option(itype.name, f"{itype.name}: {itype.description}"),
     }
-    severity = {
+    severity: dict[str, Any] = {
         "type": "static_select",
         "action_id": "value",
         "options": [
-            _option(x.name, f"{x.name.upper()}: {x.description}"[:75]) for x in catalog.severities
+            _option(x.name, f"{x.name.upper()}: {x.description}") for x in catalog.severities
         ],
     }
     sev_name = s.severity if s else itype.default_severity
     sev = catalog.severity(sev_name)
     if sev is not None:
-        severity["initial_option"] = _option(
-            sev.name, f"{sev.name.upper()}: {sev.description}"[:75]
-        )
-    priority = {
+        severity["initial_option"] = _option(sev.name, f"{sev.name.upper()}: {sev.description}")
+    priority: dict[str, Any] = {
         "type": "static_select",
         "action_id": "value",
         "options": [
-            _option(p.name, f"{p.name.upper()}: {p.description}"[:75]) for p in catalog.priorities
+            _option(p.name, f"{p.name.upper()}: {p.description}") for p in catalog.priorities
         ],
     }
     pri_name = s.priority if s else itype.default_priority
     pri = next((p for p in catalog.priorities if p.name == pri_name), None)
     if pri is not None:
-        priority["initial_option"] = _option(
-            pri.name, f"{pri.name.upper()}: {pri.description}"[:75]
-        )
+        priority["initial_option"] = _option(pri.name, f"{pri.name.upper()}: {pri.description}")
     commander = {"type": "users_select", "action_id": "value", "initial_user": declarer}
 
+    def source(name: str, shown: bool) -> str | None:
+        return sources.get(name) if shown else None
+
     blocks: list[Block] = [
-        {"type": "context", "elements": [_text(status, "mrkdwn")]},
-        _input("title", "Title", title),
+        {"type": "context", "elements": [_mrkdwn(status, CONTEXT_TEXT_MAX)]},
+        _input("title", "Title", title, hint=_hint("", source("title", "initial_value" in title))),
         _input("description", "What is happening?", desc),
-        _input("type", "Incident type", type_select, dispatch=True),
-        _input("severity", "Severity", severity),
-        _input("priority", "Priority", priority),
+        _input(
+            "type",
+            "Incident type",
+            type_select,
+            dispatch=True,
+            hint=_hint("", source("type", s is not None)),
+        ),
+        _input(
+            "severity", "Severity", severity, hint=_hint("", source("severity", sev is not None))
+        ),
+        _input(
+            "priority", "Priority", priority, hint=_hint("", source("priority", pri is not None))
+        ),
         _input("commander", "Commander", commander),
     ]
     values = s.custom_fields if s else {}
     for f in itype.fields:
+        element = _field_element(f, values.get(f.name))
+        shown = any(k.startswith("initial_") for k in element)
         blocks.append(
             _input(
                 FIELD_BLOCK + f.name,
                 f.display,
-                _field_element(f, values.get(f.name)),
+                element,
                 optional=not f.required,
-                hint=f.description,
+                hint=_hint(f.description, source(f.name, shown)),
             )
         )
+    fields = [*TOP_FIELDS, *(f.name for f in itype.fields)]
     return {
         "type": "modal",
         "callback_id": DECLARE_CALLBACK,
-        "title": _text("Declare incident"),
-        "submit": _text("Declare"),
-        "close": _text("Cancel"),
-        "private_metadata": json.dumps({"channel": channel_id}),
+        "title": _text("Declare incident", limit=MODAL_TITLE_MAX),
+        "submit": _text("Declare", limit=MODAL_TITLE_MAX),
+        "close": _text("Cancel", limit=MODAL_TITLE_MAX),
+        "private_metadata": declare_metadata(channel_id, s if keep_suggestion else None, fields),
         "blocks": blocks,
     }
 
@@ -215,9 +317,9 @@ def key_event_modal(incident_number: int | None, channel_id: str) -> dict[str, A
     return {
         "type": "modal",
         "callback_id": KEY_EVENT_CALLBACK,
-        "title": _text("Add key event"),
-        "submit": _text("Add"),
-        "close": _text("Cancel"),
+        "title": _text("Add key event", limit=MODAL_TITLE_MAX),
+        "submit": _text("Add", limit=MODAL_TITLE_MAX),
+        "close": _text("Cancel", limit=MODAL_TITLE_MAX),
         "private_metadata": json.dumps({"incident": incident_number, "channel": channel_id}),
         "blocks": [
             _input(
@@ -229,15 +331,22 @@ def key_event_modal(incident_number: int | None, channel_id: str) -> dict[str, A
     }
 
 
-def pick_incident_modal(options: list[tuple[int, str]], message: dict[str, Any]) -> dict[str, Any]:
-    """For "Add to timeline" outside an incident channel: which incident is it for?"""
+def pick_incident_modal(
+    options: list[tuple[int, str]], *, channel_id: str, ts: str, author_id: str
+) -> dict[str, Any]:
+    """For "Add to timeline" outside an incident channel: which incident is it for?
+
+    Only where the message is travels in private_metadata (its text could be far longer than
+    Slack's 3,000 characters there); the submission reads the message again.
+    """
+    carried = {"channel": channel_id, "ts": ts, "author": author_id}
     return {
         "type": "modal",
         "callback_id": TIMELINE_PICK_CALLBACK,
-        "title": _text("Add to timeline"),
-        "submit": _text("Add"),
-        "close": _text("Cancel"),
-        "private_metadata": json.dumps(message),
+        "title": _text("Add to timeline", limit=MODAL_TITLE_MAX),
+        "submit": _text("Add", limit=MODAL_TITLE_MAX),
+        "close": _text("Cancel", limit=MODAL_TITLE_MAX),
+        "private_metadata": _compact(carried),
         "blocks": [
             _input(
                 "incident",
@@ -245,11 +354,38 @@ def pick_incident_modal(options: list[tuple[int, str]], message: dict[str, Any])
                 {
                     "type": "static_select",
                     "action_id": "value",
-                    "options": [_option(str(n), f"#{n} {title}"[:75]) for n, title in options],
+                    "options": [_option(str(n), f"#{n} {title}") for n, title in options],
                 },
             )
         ],
     }
+
+
+def initial_value(view: dict[str, Any], block_id: str) -> Any:
+    """What an input block of `view` was opened with, in `state_value`'s terms (None: nothing)."""
+    block = next((b for b in view.get("blocks", []) if b.get("block_id") == block_id), None)
+    if block is None:
+        return None
+    element = block.get("element") or {}
+    kind = element.get("type")
+    if kind == "static_select":
+        option = element.get("initial_option")
+        return option["value"] if option else None
+    if kind == "multi_static_select":
+        return [o["value"] for o in element.get("initial_options") or []]
+    if kind == "users_select":
+        return element.get("initial_user")
+    return element.get("initial_value")
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as submitted values: every kind of empty is the same."""
+    empty: tuple[Any, ...] = (None, "", [])
+    if a in empty or b in empty:
+        return a in empty and b in empty
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(map(str, a)) == sorted(map(str, b))
+    return str(a).strip() == str(b).strip()
 
 
 def state_value(state: dict[str, Any], block_id: str) -> Any:

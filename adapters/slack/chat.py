@@ -5,19 +5,66 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.blocks import message_blocks
-from bot.ports import ChannelNameTaken, CreatedChannel, RetryLater
+from bot.ports import ChannelNameTaken, CreatedChannel, DeliveryRejected, RetryLater
 from bot.render import Message
 
 logger = logging.getLogger(__name__)
 
 _USER_ID = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 # Errors that mean "already done": a retried step must not fail forever on them.
-_ALREADY = {"already_pinned", "already_in_channel", "cant_invite_self", "not_in_channel"}
+_ALREADY = {"already_pinned", "already_in_channel", "cant_invite_self"}
+# Errors no retry can cure (Slack answers them with HTTP 200 and ok: false): the mirror records
+# the delivery as failed instead of retrying it for ever.
+_PERMANENT = {
+    "not_in_channel",
+    "channel_not_found",
+    "is_archived",
+    "msg_too_long",
+    "no_text",
+    "too_long",
+    "invalid_blocks",
+    "invalid_blocks_format",
+    "invalid_arguments",
+    "cant_update_message",
+    "edit_window_closed",
+    "message_not_found",
+    "restricted_action",
+    "restricted_action_read_only_channel",
+    "restricted_action_thread_only_channel",
+    "restricted_action_non_threadable_channel",
+    "cant_archive_general",
+    "method_not_supported_for_channel_type",
+    "name_taken",
+    "invalid_name",
+    "invalid_name_required",
+    "invalid_name_maxlength",
+    "invalid_name_specials",
+    "invalid_name_punctuation",
+    "user_not_found",
+    "user_disabled",
+    "cannot_dm_bot",
+    "messages_tab_disabled",
+}
+# Errors about one person in conversations.invite: that person is skipped, the others invited.
+_PERSON = {
+    "cant_invite",
+    "cant_invite_self",
+    "user_not_found",
+    "user_is_restricted",
+    "user_is_ultra_restricted",
+    "user_is_bot",
+    "user_disabled",
+    "not_in_channel",
+    "ura_max_channels",
+    "user_team_not_in_channel",
+    "already_in_channel",
+}
 TOPIC_LIMIT = 250
 
 
@@ -31,13 +78,21 @@ def _error(exc: SlackApiError) -> str:
     return str(exc.response.get("error", "")) if exc.response is not None else ""
 
 
-def _raise_retryable(exc: SlackApiError) -> None:
+def _reraise(exc: SlackApiError) -> NoReturn:
+    """Re-raise a Web API error as the mirror understands it.
+
+    429: RetryLater (wait as long as Slack says). An error no retry can cure: DeliveryRejected.
+    Anything else (5xx, network trouble, errors that may pass) as it is: the mirror retries it.
+    """
     status = exc.response.status_code if exc.response is not None else 0
     if status == 429:
         retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
         raise RetryLater(
             f"Slack rate limit ({_error(exc) or 'ratelimited'})", retry_after
         ) from None
+    error = _error(exc)
+    if status < 500 and error in _PERMANENT:
+        raise DeliveryRejected(f"slack: {error}") from None
     raise exc
 
 
@@ -53,21 +108,29 @@ class SlackChat:
         except SlackApiError as exc:
             if _error(exc) == "name_taken":
                 raise ChannelNameTaken(name) from None
-            _raise_retryable(exc)
-            raise
+            _reraise(exc)
         channel = response["channel"]
         return CreatedChannel(id=channel["id"], name=channel["name"])
 
     async def invite(self, *, channel_id: str, users: Sequence[str]) -> None:
-        ids = [uid for uid in (user_id(u) for u in users) if uid]
+        ids = list(dict.fromkeys(uid for uid in (user_id(u) for u in users) if uid))
         if not ids:
             return
         try:
             await self.client.conversations_invite(channel=channel_id, users=",".join(ids))
         except SlackApiError as exc:
-            if _error(exc) in _ALREADY:
+            error = _error(exc)
+            if error in _ALREADY and len(ids) == 1:
                 return
-            _raise_retryable(exc)
+            if error not in _PERSON:
+                _reraise(exc)
+            if len(ids) == 1:
+                # One person who cannot join must not keep the channel from opening.
+                logger.warning("slack: could not invite %s to %s: %s", ids[0], channel_id, error)
+                return
+            # Slack refuses the whole call for one bad person: invite each one on their own.
+            for uid in ids:
+                await self.invite(channel_id=channel_id, users=[f"<@{uid}>"])
 
     async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
         try:
@@ -79,8 +142,7 @@ class SlackChat:
                 unfurl_links=False,
             )
         except SlackApiError as exc:
-            _raise_retryable(exc)
-            raise
+            _reraise(exc)
         return str(response["ts"])
 
     async def update(self, *, channel_id: str, message_id: str, message: Message) -> None:
@@ -92,7 +154,7 @@ class SlackChat:
                 blocks=message_blocks(message) or [],
             )
         except SlackApiError as exc:
-            _raise_retryable(exc)
+            _reraise(exc)
 
     async def pin(self, *, channel_id: str, message_id: str) -> None:
         try:
@@ -100,13 +162,13 @@ class SlackChat:
         except SlackApiError as exc:
             if _error(exc) in _ALREADY:
                 return
-            _raise_retryable(exc)
+            _reraise(exc)
 
     async def set_topic(self, *, channel_id: str, topic: str) -> None:
         try:
             await self.client.conversations_setTopic(channel=channel_id, topic=topic[:TOPIC_LIMIT])
         except SlackApiError as exc:
-            _raise_retryable(exc)
+            _reraise(exc)
 
     async def start_thread(self, *, channel_id: str, message_id: str, name: str) -> str:
         return message_id  # a Slack thread is addressed by its parent message's ts
@@ -115,7 +177,7 @@ class SlackChat:
         try:
             await self.client.conversations_rename(channel=channel_id, name=name[:80])
         except SlackApiError as exc:
-            _raise_retryable(exc)
+            _reraise(exc)
 
     async def archive(self, *, channel_id: str) -> None:
         try:
@@ -123,7 +185,7 @@ class SlackChat:
         except SlackApiError as exc:
             if _error(exc) == "already_archived":
                 return
-            _raise_retryable(exc)
+            _reraise(exc)
 
     async def send_dm(self, *, user: str, message: Message) -> None:
         uid = user_id(user)
@@ -137,7 +199,7 @@ class SlackChat:
                 blocks=message_blocks(message) or None,
             )
         except SlackApiError as exc:
-            _raise_retryable(exc)
+            _reraise(exc)
 
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         cursor = None
@@ -150,9 +212,9 @@ class SlackChat:
                     cursor=cursor,
                 )
             except SlackApiError as exc:
-                _raise_retryable(exc)
-                raise
-            for channel in page.get("channels", []):
+                _reraise(exc)
+            channels: list[dict[str, Any]] = page.get("channels", [])
+            for channel in channels:
                 if channel.get("name") == name.lstrip("#"):
                     return str(channel["id"])
             cursor = (page.get("response_metadata") or {}).get("next_cursor")

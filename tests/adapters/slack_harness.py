@@ -18,6 +18,7 @@ from adapters.http import Readiness, create_app
 from adapters.slack.app import SlackEdge
 from bot.catalog import Catalog
 from bot.mirror import Backoff, Mirror
+from bot.ports import Suggester
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
 from storage.store import SqlStore
@@ -138,7 +139,11 @@ class SlackRig:
 
 @asynccontextmanager
 async def slack_rig(
-    tmp_path: Path, catalog: Catalog, backend: str = "sqlite"
+    tmp_path: Path,
+    catalog: Catalog,
+    backend: str = "sqlite",
+    *,
+    suggester: Suggester | None = None,
 ) -> AsyncIterator[SlackRig]:
     engine: AsyncEngine
     engine, schema = await open_engine(backend, tmp_path)
@@ -150,7 +155,7 @@ async def slack_rig(
         service = IncidentService(
             store=store,
             catalog=catalog,
-            suggester=HeuristicSuggester(),
+            suggester=suggester or HeuristicSuggester(),
             platforms=["slack"],
             notify=mirror.wake,
         )

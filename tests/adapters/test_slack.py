@@ -417,3 +417,314 @@ async def test_catch_up_is_offered_to_people_joining_when_enabled(
         assert len(offered) == 1
         assert offered[0]["text"].startswith("Catch-up on #1 Checkout 500s in EU")
         assert "rolled back deploy 2211" in offered[0]["text"]
+
+
+# --- review fixes -------------------------------------------------------------------------------
+
+
+def timeline_thread(rig: SlackRig, channel: str) -> str:
+    return next(m["ts"] for m in rig.fake.messages(channel) if m["text"].startswith("🧵"))
+
+
+async def test_a_pushpin_on_a_thread_reply_is_recorded(rig: SlackRig) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    parent = rig.fake.add_message(channel, "who changed the payments config?", user=fs.ALICE)
+    reply = rig.fake.add_message(
+        channel, "me: rolled back config push 381", user=fs.BOB, thread_ts=parent["ts"]
+    )
+    rig.fake.add_message(channel, "thanks", user=fs.ALICE, thread_ts=parent["ts"])
+    await rig.event(
+        fs.reaction_added_event(
+            "pushpin", ts=reply["ts"], user=fs.ALICE, channel=channel, item_user=fs.BOB
+        )
+    )
+    await rig.settle()
+    assert (await entries(rig))[-1] == ("key_event", "me: rolled back config push 381")
+    assert rig.bot_texts(channel, timeline_thread(rig, channel)) == [
+        "📌 Key event by bobby (marked by alice):\n> me: rolled back config push 381"
+    ]
+
+
+async def test_thread_broadcasts_and_shared_files_in_the_timeline_thread_are_recorded(
+    rig: SlackRig,
+) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    thread = timeline_thread(rig, channel)
+    root = rig.fake.message(channel, thread)
+    assert root is not None
+    await rig.event(
+        fs.thread_broadcast_event(
+            "deploy 4.12 rolled back", thread_ts=thread, root=root, user=fs.BOB, channel=channel
+        )
+    )
+    log = fs.file_object("checkout-errors.log", user=fs.BOB)
+    await rig.event(fs.file_share_event([log], user=fs.BOB, channel=channel, thread_ts=thread))
+    graph = fs.file_object("p99.png", user=fs.ALICE, filetype="png", mimetype="image/png")
+    await rig.event(
+        fs.file_share_event(
+            [graph], "latency is back to normal", user=fs.ALICE, channel=channel, thread_ts=thread
+        )
+    )
+    # the same subtypes outside a thread are not timeline entries
+    await rig.event(fs.file_share_event([fs.file_object("notes.txt")], channel=channel))
+    await rig.settle()
+    assert sorted((await entries(rig))[1:]) == [  # Slack delivers events concurrently
+        ("message", "deploy 4.12 rolled back"),
+        ("message", "latency is back to normal\n📎 p99.png"),
+        ("message", "📎 checkout-errors.log"),
+    ]
+
+
+def test_the_manifest_matches_what_the_app_listens_for() -> None:
+    import yaml
+
+    from adapters.slack.app import DECLARE_SHORTCUT, TIMELINE_SHORTCUT
+
+    root = Path(__file__).resolve().parents[2]
+    manifest = yaml.safe_load((root / "slack-manifest.yaml").read_text())
+    features, settings = manifest["features"], manifest["settings"]
+    (command,) = features["slash_commands"]
+    assert command["command"] == "/incident"
+    assert command["should_escape"] is True  # mentions arrive as <@U…>, as the parser expects
+    assert {(s["type"], s["callback_id"]) for s in features["shortcuts"]} == {
+        ("global", DECLARE_SHORTCUT),
+        ("message", TIMELINE_SHORTCUT),
+    }
+    # message (public and private channels), reaction_added/removed, member_joined_channel
+    assert {
+        "message.channels",
+        "message.groups",
+        "reaction_added",
+        "reaction_removed",
+        "member_joined_channel",
+    } <= set(settings["event_subscriptions"]["bot_events"])
+    assert settings["interactivity"]["is_enabled"] is True
+    urls = {
+        command["url"],
+        settings["event_subscriptions"]["request_url"],
+        settings["interactivity"]["request_url"],
+    }
+    assert {u.rsplit("/", 2)[-2:] == ["slack", "events"] for u in urls} == {True}
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"commands", "channels:history", "groups:history", "reactions:read"} <= scopes
+
+
+async def test_add_to_timeline_outside_incidents_carries_no_message_text(rig: SlackRig) -> None:
+    await declare(rig)
+    await rig.settle()
+    general = rig.fake.general_id
+    # 2,700 characters; as JSON (each emoji escaped to 12) far more than Slack's 3,000
+    said = rig.fake.add_message(general, '💳 "refunds" failing; ' * 120, user=fs.BOB)
+    await rig.post(fs.message_action_body("opsroom_add_to_timeline", said, channel_id=general))
+    await rig.settle()
+    opened = rig.fake.calls_to("views.open")[-1]
+    assert opened.ok, opened.response
+    view = opened.response["view"]
+    assert json.loads(view["private_metadata"]) == {
+        "channel": general,
+        "ts": said["ts"],
+        "author": fs.BOB,
+    }
+    submitted = await rig.post(
+        fs.view_submission_body(view, {"incident": {"value": fs.static_select("1")}})
+    )
+    assert submitted.status_code == 200
+    await rig.settle()
+    assert (await entries(rig))[-1] == ("key_event", said["text"])
+    assert any(e["text"] == "Key event added to #1." for e in rig.fake.ephemerals)
+
+
+MODEL = "gpt-4o-mini"
+AI_KEY = "sk-slack-0123456789abcdef"
+
+
+async def test_quick_start_shows_and_records_who_suggested_each_field(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    import openai
+
+    from adapters.openai_suggester import OpenAISuggester
+    from bot.ai import model_answer
+    from bot.ports import Suggestion
+    from tests.fakes.openai import FakeOpenAI
+
+    answer = model_answer(
+        Suggestion(
+            title="Checkout 500s in the EU",
+            summary="Card payments fail",
+            type="outage",
+            severity="sev1",
+            priority="p1",
+            custom_fields={"region": "eu", "customers_affected": 1200},
+        ),
+        catalog,
+    )
+    answer["priority"] = None  # left to the heuristic
+    async with (
+        FakeOpenAI(api_key=AI_KEY) as ai,
+        openai.AsyncOpenAI(api_key=AI_KEY, base_url=ai.base_url, max_retries=0) as client,
+    ):
+        ai.reply_json(answer)
+        suggester = OpenAISuggester(client, MODEL, budget_s=5.0)
+        async with slack_rig(tmp_path, catalog, suggester=suggester) as rig:
+            await rig.command("declare checkout 500s in EU since the 14:05 deploy, card payments")
+            await rig.settle()
+            # the modal as it stands: opened with the suggestion, or filled in once it came
+            view = rig.fake.views[opened_view(rig)["id"]]
+            blocks = {b.get("block_id"): b for b in view["blocks"]}
+            hints = {k: b["hint"]["text"] for k, b in blocks.items() if "hint" in b}
+            assert hints == {
+                "title": "suggested by the model",
+                "type": "suggested by the model",
+                "severity": "suggested by the model",
+                "priority": "suggested by the heuristic",
+                "cf:affected_services": "suggested by the heuristic",
+                "cf:region": "suggested by the model",
+                "cf:customers_affected": (
+                    "Rough count of affected customers. · suggested by the model"
+                ),
+            }
+            assert len(view["private_metadata"]) <= 3000
+            submitted = await rig.post(
+                fs.view_submission_body(
+                    view,
+                    submit_values(
+                        view,
+                        severity=fs.static_select("sev2"),
+                        **{"cf:region": fs.static_select("global")},
+                    ),
+                )
+            )
+            assert submitted.status_code == 200 and submitted.text == ""
+            await rig.settle()
+            async with rig.store.unit() as u:
+                incident = await u.incident(1)
+                assert incident is not None and incident.id is not None
+                declared = (await u.timeline(incident.id))[0]
+    assert (incident.severity, incident.custom_fields["region"]) == ("sev2", "global")
+    recorded = declared.data["ai"]
+    assert (recorded["model"], recorded["endpoint"]) == (MODEL, f"127.0.0.1:{ai.port}")
+    assert recorded["note"].startswith(f"Suggested by {MODEL} at 127.0.0.1:{ai.port}")
+    assert recorded["sources"] == {
+        "title": "model",
+        "type": "model",
+        "severity": "person",
+        "priority": "heuristic",
+        "affected_services": "heuristic",
+        "region": "person",
+        "customers_affected": "model",
+    }
+
+
+async def test_socket_mode_without_a_signing_secret_mounts_no_request_url(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    from tests.e2e.test_service import ROOT, free_port
+
+    port = free_port()
+    async with fs.FakeSlack() as fake:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_", "OPSROOM_"))
+        }
+        env.update(
+            {
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'opsroom.db'}",
+                "SLACK_BOT_TOKEN": fake.token,
+                "SLACK_APP_TOKEN": "xapp-1-A0OPSRM0001-1000000000001-FakeAppLevelToken",
+                "SLACK_API_URL": fake.api_url,
+                "OPSROOM_HTTP_PORT": str(port),
+                "PYTHONPATH": ROOT,
+            }
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "adapters.cli",
+            "run",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+                health = None
+                for _ in range(300):
+                    assert proc.returncode is None, "opsroom run exited early"
+                    try:
+                        health = await http.get("/healthz")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.05)
+                assert health is not None and health.status_code in (200, 503)
+                assert "slack" in health.json()["adapters"]
+                body = fs.slash_command_body("list", response_url=fake.new_response_url())
+                for secret in ("", fs.SIGNING_SECRET):
+                    posted = await http.post(
+                        "/slack/events", content=body, headers=fs.sign(body, secret=secret)
+                    )
+                    assert posted.status_code == 404
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.communicate(), timeout=20)
+    assert not fake.response_posts
+
+
+async def test_long_field_values_are_clipped_to_slacks_limits(rig: SlackRig) -> None:
+    await declare(rig, "checkout p99 latency is slow for some customers")
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    metric = "checkout p99 latency " + "x" * 2500
+    await rig.command(f"set metric {metric}", channel=channel)
+    await rig.command(f"title {'Checkout latency ' * 12}", channel=channel)
+    await rig.settle(timeout=3)
+    async with rig.store.unit() as u:
+        incident = await u.incident(1)
+        assert incident is not None
+    assert incident.custom_fields["metric"] == metric  # the record keeps it whole
+    summary = rig.fake.message(channel, rig.fake.pins(channel)[0]["ts"])
+    assert summary is not None
+    header = summary["blocks"][0]["text"]["text"]
+    assert len(header) == 150 and header.endswith("…")
+    fields = [
+        f["text"] for b in summary["blocks"] if b["type"] == "section" for f in b.get("fields", [])
+    ]
+    shown = next(f for f in fields if f.startswith("*Metric*"))
+    assert len(shown) == 2000 and shown.endswith("…")
+    assert not [c for c in rig.fake.calls if c.method.startswith("chat.") and not c.ok]
+
+
+async def test_messages_slack_refuses_for_good_are_not_retried(rig: SlackRig) -> None:
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    rig.fake.archive(channel, fs.ALICE)
+    before = len(rig.fake.calls_to("chat.postMessage"))
+    await rig.command("#1 note archived by mistake?", channel=rig.fake.general_id)
+    await rig.settle(timeout=3)  # the mirror moves on instead of retrying for ever
+    refused = rig.fake.calls_to("chat.postMessage")[before:]
+    assert [c.response["error"] for c in refused if c.params["channel"] == channel] == [
+        "is_archived"
+    ]
+
+
+async def test_a_person_who_cannot_be_invited_does_not_stop_the_channel(rig: SlackRig) -> None:
+    gone = "U0GONE00009"  # a deactivated account, still offered by an old people picker
+    await declare(rig, changes={"commander": fs.users_select(gone)})
+    await rig.settle(timeout=3)
+    channel = rig.incident_channel(1)["id"]
+    assert fs.ALICE in rig.fake.members(channel) and gone not in rig.fake.members(channel)
+    assert len(rig.fake.pins(channel)) == 1
+    assert rig.bot_texts(channel)[1].startswith("🧵 Timeline")

@@ -63,6 +63,8 @@ __all__ = [
     "block_actions_body",
     "bot_message_event",
     "event_callback",
+    "file_object",
+    "file_share_event",
     "member_joined_channel_event",
     "message_action_body",
     "message_changed_event",
@@ -78,6 +80,7 @@ __all__ = [
     "slash_command_body",
     "static_select",
     "text_input",
+    "thread_broadcast_event",
     "url_verification_body",
     "users_select",
     "view_output",
@@ -559,6 +562,62 @@ def _failure_response(failure: _Failure) -> tuple[web.Response, Any]:
 # Form-encoded callers send these as JSON strings; Slack decodes them.
 _JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
 
+# Slack's documented Block Kit length limits, in characters (docs.slack.dev, Block Kit).
+_TEXT_LIMITS = {"header": 150, "section": 3000, "section_field": 2000, "context": 3000}
+_ELEMENT_TEXT_MAX = {"button": 75}
+_OPTION_TEXT_MAX = 75
+_INPUT_TEXT_MAX = 2000  # an input block's label and hint
+_FIELDS_MAX = 10
+_PRIVATE_METADATA_MAX = 3000
+
+
+def _text_of(obj: Any) -> str:
+    return str(obj.get("text", "")) if isinstance(obj, dict) else ""
+
+
+def _block_problems(blocks: list[dict[str, Any]], where: str = "blocks") -> list[str]:
+    """What Slack refuses in ``blocks``: texts over the documented limits, too many fields."""
+    problems: list[str] = []
+
+    def over(text: str, limit: int, pointer: str) -> None:
+        if len(text) > limit:
+            problems.append(
+                f"[ERROR] must be less than {limit + 1} characters [json-pointer:/{pointer}]"
+            )
+
+    for i, block in enumerate(blocks):
+        at = f"{where}/{i}"
+        kind = block.get("type")
+        if kind == "header":
+            over(_text_of(block.get("text")), _TEXT_LIMITS["header"], f"{at}/text/text")
+        elif kind == "section":
+            if "text" in block:
+                over(_text_of(block["text"]), _TEXT_LIMITS["section"], f"{at}/text/text")
+            fields = block.get("fields") or []
+            if len(fields) > _FIELDS_MAX:
+                problems.append(
+                    f"[ERROR] must provide at most 10 items [json-pointer:/{at}/fields]"
+                )
+            for j, item in enumerate(fields):
+                over(_text_of(item), _TEXT_LIMITS["section_field"], f"{at}/fields/{j}/text")
+        elif kind == "context":
+            for j, item in enumerate(block.get("elements") or []):
+                over(_text_of(item), _TEXT_LIMITS["context"], f"{at}/elements/{j}/text")
+        elif kind == "input":
+            over(_text_of(block.get("label")), _INPUT_TEXT_MAX, f"{at}/label/text")
+            over(_text_of(block.get("hint")), _INPUT_TEXT_MAX, f"{at}/hint/text")
+        elements = block.get("elements") if kind == "actions" else [block.get("element")]
+        for j, element in enumerate(elements or []):
+            if not isinstance(element, dict):
+                continue
+            limit = _ELEMENT_TEXT_MAX.get(str(element.get("type")))
+            if limit is not None:
+                over(_text_of(element.get("text")), limit, f"{at}/elements/{j}/text/text")
+            for k, option in enumerate(element.get("options") or []):
+                if isinstance(option, dict):
+                    over(_text_of(option.get("text")), _OPTION_TEXT_MAX, f"{at}/options/{k}")
+    return problems
+
 
 class _Params:
     """The arguments of one call: strings from query/form, typed values from JSON bodies."""
@@ -617,6 +676,9 @@ class _Params:
                 "invalid_blocks",
                 response_metadata={"messages": [f"[ERROR] invalid `{name}` value"]},
             )
+        problems = _block_problems(value, name)
+        if problems:
+            raise SlackError("invalid_blocks", response_metadata={"messages": problems})
         return value
 
 
@@ -997,6 +1059,12 @@ class FakeSlack:
         channel = self._channels[channel_id]
         if user not in channel.members:
             channel.members.append(user)
+
+    def archive(self, channel_id: str, user: str) -> None:
+        """A person archives a channel from Slack (posting there then answers ``is_archived``)."""
+        channel = self._channels[channel_id]
+        self._system_message(channel, "channel_archive", user, "archived the channel")
+        channel.is_archived = True
 
     def messages(
         self, channel_id: str, thread_ts: str | None = None, *, system: bool = False
@@ -1422,6 +1490,13 @@ class FakeSlack:
                 or not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks)
             ):
                 problems.append("[ERROR] invalid `blocks` [json-pointer:/view/blocks]")
+            else:
+                problems += _block_problems(blocks, "view/blocks")
+            if len(str(view.get("private_metadata") or "")) > _PRIVATE_METADATA_MAX:
+                problems.append(
+                    "[ERROR] must be less than 3001 characters "
+                    "[json-pointer:/view/private_metadata]"
+                )
         if problems:
             raise SlackError("invalid_arguments", response_metadata={"messages": problems})
         assert isinstance(view, dict)
@@ -2219,6 +2294,101 @@ def message_event(
     if thread_ts:
         event.update(thread_ts=thread_ts, parent_user_id=parent_user_id)
     event.update(channel=channel, event_ts=ts, channel_type=channel_type)
+    return event
+
+
+def thread_broadcast_event(
+    text: str,
+    *,
+    thread_ts: str,
+    root: dict[str, Any],
+    user: str = ALICE,
+    channel: str = INCIDENTS_ID,
+    ts: str | None = None,
+    team: str = TEAM_ID,
+) -> dict[str, Any]:
+    """A thread reply also sent to the channel: subtype ``thread_broadcast``, with ``root``
+    (the thread's parent message as stored)."""
+    event = message_event(
+        text,
+        user=user,
+        channel=channel,
+        ts=ts,
+        thread_ts=thread_ts,
+        parent_user_id=root.get("user") or root.get("bot_id") or BOT_USER_ID,
+        team=team,
+    )
+    event.update(subtype="thread_broadcast", root=copy.deepcopy(root))
+    return event
+
+
+def file_object(
+    name: str,
+    *,
+    user: str = ALICE,
+    filetype: str = "text",
+    mimetype: str = "text/plain",
+    size: int = 2048,
+    team: str = TEAM_ID,
+) -> dict[str, Any]:
+    """A ``file`` object as a ``file_share`` message carries it."""
+    file_id = _random_id("F")
+    now = int(time.time())
+    private = f"https://files.slack.com/files-pri/{team}-{file_id}/{name}"
+    return {
+        "id": file_id,
+        "created": now,
+        "timestamp": now,
+        "name": name,
+        "title": name,
+        "mimetype": mimetype,
+        "filetype": filetype,
+        "pretty_type": filetype.capitalize(),
+        "user": user,
+        "user_team": team,
+        "editable": filetype == "text",
+        "size": size,
+        "mode": "hosted",
+        "is_external": False,
+        "external_type": "",
+        "is_public": True,
+        "public_url_shared": False,
+        "display_as_bot": False,
+        "username": "",
+        "url_private": private,
+        "url_private_download": private.replace("files-pri", "files-pri-download"),
+        "permalink": f"https://{TEAM_DOMAIN}.slack.com/files/{user}/{file_id}/{name}",
+        "permalink_public": f"https://slack-files.com/{team}-{file_id}-{uuid.uuid4().hex[:10]}",
+        "is_starred": False,
+        "has_rich_preview": False,
+        "file_access": "visible",
+    }
+
+
+def file_share_event(
+    files: list[dict[str, Any]],
+    text: str = "",
+    *,
+    user: str = ALICE,
+    channel: str = INCIDENTS_ID,
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    parent_user_id: str = BOT_USER_ID,
+    team: str = TEAM_ID,
+) -> dict[str, Any]:
+    """A message sharing ``files`` (subtype ``file_share``), with or without ``text``."""
+    event = message_event(
+        text,
+        user=user,
+        channel=channel,
+        ts=ts,
+        thread_ts=thread_ts,
+        parent_user_id=parent_user_id,
+        team=team,
+    )
+    if not text:
+        event.pop("blocks")  # Slack sends no rich_text block for a file shared without text
+    event.update(subtype="file_share", files=files, upload=False, display_as_bot=False)
     return event
 
 
