@@ -22,14 +22,13 @@ from typing import TextIO
 from bot import commands as c
 from bot.mirror import Mirror
 from bot.ports import Actor, ChannelNameTaken, ChannelRef, CreatedChannel, Store, Suggestion
-from bot.render import Message
+from bot.render import Message, emoji_name
 from bot.service import IncidentService, Reply, ServiceError
 
 logger = logging.getLogger(__name__)
 
 PLATFORM = "console"
 BOT_NAME = "opsroom"
-EMOJI_NAMES = {"📌": "pushpin", "👍": "+1", "✅": "white_check_mark", "🔥": "fire", "👀": "eyes"}
 
 CONSOLE_HELP = """Console commands:
   /incident ...            run an incident command (/incident help lists them)
@@ -378,7 +377,7 @@ class ConsoleSession:
         if m is None:
             self.reply(f"no message ({args[0]}) in this session")
             return
-        emoji = EMOJI_NAMES.get(args[1], args[1].strip(":"))
+        emoji = emoji_name(args[1])
         reactors = m.reactions.setdefault(emoji, set())
         where = ChannelRef(PLATFORM, m.channel, thread_id=m.thread)
         result: Reply | None

@@ -545,39 +545,3 @@ def button_command(action: str, value: str) -> Command | None:
     if action == "action_done" and item.isdigit() and 1 <= int(item) <= MAX_NUMBER:
         return ActionDone(incident=incident, number=int(item))
     return None
-
-
-def command_name(command: Command) -> str:
-    """The grammar word a command is written with (for help and logs)."""
-    for name, cls in _COMMAND_WORDS.items():
-        if isinstance(command, cls):
-            return name
-    return type(command).__name__.lower()
-
-
-_COMMAND_WORDS: dict[str, type[Command] | tuple[type[Command], ...]] = {
-    "declare": Declare,
-    "list": ListIncidents,
-    "show": Show,
-    "help": Help,
-    "status": SetStatus,
-    "severity": SetSeverity,
-    "priority": SetPriority,
-    "assign": AssignRole,
-    "set": SetField,
-    "title": SetTitle,
-    "summary": SetSummary,
-    "update": StatusUpdate,
-    "event": AddKeyEvent,
-    "note": AddNote,
-    "timeline": ShowTimeline,
-    "catchup": CatchUp,
-    "ack": Acknowledge,
-    "resolve": Resolve,
-    "reopen": Reopen,
-    "page": Page,
-    "postmortem": Postmortem,
-    "mirror": MirrorTo,
-    "action": (ActionAdd, ActionList, ActionDone, ActionEdit),
-    "runbook": (RunbookList, RunbookRun, RunbookStatus),
-}

@@ -14,6 +14,31 @@ from bot.models import ActionItem, ActionStatus, EntryKind, Incident, Status, Ti
 
 KEY_EVENT_QUOTE_LIMIT = 2000
 
+# Unicode reactions under the names the catalog uses (Slack's names), for the common markers.
+EMOJI_NAMES = {
+    "📌": "pushpin",
+    "📍": "round_pushpin",
+    "⭐": "star",
+    "🔖": "bookmark",
+    "📝": "memo",
+    "✅": "white_check_mark",
+    "🚨": "rotating_light",
+    "❗": "exclamation",
+    "👀": "eyes",
+    "🔥": "fire",
+    "⚠️": "warning",
+    "⚠": "warning",
+    "🗒️": "spiral_note_pad",
+    "👍": "+1",
+}
+
+
+def emoji_name(emoji: str) -> str:
+    """The catalog name of an emoji: "pushpin" for 📌 (or ":pushpin:"), others as they are."""
+    emoji = emoji.strip()
+    named = EMOJI_NAMES.get(emoji) or EMOJI_NAMES.get(emoji.replace("\ufe0f", ""))
+    return named or emoji.strip(":")
+
 
 @dataclass(frozen=True)
 class Field:

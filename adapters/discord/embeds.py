@@ -9,6 +9,7 @@ from typing import Any
 import discord
 
 from bot.render import Button, Message
+from bot.render import emoji_name as catalog_emoji_name
 
 # https://discord.com/developers/docs/resources/message (create-message, embed limits)
 CONTENT_LIMIT = 2000
@@ -32,13 +33,6 @@ EMBED_COLOR = 0xE67E22
 
 _STYLES = {"primary": discord.ButtonStyle.primary, "danger": discord.ButtonStyle.danger}
 
-# Unicode reactions under the names the catalog uses (Slack's names), for the common markers.
-EMOJI_NAMES = {
-    "📌": "pushpin", "📍": "round_pushpin", "⭐": "star", "🔖": "bookmark", "📝": "memo",
-    "✅": "white_check_mark", "🚨": "rotating_light", "❗": "exclamation", "👀": "eyes",
-    "🔥": "fire", "⚠️": "warning", "⚠": "warning", "🗒️": "spiral_note_pad",
-}
-
 _MENTION = re.compile(r"^<@!?(\d{15,21})>$")
 
 
@@ -59,9 +53,7 @@ def custom_id(action: str, value: str) -> str:
 def emoji_name(emoji: discord.PartialEmoji) -> str:
     """A reaction's name as a catalog writes it: "pushpin" for 📌, the name of a custom emoji."""
     name = emoji.name or ""
-    if emoji.is_unicode_emoji():
-        return EMOJI_NAMES.get(name, EMOJI_NAMES.get(name.replace("\ufe0f", ""), name))
-    return name
+    return catalog_emoji_name(name) if emoji.is_unicode_emoji() else name
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,6 @@ from bot.commands import (
     ShowTimeline,
     StatusUpdate,
     UsageError,
-    command_name,
     is_mention,
     parse,
     parse_due,
@@ -211,16 +210,6 @@ def test_action_text_may_contain_the_word_due() -> None:
     assert parse("action add chase the due invoices due friday") == ActionAdd(
         text="chase the due invoices", due=DueSpec("friday"))
     assert parse("action add chase overdue invoices") == ActionAdd(text="chase overdue invoices")
-
-
-@pytest.mark.parametrize(
-    ("command", "word"),
-    [("declare x", "declare"), ("sev sev1", "severity"), ("action add x", "action"),
-     ("action done 1", "action"), ("runbook run x", "runbook"), ("ack", "ack"),
-     ("mirror slack", "mirror"), ("reopen", "reopen")],
-)
-def test_command_name_is_the_grammar_word(command: str, word: str) -> None:
-    assert command_name(parse(command)) == word
 
 
 # --- unknown commands and help ----------------------------------------------------------------
