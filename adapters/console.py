@@ -325,16 +325,9 @@ class ConsoleSession:
                 self.reply("Now:\n" + describe(suggestion))
                 continue
             try:
-                result = await self.service.declare(
-                    actor=self.actor,
+                result = await self.service.declare_suggested(
+                    suggestion, description=command.description, actor=self.actor,
                     where=self.where(),
-                    description=command.description,
-                    title=suggestion.title,
-                    summary=suggestion.summary,
-                    type=suggestion.type,
-                    severity=suggestion.severity,
-                    priority=suggestion.priority,
-                    custom_fields=suggestion.custom_fields,
                 )
             except ServiceError as exc:
                 self.reply(f"{exc}; edit the fields and try again.")

@@ -1004,20 +1004,10 @@ class IncidentService:
         return itype
 
     def _severity(self, name: str) -> str:
-        name = name.lower()
-        if name not in self.catalog.severity_names:
-            raise ServiceError(
-                f'unknown severity "{name}": use {_one_of(self.catalog.severity_names)}'
-            )
-        return name
+        return _named("severity", name, self.catalog.severity_names)
 
     def _priority(self, name: str) -> str:
-        name = name.lower()
-        if name not in self.catalog.priority_names:
-            raise ServiceError(
-                f'unknown priority "{name}": use {_one_of(self.catalog.priority_names)}'
-            )
-        return name
+        return _named("priority", name, self.catalog.priority_names)
 
     def _field(self, itype: IncidentType, name: str) -> CustomField:
         definition = itype.field(name)
@@ -1035,6 +1025,14 @@ def _suggestion_data(s: Suggestion | None) -> dict[str, Any]:
     return {
         "ai": {"model": s.model, "endpoint": s.endpoint, "sources": dict(s.sources), "note": s.note}
     }
+
+
+def _named(what: str, name: str, names: Sequence[str]) -> str:
+    """`name` when the catalog has it; otherwise an error naming it and the accepted ones."""
+    name = name.lower()
+    if name not in names:
+        raise ServiceError(f'unknown {what} "{name}": use {_one_of(names)}')
+    return name
 
 
 def _id(row: Incident | ChannelLink | TimelineEntry) -> int:
