@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console import ConsoleChat, ConsoleSession, console_user
@@ -42,6 +43,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def load_settings() -> Settings:
     try:
         return Settings()
+    except SettingsError as exc:  # e.g. a list setting that is not valid JSON
+        fail(f"configuration error: {str(exc).split(' from source')[0]}")
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
@@ -360,6 +363,8 @@ def doctor() -> None:
             f"database: {safe_url(settings.database_url)} "
             f"(schema {revision or 'empty: created on first run'})"
         )
+    except ValueError as exc:  # a URL we cannot use, said plainly (no password in it)
+        fail(f"database: {exc}")
     except Exception as exc:
         fail(f"database: {safe_url(settings.database_url)} unreachable: {type(exc).__name__}")
     for name, on in (

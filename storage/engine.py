@@ -35,7 +35,10 @@ def async_url(url: str) -> str:
 
 def safe_url(url: str) -> str:
     """The URL with any password hidden, for logs and errors."""
-    return make_url(url).render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # unparseable: say so without echoing what might hold a password
+        return "(an unparseable DATABASE_URL)"
 
 
 def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> AsyncEngine:
