@@ -398,23 +398,7 @@ class IncidentService:
             )
             await u.add(incident)
             invite = [actor.ref] + ([lead] if lead != actor.ref else [])
-            link = ChannelLink(
-                incident_id=_id(incident),
-                platform=where.platform,
-                workspace=where.workspace,
-                invite=invite,
-                created_at=now,
-            )
-            await u.add(link)
-            await u.add(
-                Delivery(
-                    incident_id=_id(incident),
-                    link_id=_id(link),
-                    action=DeliveryAction.OPEN_CHANNEL,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+            await self._add_link(u, incident, where.platform, where.workspace, invite)
             for platform in itype.mirror_to:
                 if platform in self.platforms and platform != where.platform:
                     await self._add_link(u, incident, platform)
@@ -716,10 +700,23 @@ class IncidentService:
         )
         return Reply(f"#{inc.number} now has a {cmd.platform} channel too.", incident=inc.number)
 
-    async def _add_link(self, u: Unit, incident: Incident, platform: str) -> None:
+    async def _add_link(
+        self,
+        u: Unit,
+        incident: Incident,
+        platform: str,
+        workspace: str = "",
+        invite: Sequence[str] = (),
+    ) -> None:
         """Queue a channel for `incident` on `platform`; later entries are mirrored there too."""
         now = self.clock.now()
-        link = ChannelLink(incident_id=_id(incident), platform=platform, created_at=now)
+        link = ChannelLink(
+            incident_id=_id(incident),
+            platform=platform,
+            workspace=workspace,
+            invite=list(invite),
+            created_at=now,
+        )
         await u.add(link)
         await u.add(
             Delivery(
