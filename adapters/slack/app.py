@@ -43,6 +43,7 @@ from bot import commands as c
 from bot.catalog import Catalog
 from bot.ports import Actor, ChannelRef, FieldSource, Store, Suggestion
 from bot.service import IncidentService, Reply, ServiceError, coerce_field
+from bot.suggest import heuristic_suggestion
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,10 @@ class SlackEdge:
             await asyncio.wait([suggestion_task], timeout=SUGGEST_WAIT)
         ready = suggestion_task is not None and suggestion_task.done()
         suggestion = _result(suggestion_task) if ready else None
+        if suggestion_task is not None and not ready:
+            # The model is still thinking: the person can start from the heuristic's guess,
+            # which costs microseconds; views.update keeps what they type meanwhile.
+            suggestion = heuristic_suggestion(description, type_hint, self.catalog)
         note = ""
         if ready and suggestion is None and suggestion_task is not None:
             note = f"⚠️ {suggestion_task.exception()}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -728,3 +729,45 @@ async def test_a_person_who_cannot_be_invited_does_not_stop_the_channel(rig: Sla
     assert fs.ALICE in rig.fake.members(channel) and gone not in rig.fake.members(channel)
     assert len(rig.fake.pins(channel)) == 1
     assert rig.bot_texts(channel)[1].startswith("🧵 Timeline")
+
+
+async def test_while_the_model_thinks_the_modal_starts_from_the_heuristic(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    import openai
+
+    from adapters.openai_suggester import OpenAISuggester
+    from bot.ai import model_answer
+    from bot.ports import Suggestion
+    from tests.fakes.openai import FakeOpenAI
+
+    answer = model_answer(
+        Suggestion(title="Checkout 500s in the EU", summary="", type="outage",
+                   severity="sev1", priority="p1"),
+        catalog,
+    )
+    async with (
+        FakeOpenAI(api_key=AI_KEY) as ai,
+        openai.AsyncOpenAI(api_key=AI_KEY, base_url=ai.base_url, max_retries=0) as client,
+    ):
+        ai.delay(0.8).reply_json(answer)
+        suggester = OpenAISuggester(client, MODEL, budget_s=5.0)
+        async with slack_rig(tmp_path, catalog, suggester=suggester) as rig:
+            await rig.command("declare checkout 500s in EU since the 14:05 deploy")
+            for _ in range(300):  # the modal opens after the ack, before the model answers
+                if rig.fake.calls_to("views.open"):
+                    break
+                await asyncio.sleep(0.01)
+            assert rig.fake.calls_to("views.update") == []
+            first = opened_view(rig)
+            blocks = {b.get("block_id"): b for b in first["blocks"]}
+            status = first["blocks"][0]["elements"][0]["text"]
+            assert status.startswith("⏳ The AI model is still working")
+            assert blocks["title"]["element"]["initial_value"] == (
+                "Checkout 500s in EU since the 14:05 deploy")
+            assert blocks["title"]["hint"]["text"] == "suggested by the heuristic"
+            await rig.settle()
+            updated = rig.fake.calls_to("views.update")[-1].params["view"]
+            title = next(b for b in updated["blocks"] if b.get("block_id") == "title")
+            assert title["element"]["initial_value"] == "Checkout 500s in the EU"
+            assert title["hint"]["text"] == "suggested by the model"
