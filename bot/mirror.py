@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 MAX_NAME_SUFFIX = 20
 QUEUE_BATCH = 100  # deliveries read per queue per pass
 FINISH_ATTEMPTS = 5
-WAIT_SECONDS = 0.2  # how soon a delivery waiting on another queue looks again
+WAIT_SECONDS = 1.0  # how soon a delivery waiting on another queue looks again
 
 
 def slugify(text: str, limit: int = 40) -> str:
@@ -207,10 +207,11 @@ class Mirror:
                 queues.setdefault(key, []).append(d)
             # Channel queues first, then announcements: each queue stays in order either way,
             # and people see a change in the incident channel before it is announced.
-            ordered = sorted(queues.items(), key=lambda item: item[0][1])
             results = []
             for announcements in (False, True):
-                batch = [q for (_, is_announce), q in ordered if is_announce is announcements]
+                batch = [
+                    q for (_, is_announce), q in queues.items() if is_announce is announcements
+                ]
                 results += await asyncio.gather(
                     *(self._deliver_queue(q) for q in batch), return_exceptions=True
                 )
