@@ -273,7 +273,7 @@ HELP_TEXT = (
 # A person: "@name" (console), "<@U123>" / "<@U123|name>" (Slack), "<@123>" / "<@!123>" (Discord).
 # "<@&123>" is a Discord role, not a person, so it is not a mention here.
 _MENTION_RE = re.compile(r"^(@[\w.\-]+|<@!?[A-Za-z0-9]+(?:\|[^>]*)?>)$")
-_INCIDENT_RE = re.compile(r"^#(\d+)$")
+_INCIDENT_RE = re.compile(r"^#([0-9]+)$")
 
 
 def is_mention(token: str) -> bool:
@@ -306,20 +306,29 @@ def _none(name: str, rest: str) -> None:
 MAX_NUMBER = 2**31 - 1  # incident and action numbers are 32-bit integers in the database
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits within the database's range ("²" is a digit to str.isdigit, not to int)."""
+    return text.isascii() and text.isdigit() and len(text) <= 10 and 1 <= int(text) <= MAX_NUMBER
+
+
 def _number(name: str, token: str) -> int:
     n = token.lstrip("#")
-    if not n.isdigit() or not 1 <= int(n) <= MAX_NUMBER:
+    if not _is_number(n):
         raise _usage(name, f'"{token}" is not a number')
     return int(n)
 
 
-_DATE_WORDS = frozenset({"today", "tomorrow", "eod", "next", "this", "in", *_WEEKDAY_ALIASES})
+_DATE_WORDS = frozenset({"today", "tomorrow", "eod", "next", *_WEEKDAY_ALIASES})
+_DATE_START = re.compile(r"^(\d{4}-|in\s+\d)")
 
 
 def _looks_like_date(expr: str) -> bool:
-    """One word ("due never") or a date-like start ("due next week"): meant as a date."""
+    """Meant as a date: one word ("due never"), a date-like start ("due 2026-13-01",
+    "due in 3 fortnights") or a short phrase starting with a date word ("due next week")."""
     words = expr.lower().split()
-    return len(words) <= 1 or words[0][:1].isdigit() or words[0] in _DATE_WORDS
+    if len(words) <= 1 or _DATE_START.match(expr.lower()):
+        return True
+    return len(words) <= 3 and words[0] in _DATE_WORDS
 
 
 def _split_action_tail(rest: str) -> tuple[str, str | None, DueSpec | None]:
@@ -502,9 +511,9 @@ def parse(text: str) -> Command:
     first, _, rest = text.partition(" ")
     m = _INCIDENT_RE.match(first)
     if m:
-        incident = int(m.group(1))
-        if not 1 <= incident <= MAX_NUMBER:
+        if not _is_number(m.group(1)):
             raise UsageError(f'"{first}" is not an incident number')
+        incident = int(m.group(1))
         first, _, rest = rest.strip().partition(" ")
     if not first:
         if incident is not None:
@@ -533,7 +542,7 @@ def button_command(action: str, value: str) -> Command | None:
     "ack" / "resolve" / "reopen" on "42", "action_done" on "42:3". None for anything else,
     including "key_event", which needs the person to type the event first."""
     number, _, item = value.partition(":")
-    if not number.isdigit() or not 1 <= int(number) <= MAX_NUMBER:
+    if not _is_number(number):
         return None
     incident = int(number)
     if action == "ack":
@@ -542,6 +551,6 @@ def button_command(action: str, value: str) -> Command | None:
         return Resolve(incident=incident)
     if action == "reopen":
         return Reopen(incident=incident)
-    if action == "action_done" and item.isdigit() and 1 <= int(item) <= MAX_NUMBER:
+    if action == "action_done" and _is_number(item):
         return ActionDone(incident=incident, number=int(item))
     return None

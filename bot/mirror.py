@@ -46,7 +46,9 @@ logger = logging.getLogger(__name__)
 MAX_NAME_SUFFIX = 20
 QUEUE_BATCH = 100  # deliveries read per queue per pass
 FINISH_ATTEMPTS = 5
-WAIT_SECONDS = 1.0  # how soon a delivery waiting on another queue looks again
+WAIT_SECONDS = 1.0  # how soon a delivery waiting on another queue first looks again
+WAIT_CAP = 30.0
+ANNOUNCE_WAIT_MAX = 300.0  # after this, announce without naming a channel not yet open
 
 
 def slugify(text: str, limit: int = 40) -> str:
@@ -129,6 +131,7 @@ class Mirror:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one sender at a time keeps each link's order
         self._stopping = False
+        self.troubled = False  # the last pass hit a database error
         self._running = False
         self._stopped = asyncio.Event()
         self._announce_ids: dict[tuple[str, str], str] = {}
@@ -148,7 +151,9 @@ class Mirror:
                 self._wake.clear()
                 try:
                     await self.deliver_due()
-                    wait = await self._seconds_to_next(poll)
+                    # After a database failure, pause: resending at once what could not be
+                    # recorded would post it again and again.
+                    wait = poll if self.troubled else await self._seconds_to_next(poll)
                 except Exception:  # the database itself failed: keep the loop alive, retry
                     logger.exception("mirror: delivery pass failed; retrying in %.0fs", poll)
                     wait = poll
@@ -175,6 +180,8 @@ class Mirror:
         deadline = loop.time() + timeout
         while True:
             await self.deliver_due()
+            if self.troubled:
+                await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
             async with self.store.unit() as u:
                 pending = await u.pending_deliveries(per_queue=1)
             if not pending:
@@ -216,11 +223,13 @@ class Mirror:
                     *(self._deliver_queue(q) for q in batch), return_exceptions=True
                 )
             sent = 0
+            self.troubled = False
             for result in results:
                 if isinstance(result, BaseException):
                     # Only the database can fail here (chat errors are handled per delivery);
-                    # the rows stay pending and the next pass retries them.
+                    # the rows stay pending, and the next pass waits a while (see run/drain).
                     logger.error("mirror: a delivery queue stopped: %r", result)
+                    self.troubled = True
                 else:
                     sent += result
             return sent
@@ -242,7 +251,7 @@ class Mirror:
             await self._finish(delivery, DeliveryState.SKIPPED, None, str(skip) or None)
             return True
         except _Wait:
-            await self._postpone(delivery, WAIT_SECONDS)
+            await self._postpone(delivery)
             return False
         except DeliveryRejected as exc:
             logger.error(
@@ -279,11 +288,14 @@ class Mirror:
                 logger.warning("mirror: recording delivery %s failed; retrying", delivery.id)
                 await asyncio.sleep(0.2 * (attempt + 1))
 
-    async def _postpone(self, delivery: Delivery, seconds: float) -> None:
+    async def _postpone(self, delivery: Delivery) -> None:
+        """Look again later, less often the longer it waits (not a failure: nothing logged)."""
         async with self.store.unit() as u:
             row = await u.delivery(_id(delivery))
             assert row is not None
-            row.next_attempt_at = self.clock.now() + timedelta(seconds=seconds)
+            row.attempts += 1
+            delay = min(WAIT_SECONDS * 2 ** min(row.attempts - 1, 10), WAIT_CAP)
+            row.next_attempt_at = self.clock.now() + timedelta(seconds=delay)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         async with self.store.unit() as u:
@@ -328,15 +340,17 @@ class Mirror:
                 raise
         if delivery.action is DeliveryAction.ANNOUNCE:
             assert entry is not None
-            if link.state is LinkState.PENDING:
+            waited = (self.clock.now() - delivery.created_at).total_seconds()
+            if link.state is LinkState.PENDING and waited < ANNOUNCE_WAIT_MAX:
                 raise _Wait  # announce once the channel exists, so the announcement can name it
             return await self._announce(port, link, incident, entry)
         if link.channel_id is None:
-            # Its opening came first in this queue and was refused: nothing can follow it.
-            raise DeliveryRejected(
-                f"the {link.platform} channel of #{incident.number} was never opened"
-            )
+            # Its opening came first in this queue and was refused (and logged): nothing that
+            # follows can be shown there. The record keeps every entry.
+            raise _Skip(f"the {link.platform} channel of #{incident.number} was never opened")
         if delivery.action is DeliveryAction.REFRESH_SUMMARY:
+            if link.summary_message_id is None:
+                raise _Skip("the channel has no summary message (its posting was refused)")
             await self._refresh(port, link, incident, summary_msg)
             return link.summary_message_id
         assert entry is not None
@@ -441,9 +455,17 @@ class Mirror:
                 )
                 raise _Skip(f"announcement channel #{name} not found")
             self._announce_ids[key] = channel_id
-        return await port.post(
-            channel_id=channel_id, message=announcement(entry, incident, link.channel_name)
-        )
+        message = announcement(entry, incident, link.channel_name)
+        try:
+            return await port.post(channel_id=channel_id, message=message)
+        except DeliveryRejected:
+            # The channel may have been deleted and made again: look it up once more.
+            self._announce_ids.pop(key, None)
+            fresh = await port.find_channel(name=name, workspace=link.workspace)
+            if fresh is None or fresh == channel_id:
+                raise
+            self._announce_ids[key] = fresh
+            return await port.post(channel_id=fresh, message=message)
 
 
 def _id(row: Delivery | ChannelLink) -> int:

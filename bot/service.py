@@ -26,6 +26,7 @@ from bot.models import (
     DeliveryAction,
     EntryKind,
     Incident,
+    LinkState,
     Status,
     TimelineEntry,
 )
@@ -46,6 +47,7 @@ from bot.render import Message, action_line, entry_line, incident_line
 logger = logging.getLogger(__name__)
 
 
+_GONE = frozenset({LinkState.FAILED, LinkState.ARCHIVED})  # channels nothing is sent to
 _CHANGES_INCIDENT = frozenset(
     {
         EntryKind.STATUS_CHANGE,
@@ -274,6 +276,8 @@ class IncidentService:
         await u.append(entry)
         outbox: list[Delivery] = []
         for link in await u.links(_id(incident)):
+            if link.state in _GONE:
+                continue
             actions = [DeliveryAction.POST_ENTRY] if link.id != origin_link else []
             actions.append(DeliveryAction.REFRESH_SUMMARY)
             if announce:
@@ -305,6 +309,7 @@ class IncidentService:
                     created_at=now,
                 )
                 for link in await u.links(_id(incident))
+                if link.state not in _GONE
             ]
         )
 
@@ -691,9 +696,11 @@ class IncidentService:
                 f'"{cmd.platform}" is not configured here: configured platforms are '
                 f"{_one_of(self.platforms)}"
             )
-        links = await u.links(_id(inc))
-        if any(link.platform == cmd.platform for link in links):
+        links = [link for link in await u.links(_id(inc)) if link.platform == cmd.platform]
+        if any(link.state not in _GONE for link in links):
             raise ServiceError(f"#{inc.number} already has a {cmd.platform} channel")
+        for link in links:  # a channel the platform refused: retire it, try a new one
+            link.state = LinkState.ARCHIVED
         await self._add_link(u, inc, cmd.platform)
         await self._record(
             u, inc, kind=EntryKind.SYSTEM, actor=actor, text=f"Mirrored to {cmd.platform}"
@@ -836,12 +843,11 @@ class IncidentService:
     ) -> TimelineEntry | None:
         """Follow an edit of a recorded thread message; None when it was never recorded."""
         async with self.store.unit() as u:
-            entry = await u.entry_by_external(where.platform, f"{where.channel_id}:{message_id}")
-            if entry is None or entry.text == text:
+            found = await self._locked_entry(u, where.platform, f"{where.channel_id}:{message_id}")
+            if found is None or found[1].text == text:
                 return None
+            incident, entry = found
             entry.text, entry.edited_at = text, self.clock.now()
-            incident = await u.incident_by_id(entry.incident_id)
-            assert incident is not None
             await self._refresh_only(u, incident)
         self._notify()
         return entry
@@ -851,12 +857,11 @@ class IncidentService:
     ) -> TimelineEntry | None:
         """Mark a recorded thread message deleted; None when it was never recorded."""
         async with self.store.unit() as u:
-            entry = await u.entry_by_external(where.platform, f"{where.channel_id}:{message_id}")
-            if entry is None or entry.deleted:
+            found = await self._locked_entry(u, where.platform, f"{where.channel_id}:{message_id}")
+            if found is None or found[1].deleted:
                 return None
+            incident, entry = found
             entry.deleted, entry.edited_at = True, self.clock.now()
-            incident = await u.incident_by_id(entry.incident_id)
-            assert incident is not None
             await self._refresh_only(u, incident)
         self._notify()
         return entry
@@ -955,18 +960,17 @@ class IncidentService:
         if emoji != self.catalog.key_event_emoji:
             return None
         async with self.store.unit() as u:
-            entry = await u.entry_by_external(
-                where.platform, f"key:{where.channel_id}:{message_id}"
+            found = await self._locked_entry(
+                u, where.platform, f"key:{where.channel_id}:{message_id}"
             )
-            if entry is None or entry.deleted:
+            if found is None or found[1].deleted:
                 return None
+            incident, entry = found
             reactors = [r for r in entry.data.get("reactors", []) if r != actor.user_id]
             entry.data = {**entry.data, "reactors": reactors}
             if reactors:
                 return None
             entry.deleted, entry.edited_at = True, self.clock.now()
-            incident = await u.incident_by_id(entry.incident_id)
-            assert incident is not None
             await self._record(
                 u,
                 incident,
@@ -977,6 +981,22 @@ class IncidentService:
             )
         self._notify()
         return Reply(f"Key event removed from #{incident.number}.", incident=incident.number)
+
+    async def _locked_entry(
+        self, u: Unit, source: str, external_id: str
+    ) -> tuple[Incident, TimelineEntry] | None:
+        """An entry by its platform id, read after taking its incident's lock.
+
+        Every change locks the incident first; reading the entry again under that lock means
+        two people un-pinning at once both count, and lock order is the same everywhere.
+        """
+        entry = await u.entry_by_external(source, external_id)
+        if entry is None:
+            return None
+        incident = await u.incident_by_id(entry.incident_id)
+        assert incident is not None
+        await u.refresh(entry)
+        return incident, entry
 
     async def _thread_link(self, u: Unit, where: ChannelRef) -> ChannelLink | None:
         """The link whose timeline thread `where` is in."""

@@ -42,7 +42,8 @@ def safe_url(url: str) -> str:
 
 
 def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), **kwargs)
+    # hide_parameters: a logged database error must not carry what people typed (or a token).
+    engine = create_async_engine(async_url(url), hide_parameters=True, **kwargs)
     if engine.dialect.name == "sqlite":
         _sqlite_setup(engine)
     return engine

@@ -105,6 +105,9 @@ class SqlUnit:
         self.session.add(obj)
         await self.session.flush()
 
+    async def refresh(self, row: Any) -> None:
+        await self.session.refresh(row)
+
     async def append(self, entry: TimelineEntry) -> None:
         # A Core INSERT: the timeline is append-only, so the ORM's change tracking buys nothing.
         result = await self.session.execute(_APPEND_ENTRY, entry.model_dump(exclude={"id"}))

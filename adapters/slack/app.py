@@ -43,7 +43,6 @@ from bot import commands as c
 from bot.catalog import Catalog
 from bot.ports import Actor, ChannelRef, FieldSource, Store, Suggestion
 from bot.service import IncidentService, Reply, ServiceError, coerce_field
-from bot.suggest import heuristic_suggestion
 
 logger = logging.getLogger(__name__)
 
@@ -261,10 +260,8 @@ class SlackEdge:
             await asyncio.wait([suggestion_task], timeout=SUGGEST_WAIT)
         ready = suggestion_task is not None and suggestion_task.done()
         suggestion = _result(suggestion_task) if ready else None
-        if suggestion_task is not None and not ready:
-            # The model is still thinking: the person can start from the heuristic's guess,
-            # which costs microseconds; views.update keeps what they type meanwhile.
-            suggestion = heuristic_suggestion(description, type_hint, self.catalog)
+        # While the model is still thinking the fields stay empty: Slack keeps an input's first
+        # initial value through views.update, so prefilled guesses could never be replaced.
         note = ""
         if ready and suggestion is None and suggestion_task is not None:
             note = f"⚠️ {suggestion_task.exception()}"
@@ -287,18 +284,23 @@ class SlackEdge:
                 problem = ""
             except ServiceError as exc:
                 result, problem = None, f"⚠️ {exc}"
-            await self.client.views_update(
-                view_id=opened["view"]["id"],
-                view=declare_modal(
-                    self.catalog,
-                    description=description,
-                    suggestion=result,
-                    declarer=user,
-                    channel_id=channel,
-                    loading=False,
-                    note=problem,
-                ),
-            )
+            try:
+                await self.client.views_update(
+                    view_id=opened["view"]["id"],
+                    hash=opened["view"].get("hash"),  # not over a type the person picked
+                    view=declare_modal(
+                        self.catalog,
+                        description=description,
+                        suggestion=result,
+                        declarer=user,
+                        channel_id=channel,
+                        loading=False,
+                        note=problem,
+                    ),
+                )
+            except SlackApiError as exc:  # submitted, closed or changed meanwhile: keep theirs
+                error = exc.response.get("error") if exc.response is not None else exc
+                logger.info("slack: suggestion not shown in the modal: %s", error)
 
         self.spawn(fill_in())
 

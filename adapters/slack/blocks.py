@@ -220,10 +220,7 @@ def declare_modal(
     sources = s.sources if s else {}
     type_name = s.type if s else catalog.incident_types[0].name
     itype = catalog.incident_type(type_name) or catalog.incident_types[0]
-    if loading and s is not None:
-        status = ("⏳ The AI model is still working on your description; meanwhile these are "
-                  "the built-in heuristic's suggestions.")
-    elif loading:
+    if loading:
         status = "⏳ Suggesting fields from your description…"
     elif s is not None:
         by_model = any(v == "model" for v in s.sources.values())

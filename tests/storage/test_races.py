@@ -118,3 +118,40 @@ async def test_concurrent_changes_to_one_incident_all_stick(any_engine: AsyncEng
     assert incident.custom_fields["customers_affected"] == 1200
     assert sorted(a.number for a in items) == [1, 2, 3, 4, 5]
     assert len(acks) == 1
+
+
+async def test_concurrent_pins_and_unpins_all_count(any_engine: AsyncEngine) -> None:
+    """Two people un-pinning at once remove the key event; a pin racing an un-pin keeps it."""
+    from datetime import UTC, datetime
+
+    from bot.catalog import load_catalog
+    from bot.ports import Actor
+    from tests.conftest import ALICE, BOB, build_core
+    from tests.fakes.clock import FakeClock
+
+    carol = Actor(platform="console", user_id="carol", name="carol", mention="@carol")
+    core = build_core(any_engine, load_catalog(), FakeClock())
+    await core.run("declare checkout errors in the eu region")
+    where = core.where(core.incident_channel(1))
+    said = {"where": where, "emoji": "pushpin", "text": "error rate is back to normal",
+            "author": "bob", "occurred_at": datetime(2026, 11, 25, 13, 50, tzinfo=UTC)}
+
+    async def key_events(message_id: str) -> list[tuple[list[str], bool]]:
+        async with core.store.unit() as u:
+            entry = await u.entry_by_external("console", f"key:{where.channel_id}:{message_id}")
+            assert entry is not None
+            return [(sorted(entry.data["reactors"]), entry.deleted)]
+
+    for person in (ALICE, BOB):
+        await core.service.reaction_added(actor=person, message_id="m1", **said)
+    await asyncio.gather(*(core.service.reaction_removed(
+        where=where, actor=person, emoji="pushpin", message_id="m1") for person in (ALICE, BOB)))
+    assert await key_events("m1") == [([], True)]
+
+    await core.service.reaction_added(actor=ALICE, message_id="m2", **said)
+    await asyncio.gather(
+        core.service.reaction_added(actor=carol, message_id="m2", **said),
+        core.service.reaction_removed(where=where, actor=ALICE, emoji="pushpin",
+                                      message_id="m2"),
+    )
+    assert await key_events("m2") == [(["carol"], False)]

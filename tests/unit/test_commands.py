@@ -345,3 +345,19 @@ def test_buttons_map_to_the_commands_they_stand_for() -> None:
     for action, value in [("ack", "x"), ("action_done", "42"), ("key_event", "42"),
                           ("delete", "42"), ("ack", "99999999999999")]:
         assert button_command(action, value) is None
+
+
+@pytest.mark.parametrize("text", ["show ²", "#1 action done ²", "show " + "9" * 5000,
+                                  "#" + "9" * 5000 + " show", "#١ show"])
+def test_odd_digits_and_huge_numbers_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    "write-up, due in part to the cache change", "finish the write-up due this sprint",
+    "rotate keys due 2 teams asked for it",
+])
+def test_due_in_ordinary_sentences_is_text(text: str) -> None:
+    spec = parse(f"action add {text}")
+    assert isinstance(spec, ActionAdd) and (spec.text, spec.due) == (text, None)

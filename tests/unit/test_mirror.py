@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 
 from bot.mirror import Backoff, Mirror, channel_name, slugify
 from bot.models import Delivery, DeliveryState
+from bot.ports import DeliveryRejected
 from tests.conftest import Core
 from tests.fakes.chat import RecordingChat
 
@@ -220,3 +221,26 @@ async def test_a_person_who_cannot_be_invited_does_not_keep_the_channel_from_ope
     assert channel.members == []
     assert channel.pins and channel.threads
     assert core.chat.texts(name)[-1].startswith("ℹ️ Incident declared")
+
+
+async def test_a_refused_channel_can_be_tried_again_with_mirror(core: Core) -> None:
+    original = core.chat.create_channel
+    refusals = {"left": 1}
+
+    async def refusing_create(**kw):  # type: ignore[no-untyped-def]
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise DeliveryRejected("restricted_action")
+        return await original(**kw)
+
+    core.chat.create_channel = refusing_create  # type: ignore[method-assign]
+    await core.service.handle_text("declare checkout errors for all customers",
+                                   actor=_alice(), where=core.general)
+    assert await core.mirror.drain(timeout=5)
+    assert not any(c.name.startswith("inc-1-") for c in core.chat.channels.values())
+    await core.run("#1 note recorded while the channel is missing")
+    reply = await core.run("#1 mirror console")
+    assert reply.ok, reply.text
+    channel = core.chat.by_name(core.incident_channel(1))
+    assert channel.pins and channel.threads
+    assert core.chat.texts(channel.name)[-1] == "ℹ️ Mirrored to console (alice)"
