@@ -282,17 +282,7 @@ class IncidentService:
             actions.append(DeliveryAction.REFRESH_SUMMARY)
             if announce:
                 actions.append(DeliveryAction.ANNOUNCE)
-            outbox += [
-                Delivery(
-                    incident_id=entry.incident_id,
-                    link_id=_id(link),
-                    action=action,
-                    entry_id=entry.id,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-                for action in actions
-            ]
+            outbox += [_delivery(link, action, now, entry) for action in actions]
         await u.queue(outbox)
         return entry
 
@@ -301,13 +291,7 @@ class IncidentService:
         now = self.clock.now()
         await u.queue(
             [
-                Delivery(
-                    incident_id=_id(incident),
-                    link_id=_id(link),
-                    action=DeliveryAction.REFRESH_SUMMARY,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
+                _delivery(link, DeliveryAction.REFRESH_SUMMARY, now)
                 for link in await u.links(_id(incident))
                 if link.state not in _GONE
             ]
@@ -725,15 +709,7 @@ class IncidentService:
             created_at=now,
         )
         await u.add(link)
-        await u.add(
-            Delivery(
-                incident_id=_id(incident),
-                link_id=_id(link),
-                action=DeliveryAction.OPEN_CHANNEL,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        await u.add(_delivery(link, DeliveryAction.OPEN_CHANNEL, now))
 
     # --- action items -------------------------------------------------------------------
 
@@ -1042,6 +1018,20 @@ def _suggestion_data(s: Suggestion | None) -> dict[str, Any]:
     return {
         "ai": {"model": s.model, "endpoint": s.endpoint, "sources": dict(s.sources), "note": s.note}
     }
+
+
+def _delivery(
+    link: ChannelLink, action: DeliveryAction, now: datetime, entry: TimelineEntry | None = None
+) -> Delivery:
+    """An outbox row: `action` for `link`, due now."""
+    return Delivery(
+        incident_id=link.incident_id,
+        link_id=_id(link),
+        action=action,
+        entry_id=entry.id if entry else None,
+        next_attempt_at=now,
+        created_at=now,
+    )
 
 
 def _named(what: str, name: str, names: Sequence[str]) -> str:

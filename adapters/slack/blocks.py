@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from bot.catalog import Catalog, CustomField, FieldKind
+from bot.catalog import Catalog, CustomField, FieldKind, Priority, Severity
 from bot.ports import Suggestion
 from bot.render import Message
 
@@ -199,6 +200,23 @@ def carried_sources(metadata: dict[str, Any]) -> dict[str, str]:
     return {str(k): v for k, v in sources.items() if v in FIELD_SOURCES}
 
 
+def _rank_select(items: Sequence[Severity | Priority], chosen: str) -> dict[str, Any]:
+    """A select of severities or priorities ("SEV1: Critical..."), `chosen` picked if known."""
+
+    def option(item: Severity | Priority) -> dict[str, Any]:
+        return _option(item.name, f"{item.name.upper()}: {item.description}")
+
+    select: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": "value",
+        "options": [option(item) for item in items],
+    }
+    picked = next((item for item in items if item.name == chosen), None)
+    if picked is not None:
+        select["initial_option"] = option(picked)
+    return select
+
+
 def declare_modal(
     catalog: Catalog,
     *,
@@ -242,28 +260,8 @@ def declare_modal(
         "options": [_option(t.name, f"{t.name}: {t.description}") for t in catalog.incident_types],
         "initial_option": _option(itype.name, f"{itype.name}: {itype.description}"),
     }
-    severity: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": "value",
-        "options": [
-            _option(x.name, f"{x.name.upper()}: {x.description}") for x in catalog.severities
-        ],
-    }
-    sev_name = s.severity if s else itype.default_severity
-    sev = catalog.severity(sev_name)
-    if sev is not None:
-        severity["initial_option"] = _option(sev.name, f"{sev.name.upper()}: {sev.description}")
-    priority: dict[str, Any] = {
-        "type": "static_select",
-        "action_id": "value",
-        "options": [
-            _option(p.name, f"{p.name.upper()}: {p.description}") for p in catalog.priorities
-        ],
-    }
-    pri_name = s.priority if s else itype.default_priority
-    pri = next((p for p in catalog.priorities if p.name == pri_name), None)
-    if pri is not None:
-        priority["initial_option"] = _option(pri.name, f"{pri.name.upper()}: {pri.description}")
+    severity = _rank_select(catalog.severities, s.severity if s else itype.default_severity)
+    priority = _rank_select(catalog.priorities, s.priority if s else itype.default_priority)
     commander = {"type": "users_select", "action_id": "value", "initial_user": declarer}
 
     def source(name: str, shown: bool) -> str | None:
@@ -281,10 +279,16 @@ def declare_modal(
             hint=_hint("", source("type", s is not None)),
         ),
         _input(
-            "severity", "Severity", severity, hint=_hint("", source("severity", sev is not None))
+            "severity",
+            "Severity",
+            severity,
+            hint=_hint("", source("severity", "initial_option" in severity)),
         ),
         _input(
-            "priority", "Priority", priority, hint=_hint("", source("priority", pri is not None))
+            "priority",
+            "Priority",
+            priority,
+            hint=_hint("", source("priority", "initial_option" in priority)),
         ),
         _input("commander", "Commander", commander),
     ]
