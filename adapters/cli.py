@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,19 +55,13 @@ def load_settings() -> Settings:
 
 def setup_logging(settings: Settings, default: str | None = None) -> None:
     level = (
-        default if default and "OPSROOM_LOG_LEVEL" not in _environ() else settings.opsroom_log_level
+        default if default and "OPSROOM_LOG_LEVEL" not in os.environ else settings.opsroom_log_level
     )
     logging.basicConfig(
         level=level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def _environ() -> Mapping[str, str]:
-    import os
-
-    return os.environ
 
 
 def catalog_from(settings: Settings) -> Catalog:
