@@ -226,3 +226,14 @@ class InboundEvent(SQLModel, table=True):
     platform: str
     event_key: str
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Lease(SQLModel, table=True):
+    """A named piece of work that one process at a time may do: a channel's delivery queue, a
+    channel's inbox. Held until `claimed_until`; an expired lease is taken over (see
+    storage/claims.py, which claims jobs the same way)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
