@@ -24,10 +24,12 @@ from bot.ports import ChatPort, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
-from storage.engine import current_revision, make_engine, safe_url, upgrade
+from storage.engine import SchemaError, current_revision, make_engine, safe_url, upgrade
 from storage.store import SqlStore
 
 logger = logging.getLogger("opsroom")
+
+STOP_GRACE = 10.0  # seconds SIGTERM waits for acknowledged inputs to be applied
 
 app = typer.Typer(
     help="Opsroom: incident response from your chat.", no_args_is_help=True, add_completion=False
@@ -111,6 +113,50 @@ class Core:
     service: IncidentService
 
 
+def _transient(exc: BaseException) -> bool:
+    """A database error that may pass by itself (down, restarting, not answering, busy)."""
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    orig = getattr(exc, "orig", None)
+    if getattr(exc, "connection_invalidated", False) or isinstance(orig, OSError | TimeoutError):
+        return True
+    names = {type(orig).__name__, type(getattr(orig, "__cause__", None)).__name__}
+    if names & {"CannotConnectNowError", "TooManyConnectionsError", "ConnectionDoesNotExistError"}:
+        return True
+    return "database is locked" in str(exc)
+
+
+async def open_database(settings: Settings, *, wait: bool = False) -> AsyncEngine:
+    """An engine on DATABASE_URL with its schema created or migrated. With `wait`, a database
+    that cannot be reached yet is tried again (each try logged, no secret) until it answers."""
+    try:
+        engine = make_engine(settings.database_url, timeout_s=settings.opsroom_db_timeout_s)
+    except ValueError as exc:
+        fail(str(exc))
+    where = safe_url(settings.database_url)
+    delay = 1.0
+    while True:
+        try:
+            await upgrade(engine)
+            return engine
+        except SchemaError as exc:
+            await engine.dispose()
+            fail(f"database {where}: {exc}")
+        except Exception as exc:
+            if not (wait and _transient(exc)):
+                await engine.dispose()
+                fail(
+                    f"cannot open the database {where}: "
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
+            logger.warning(
+                "database %s: not reachable (%s); retrying in %.0fs", where, type(exc).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 async def build_core(
     settings: Settings,
     *,
@@ -118,21 +164,11 @@ async def build_core(
     ports: Mapping[str, ChatPort] | None = None,
     suggester: Suggester | None = None,
     summarizer: Summarizer | None = None,
+    wait_for_database: bool = False,
 ) -> Core:
     """Open the database (creating or migrating its schema) and wire the core to `ports`."""
     catalog = catalog or catalog_from(settings)
-    try:
-        engine = make_engine(settings.database_url)
-    except ValueError as exc:
-        fail(str(exc))
-    try:
-        await upgrade(engine)
-    except Exception as exc:
-        await engine.dispose()
-        fail(
-            f"cannot open the database {safe_url(settings.database_url)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
+    engine = await open_database(settings, wait=wait_for_database)
     store = SqlStore(engine)
     mirror = Mirror(store=store, ports=ports or {}, catalog=catalog)
     default_suggester, default_summarizer = ai_from(settings, catalog)
@@ -175,11 +211,16 @@ async def run_service(settings: Settings) -> None:
     import uvicorn
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from adapters.http import Readiness, create_app
+    from adapters.http import Health, Readiness, create_app
+    from adapters.inbox import Inbox, InboxWorker
     from adapters.slack.app import SlackEdge
 
     readiness = Readiness()
-    core = await build_core(settings)
+    core = await build_core(settings, wait_for_database=True)
+    # Every input is stored before it is acknowledged, and applied by the worker (in order,
+    # per channel, across replicas): see adapters/inbox.py.
+    worker = InboxWorker(store=core.store, appliers={}, notify=core.mirror.wake)
+    inbox = Inbox(core.store, max_unapplied=settings.opsroom_inbox_max, on_stored=worker.wake)
     background: list[asyncio.Task[None]] = [asyncio.create_task(core.mirror.run())]
     slack: SlackEdge | None = None
     socket_handler = None
@@ -198,8 +239,10 @@ async def run_service(settings: Settings) -> None:
             catalog=core.catalog,
             client=client,
             signing_secret=secret,
+            inbox=inbox,
         )
         core.mirror.ports["slack"] = slack.chat
+        worker.appliers["slack"] = slack
         readiness.expect("slack")
         if settings.slack_app_token is not None:
             from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -220,15 +263,23 @@ async def run_service(settings: Settings) -> None:
             token=settings.discord_token.get_secret_value(),
             api_url=settings.discord_api_url,  # start() assigns it to discord.http.Route.BASE
             guild_id=settings.discord_guild_id,
+            inbox=inbox,
         )
         core.mirror.ports["discord"] = discord_edge.chat
+        worker.appliers["discord"] = discord_edge
         await discord_edge.start(readiness)  # ready on gateway READY + commands synced
 
     server = uvicorn.Server(
         uvicorn.Config(
             # In Socket Mode without a signing secret Slack never posts to us, and Bolt could
             # not verify what came: /slack/events is mounted only with a secret to check.
-            create_app(readiness, slack.app if slack and settings.slack_signing_secret else None),
+            create_app(
+                readiness,
+                slack.app if slack and settings.slack_signing_secret else None,
+                slack_secret=secret if slack else "",
+                health=Health(core.store, timeout=min(settings.opsroom_db_timeout_s, 3.0)),
+                max_body_bytes=settings.opsroom_max_body_bytes,
+            ),
             host=settings.opsroom_http_host,
             port=settings.opsroom_http_port,
             log_level="warning",
@@ -240,6 +291,7 @@ async def run_service(settings: Settings) -> None:
     # re-raise is harmless and we go on to finish in-flight deliveries and exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    background.append(asyncio.create_task(worker.run()))
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     try:
         await server.serve()
@@ -247,8 +299,11 @@ async def run_service(settings: Settings) -> None:
         logger.info("stopping: finishing in-flight work")
         if socket_handler is not None:
             await socket_handler.close_async()
+        # What was acknowledged is applied now if it can be, else by the next start.
+        await worker.stop(grace=STOP_GRACE)
+        await inbox.close()
         if slack is not None:
-            await slack.drain_tasks()
+            await slack.close()
         await core.mirror.stop()
         if discord_edge is not None:
             await discord_edge.stop()  # after the mirror, so in-flight deliveries still arrive
@@ -320,12 +375,8 @@ def db_upgrade() -> None:
     setup_logging(settings)
 
     async def go() -> str | None:
+        engine = await open_database(settings)
         try:
-            engine = make_engine(settings.database_url)
-        except ValueError as exc:
-            fail(str(exc))
-        try:
-            await upgrade(engine)
             return await current_revision(engine)
         finally:
             await engine.dispose()

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     opsroom_log_level: str = "INFO"
     opsroom_http_host: str = "127.0.0.1"
     opsroom_http_port: int = Field(default=8080, ge=0, le=65535)
+    opsroom_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    opsroom_inbox_max: int = Field(default=5000, ge=1)
+    opsroom_db_timeout_s: float = Field(default=10.0, gt=0)
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

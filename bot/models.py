@@ -228,6 +228,44 @@ class InboundEvent(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class InboxState(StrEnum):
+    PENDING = "pending"  # acknowledged, not applied yet
+    APPLIED = "applied"
+    FAILED = "failed"  # applying it failed every attempt (see last_error); the queue moved on
+
+
+class InboxItem(SQLModel, table=True):
+    """The inbox: every platform input Opsroom acknowledges, stored before the acknowledgement.
+
+    Rows of one `queue` (a channel: "slack:C123") are applied in `id` order, by whoever holds
+    the queue's `Lease`; `claimed_by`/`claimed_until` say which worker is applying a row (see
+    storage/claims.py). `key` is the platform's id for the input, so a replay is stored once.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        sa.UniqueConstraint("platform", "key", name="uq_inbox_key"),
+        sa.Index("ix_inbox_queue", "state", "queue", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str
+    key: str
+    queue: str
+    kind: str  # what the platform sent: "command", "view", "event", "interaction"...
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)  # secrets stripped
+    # Where the answer goes (a Slack response_url, a Discord interaction webhook): a secret that
+    # is never logged, and forgotten once the row is applied.
+    reply_to: str | None = None
+    state: InboxState = Field(default=InboxState.PENDING, sa_type=_enum(InboxState))
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    applied_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    last_error: str | None = None
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class Lease(SQLModel, table=True):
     """A named piece of work that one process at a time may do: a channel's delivery queue, a
     channel's inbox. Held until `claimed_until`; an expired lease is taken over (see

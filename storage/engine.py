@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "sqlite:///opsroom.db"
+DEFAULT_TIMEOUT_S = 10.0  # OPSROOM_DB_TIMEOUT_S: connecting, and any one statement
 MIGRATIONS = Path(__file__).parent / "migrations"
 _UPGRADE_LOCK_KEY = 0x4F505352  # "OPSR": the advisory lock class that serializes upgrades
 
@@ -41,15 +42,33 @@ def safe_url(url: str) -> str:
         return "(an unparseable DATABASE_URL)"
 
 
-def make_engine(url: str = DEFAULT_URL, **kwargs: Any) -> AsyncEngine:
+class SchemaError(Exception):
+    """The database's schema is not one this Opsroom can upgrade; the message says why."""
+
+
+def make_engine(
+    url: str = DEFAULT_URL, *, timeout_s: float = DEFAULT_TIMEOUT_S, **kwargs: Any
+) -> AsyncEngine:
+    """An engine whose connects and statements give up after `timeout_s` seconds: a database
+    host that accepts connections but never answers fails in that time, not minutes later."""
+    target = async_url(url)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    if target.startswith("postgresql"):
+        connect_args.setdefault("timeout", timeout_s)  # asyncpg: the whole connect handshake
+        connect_args.setdefault("command_timeout", timeout_s)  # asyncpg: each statement
+        kwargs.setdefault("pool_timeout", timeout_s)
+    else:
+        connect_args.setdefault("timeout", timeout_s)  # sqlite3: waiting for the write lock
     # hide_parameters: a logged database error must not carry what people typed (or a token).
-    engine = create_async_engine(async_url(url), hide_parameters=True, **kwargs)
+    engine = create_async_engine(
+        target, hide_parameters=True, connect_args=connect_args, **kwargs
+    )
     if engine.dialect.name == "sqlite":
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, timeout_s)
     return engine
 
 
-def _sqlite_setup(engine: AsyncEngine) -> None:
+def _sqlite_setup(engine: AsyncEngine, timeout_s: float) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
@@ -58,7 +77,7 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -79,6 +98,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Create or migrate the schema to `revision` (idempotent, safe to run concurrently)."""
 
     def run(connection: Connection) -> None:
+        _check_schema(connection)
         command.upgrade(_alembic_config(connection), revision)
 
     async with engine.begin() as conn:
@@ -93,6 +113,36 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
             )
         await conn.run_sync(run)
     logger.info("database schema is at %s", revision)
+
+
+def _check_schema(connection: Connection) -> None:
+    """Refuse, in plain words, a database this Opsroom must not touch: one migrated by a newer
+    Opsroom (a revision we do not know), or one with our tables but no schema version."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+    from sqlmodel import SQLModel
+
+    import bot.models  # noqa: F401  (registers the tables)
+
+    current = MigrationContext.configure(connection).get_current_revision()
+    script = ScriptDirectory(str(MIGRATIONS))
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaError(
+            f"the database is at schema revision {current}, which this Opsroom does not know: "
+            f"a newer Opsroom migrated it (this one goes up to {script.get_current_head()}). "
+            "Run that newer Opsroom, or point DATABASE_URL at another database."
+        )
+    if current is None:
+        ours = sorted(set(inspect(connection).get_table_names()) & set(SQLModel.metadata.tables))
+        if ours:
+            raise SchemaError(
+                f"the database has Opsroom tables ({', '.join(ours[:4])}"
+                f"{', ...' if len(ours) > 4 else ''}) but no schema version (no alembic_version "
+                "row): it was not created by `opsroom db upgrade`, so it cannot be upgraded "
+                "safely. Point DATABASE_URL at an empty database, or restore the version."
+            )
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -256,6 +256,9 @@ class SqlUnit:
 
 _APPEND_ENTRY = insert(TimelineEntry).returning(col(TimelineEntry.id))
 _IN_UNIT: ContextVar[bool] = ContextVar("opsroom_in_unit", default=False)
+# The session of an enclosing `SqlStore.transaction(ambient=True)`: units opened inside it are
+# savepoints of that one transaction. Tasks started inside inherit it: start none there.
+_AMBIENT: ContextVar[AsyncSession | None] = ContextVar("opsroom_ambient", default=None)
 
 
 class SqlStore:
@@ -268,9 +271,31 @@ class SqlStore:
 
     @asynccontextmanager
     async def unit(self) -> AsyncIterator[SqlUnit]:
+        ambient = _AMBIENT.get()
+        if ambient is not None:
+            # Inside an ambient transaction: this unit's changes commit, or not, with it.
+            async with ambient.begin_nested():
+                yield SqlUnit(ambient)
+            return
+        async with self.transaction() as session:
+            yield SqlUnit(session)
+
+    @asynccontextmanager
+    async def transaction(self, *, ambient: bool = False) -> AsyncIterator[AsyncSession]:
+        """One transaction on a session of its own, committed when the block ends.
+
+        With `ambient`, every `unit()` opened inside the block (by the service, say) is a
+        savepoint of this transaction: the inbox worker applies a row's effects and marks the
+        row applied in one commit this way (see adapters/inbox.py).
+        """
         if self._serial is None:
             async with self._sessions() as session, session.begin():
-                yield SqlUnit(session)
+                outer = _AMBIENT.set(session) if ambient else None
+                try:
+                    yield session
+                finally:
+                    if outer is not None:
+                        _AMBIENT.reset(outer)
             return
         # SQLite has one writer at a time and hands its lock to whichever waiter polls first;
         # queueing here instead is fair (first come, first served) and wastes no polling sleeps.
@@ -279,6 +304,11 @@ class SqlStore:
         token = _IN_UNIT.set(True)
         try:
             async with self._serial, self._sessions() as session, session.begin():
-                yield SqlUnit(session)
+                inner = _AMBIENT.set(session) if ambient else None
+                try:
+                    yield session
+                finally:
+                    if inner is not None:
+                        _AMBIENT.reset(inner)
         finally:
             _IN_UNIT.reset(token)

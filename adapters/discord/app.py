@@ -4,18 +4,25 @@ The client is a `discord.AutoShardedClient`: it asks `GET {Route.BASE}/gateway/b
 gateway URL, where a plain `discord.Client` would dial Discord's fixed gateway host, so
 `DISCORD_API_URL` reaches a self-hosted or fake Discord end to end.
 
-Every interaction is answered within Discord's 3 seconds: the work starts at once, and when it
-is not done after `answer_within` seconds the interaction is deferred and the answer follows.
-Gateway events are applied once: duplicates and RESUME replays of the same message, edit,
-delete or reaction find their earlier effect in the record (the service keys thread messages
-on channel + message id and reactions on message id + user), and the events of one message are
-applied one at a time, in the order they arrived.
+Inputs that change or read the record (commands, buttons, modal submissions, Create, and the
+gateway's thread messages, edits, deletions and reactions) are stored in the durable inbox
+(adapters/inbox.py) first; an interaction is then answered at once, within Discord's 3 seconds,
+with a deferred "thinking" (or "queued, N ahead" when the inbox is far behind), and the inbox
+worker applies it through `prepare` and answers through the interaction's webhook (valid 15
+minutes). Interactions that only show something (the Quick Start review, the incident picker)
+are answered directly: when that work is not done after `answer_within` seconds the interaction
+is deferred and the answer follows. Gateway events are stored once per key (a message id); a
+RESUME replay of a reaction, which has no id, finds its earlier effect in the record (the
+service keys reactions on message id + user). The events of one channel are applied in the
+order they were stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,10 +45,20 @@ from adapters.discord.views import (
     QuickStart,
     draft_embed,
 )
-from adapters.ordering import InOrder
+from adapters.inbox import (
+    Answer,
+    Inbox,
+    Receipt,
+    Step,
+    Transient,
+    command_from_json,
+    command_json,
+    queued_note,
+)
 from bot import commands as c
 from bot.catalog import Catalog, FieldKind
-from bot.ports import Actor, ChannelRef, Store
+from bot.models import InboxItem
+from bot.ports import Actor, ChannelRef, Store, Suggestion
 from bot.service import IncidentService, Reply, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -69,27 +86,6 @@ class Screen:
     content: str | None = None
     embed: discord.Embed | None = None
     view: discord.ui.View | None = None
-
-
-class KeyedLocks:
-    """One lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
 
 
 class OpsroomClient(discord.AutoShardedClient):
@@ -139,6 +135,7 @@ class DiscordEdge:
         store: Store,
         catalog: Catalog,
         token: str,
+        inbox: Inbox,
         api_url: str = DEFAULT_API_URL,
         guild_id: int | None = None,
         answer_within: float = ANSWER_WITHIN,
@@ -148,6 +145,7 @@ class DiscordEdge:
         self.store = store
         self.catalog = catalog
         self.token = token
+        self.inbox = inbox
         self.api_url = api_url.rstrip("/")
         self.guild_id = guild_id
         self.answer_within = answer_within
@@ -166,8 +164,6 @@ class DiscordEdge:
         self._busy = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._locks = KeyedLocks()
-        self.order = InOrder()  # commands in one channel are applied in the order they came
         self._names: dict[int, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -416,19 +412,39 @@ class DiscordEdge:
                 logger.warning("discord: could not tell about an error: %s", exc)
 
     async def run(self, interaction: discord.Interaction[Any], command: c.Command) -> None:
-        """A command from /incident: run it where it was used, answer ephemeral."""
+        """A command from /incident (or a button, a modal): stored, then applied by the inbox
+        worker where it was used; the answer is ephemeral."""
         actor = self.actor(interaction.user)
         where = self.where(interaction.channel or interaction.channel_id, interaction.guild_id)
-        turn = self.order.claim(where.channel_id)  # taken on arrival, before any wait
+        await self.store_interaction(
+            interaction, "command", where,
+            {"command": command_json(command), "actor": _actor_json(actor),
+             "where": _where_json(where)})
 
-        async def handle() -> Reply:
-            try:
-                async with turn:
-                    return await self.service.handle(command, actor=actor, where=where)
-            finally:
-                turn.release()
-
-        await self.answer(interaction, handle())
+    async def store_interaction(self, interaction: discord.Interaction[Any], kind: str,
+                                where: ChannelRef, payload: dict[str, Any], *,
+                                update: bool = False) -> Receipt:
+        """Store an interaction in the inbox, then answer it within Discord's 3 seconds: a
+        deferral the worker completes through the interaction's webhook (`update` edits the
+        message whose component was used). A replay (the same interaction id) is not answered
+        again."""
+        async with self.busy():
+            app_id = interaction.application_id or (self.client.application_id or 0)
+            receipt = await self.inbox.put(
+                platform=PLATFORM, key=f"interaction:{interaction.id}",
+                queue=f"{PLATFORM}:{where.channel_id}", kind=kind,
+                payload={**payload, "update": update},
+                reply_to=f"{app_id}:{interaction.token}")
+            response = interaction.response
+            if not receipt.new or response.is_done():
+                return receipt
+            if update:
+                await response.defer()
+            elif receipt.behind:
+                await response.send_message(queued_note(receipt.ahead), ephemeral=True)
+            else:
+                await response.defer(ephemeral=True, thinking=True)
+            return receipt
 
     # --- Quick Start --------------------------------------------------------------------
 
@@ -449,25 +465,20 @@ class DiscordEdge:
     async def create_from_draft(self, interaction: discord.Interaction[Any],
                                 review: QuickStart) -> None:
         draft = review.draft
-
-        async def create() -> Reply:
-            if draft.declared is not None:
-                return Reply(f"Already declared as incident #{draft.declared}.", ok=False)
-            draft.declared = 0  # a second click while this one runs declares nothing
-            try:
-                reply = await self.service.declare(
-                    actor=self.actor(interaction.user), where=draft.where,
-                    description=draft.description, title=draft.title, type=draft.type,
-                    severity=draft.severity, priority=draft.priority, summary=draft.summary,
-                    custom_fields=draft.custom_fields, suggested=draft.suggestion)
-            except BaseException:
-                draft.declared = None
-                raise
-            draft.declared = reply.incident
-            review.stop()
-            return reply
-
-        await self.answer(interaction, create(), update=True)
+        if draft.declared is not None:
+            await self.show(interaction, Reply("This incident is already being declared.",
+                                               ok=False))
+            return
+        draft.declared = 0  # a second click declares nothing
+        review.stop()
+        await self.store_interaction(
+            interaction, "declare", draft.where,
+            {"actor": _actor_json(self.actor(interaction.user)), "where": _where_json(draft.where),
+             "description": draft.description, "title": draft.title, "type": draft.type,
+             "severity": draft.severity, "priority": draft.priority, "summary": draft.summary,
+             "custom_fields": draft.custom_fields,
+             "suggested": dataclasses.asdict(draft.suggestion) if draft.suggestion else None},
+            update=True)
 
     # --- buttons and modals -------------------------------------------------------------
 
@@ -494,45 +505,39 @@ class DiscordEdge:
 
     async def add_to_timeline(self, interaction: discord.Interaction[Any],
                               message: discord.Message) -> None:
-        """The message context menu: a key event at the message's own time."""
+        """The message context menu: a key event at the message's own time. In an incident
+        channel it is stored and applied; elsewhere the person picks the incident first."""
         actor = self.actor(interaction.user)
         where = self.where(message.channel, interaction.guild_id)
         carried = {"channel": where.channel_id, "thread": where.thread_id, "id": str(message.id),
                    "text": clip(_text(message), 4000), "author": message.author.display_name,
                    "at": message.created_at.isoformat(), "guild": where.workspace}
+        async with self.store.unit() as u:
+            here = await u.incident_for_channel(PLATFORM, where.channel_id)
+            open_incidents = [] if here else await u.incidents(include_closed=False)
+        if here is not None:
+            await self.store_interaction(
+                interaction, "key_event_message", where,
+                {"carried": carried, "actor": _actor_json(actor), "number": None})
+            return
 
-        async def record() -> Reply | Screen:
-            reply = await self.service.key_event_from_message(
-                where=where, actor=actor, message_id=carried["id"], text=carried["text"],
-                author=carried["author"], occurred_at=message.created_at)
-            if reply is not None:
-                return reply
-            async with self.store.unit() as u:
-                incident = await u.incident_for_channel(PLATFORM, where.channel_id)
-                open_incidents = [] if incident else await u.incidents(include_closed=False)
-            if incident is not None:
-                return Reply(f"That message is already a key event of #{incident.number}.")
+        async def pick() -> Reply | Screen:
             if not open_incidents:
                 return Reply("There is no open incident to add this message to.", ok=False)
             choices = [(i.number, i.title) for i in open_incidents]
             return Screen(content="Add this message to which incident?",
                           view=PickIncident(self, choices, carried))
 
-        await self.answer(interaction, record())
+        await self.answer(interaction, pick())
 
     async def timeline_picked(self, interaction: discord.Interaction[Any], number: int,
                               carried: dict[str, Any]) -> None:
         where = ChannelRef(PLATFORM, carried["channel"], thread_id=carried["thread"],
                            workspace=carried["guild"])
-
-        async def record() -> Reply:
-            reply = await self.service.key_event_from_message(
-                where=where, actor=self.actor(interaction.user), message_id=carried["id"],
-                text=carried["text"], author=carried["author"],
-                occurred_at=datetime.fromisoformat(carried["at"]), incident_number=number)
-            return reply or Reply("That message is already a key event.")
-
-        await self.answer(interaction, record(), update=True)
+        await self.store_interaction(
+            interaction, "key_event_message", where,
+            {"carried": carried, "actor": _actor_json(self.actor(interaction.user)),
+             "number": number}, update=True)
 
     # --- autocomplete -------------------------------------------------------------------
 
@@ -586,7 +591,7 @@ class DiscordEdge:
     # --- gateway events -----------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
-        """A reply in an incident's timeline thread becomes a timeline entry."""
+        """A reply in an incident's timeline thread may become a timeline entry: stored."""
         async with self.busy():
             if message.author.bot or message.webhook_id is not None or message.guild is None:
                 return  # ourselves, other bots and interaction answers are never entries
@@ -598,11 +603,11 @@ class DiscordEdge:
             if not text:
                 return
             where = self._thread_ref(message.channel.id, message.guild.id)
-            actor = self.actor(message.author)
-            async with self._locks.hold(f"{message.channel.id}:{message.id}"):
-                await self.service.record_thread_message(
-                    where=where, actor=actor, text=text, message_id=str(message.id),
-                    occurred_at=message.created_at)
+            await self._store_event(
+                f"message:{message.id}", where.channel_id, "message",
+                {"where": _where_json(where), "actor": _actor_json(self.actor(message.author)),
+                 "text": text, "message_id": str(message.id),
+                 "at": message.created_at.isoformat()})
 
     async def on_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         async with self.busy():
@@ -612,18 +617,20 @@ class DiscordEdge:
             if not self._maybe_thread(payload.channel_id):
                 return
             where = self._thread_ref(payload.channel_id, payload.guild_id)
-            async with self._locks.hold(f"{payload.channel_id}:{payload.message_id}"):
-                await self.service.edit_thread_message(
-                    where=where, message_id=str(payload.message_id), text=_text(payload.message))
+            edited = payload.data.get("edited_timestamp") or uuid.uuid4().hex
+            await self._store_event(
+                f"edit:{payload.message_id}:{edited}", where.channel_id, "edit",
+                {"where": _where_json(where), "message_id": str(payload.message_id),
+                 "text": _text(payload.message)})
 
     async def on_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         async with self.busy():
             if not self._maybe_thread(payload.channel_id):
                 return
             where = self._thread_ref(payload.channel_id, payload.guild_id)
-            async with self._locks.hold(f"{payload.channel_id}:{payload.message_id}"):
-                await self.service.delete_thread_message(where=where,
-                                                         message_id=str(payload.message_id))
+            await self._store_event(
+                f"delete:{payload.channel_id}:{payload.message_id}", where.channel_id, "delete",
+                {"where": _where_json(where), "message_id": str(payload.message_id)})
 
     def key_emoji(self, emoji: discord.PartialEmoji) -> str | None:
         """The catalog's key-event emoji name when this is it (📌 is "pushpin"), else None."""
@@ -640,28 +647,148 @@ class DiscordEdge:
             emoji = self.key_emoji(payload.emoji)
             if emoji is None:
                 return
-            # Held from the start, so an add and its removal apply in the order they came.
-            async with self._locks.hold(f"{payload.channel_id}:{payload.message_id}"):
-                try:
-                    channel = await self._channel(payload.channel_id)
-                    where = self.where(channel, payload.guild_id)
-                    if not added:
-                        actor = await self.actor_by_id(payload.user_id)
-                        await self.service.reaction_removed(
-                            where=where, actor=actor, emoji=emoji,
-                            message_id=str(payload.message_id))
-                        return
-                    message = await channel.fetch_message(payload.message_id)
-                except discord.NotFound:
-                    logger.info("discord: reacted message %s in %s is gone", payload.message_id,
-                                payload.channel_id)
-                    return
-                actor = self.actor(payload.member) if payload.member is not None else \
-                    await self.actor_by_id(payload.user_id)
-                await self.service.reaction_added(
-                    where=where, actor=actor, emoji=emoji, message_id=str(payload.message_id),
-                    text=_text(message), author=message.author.display_name,
-                    occurred_at=message.created_at)
+            actor = self.actor(payload.member) if payload.member is not None else None
+            # A reaction has no id: each is stored as it comes (a replay applies as a no-op).
+            await self._store_event(
+                f"reaction:{uuid.uuid4().hex}", str(payload.channel_id), "reaction",
+                {"channel_id": str(payload.channel_id), "guild_id": payload.guild_id,
+                 "message_id": str(payload.message_id), "user_id": str(payload.user_id),
+                 "actor": _actor_json(actor) if actor else None, "emoji": emoji,
+                 "added": added})
+
+    async def _store_event(self, key: str, channel: str, kind: str,
+                           payload: dict[str, Any]) -> None:
+        await self.inbox.put(platform=PLATFORM, key=key, queue=f"{PLATFORM}:{channel}",
+                             kind=kind, payload=payload)
+
+    # --- apply: what the inbox worker does with a stored input ----------------------------
+
+    async def prepare(self, item: InboxItem) -> Step | None:
+        """The `Applier` half of this edge (see adapters/inbox.py)."""
+        body = item.payload
+        if item.kind == "command":
+            command = command_from_json(body["command"])
+            actor, where = _actor_from(body["actor"]), _where_from(body["where"])
+
+            async def run() -> Answer:
+                reply = await self.service.handle(command, actor=actor, where=where)
+                return self._answer(item.reply_to, reply, update=False)
+
+            return Step(run, alone=isinstance(command, c.CatchUp))
+        if item.kind == "declare":
+            return Step(lambda: self._declare(body, item.reply_to))
+        if item.kind == "key_event_message":
+            return Step(lambda: self._key_event_message(body, item.reply_to))
+        if item.kind == "message":
+            where, actor = _where_from(body["where"]), _actor_from(body["actor"])
+            return Step(lambda: _nothing_to_say(self.service.record_thread_message(
+                where=where, actor=actor, text=body["text"], message_id=body["message_id"],
+                occurred_at=datetime.fromisoformat(body["at"]))))
+        if item.kind == "edit":
+            return Step(lambda: _nothing_to_say(self.service.edit_thread_message(
+                where=_where_from(body["where"]), message_id=body["message_id"],
+                text=body["text"])))
+        if item.kind == "delete":
+            return Step(lambda: _nothing_to_say(self.service.delete_thread_message(
+                where=_where_from(body["where"]), message_id=body["message_id"])))
+        if item.kind == "reaction":
+            return await self._prepare_reaction(body)
+        logger.warning("discord: inbox row %s of unknown kind %r skipped", item.id, item.kind)
+        return None
+
+    async def _prepare_reaction(self, body: dict[str, Any]) -> Step | None:
+        channel_id, message_id = int(body["channel_id"]), int(body["message_id"])
+        try:
+            channel = await self._channel(channel_id)
+            where = self.where(channel, body["guild_id"])
+            actor = _actor_from(body["actor"]) if body.get("actor") else \
+                await self.actor_by_id(int(body["user_id"]))
+            if not body["added"]:
+                return Step(lambda: _nothing_to_say(self.service.reaction_removed(
+                    where=where, actor=actor, emoji=body["emoji"], message_id=str(message_id))))
+            message = await channel.fetch_message(message_id)
+        except discord.NotFound:
+            logger.info("discord: reacted message %s in %s is gone", message_id, channel_id)
+            return None
+        except discord.DiscordServerError as exc:
+            raise Transient(f"discord: {exc.status}") from None
+        return Step(lambda: _nothing_to_say(self.service.reaction_added(
+            where=where, actor=actor, emoji=body["emoji"], message_id=str(message_id),
+            text=_text(message), author=message.author.display_name,
+            occurred_at=message.created_at)))
+
+    async def _declare(self, body: dict[str, Any], reply_to: str | None) -> Answer:
+        suggested = body.get("suggested")
+        try:
+            reply = await self.service.declare(
+                actor=_actor_from(body["actor"]), where=_where_from(body["where"]),
+                description=body["description"], title=body["title"], type=body["type"],
+                severity=body["severity"], priority=body["priority"], summary=body["summary"],
+                custom_fields=body["custom_fields"],
+                suggested=Suggestion(**suggested) if suggested else None)
+        except ServiceError as exc:
+            reply = Reply(str(exc), ok=False)
+        return self._answer(reply_to, reply, update=True)
+
+    async def _key_event_message(self, body: dict[str, Any], reply_to: str | None) -> Answer:
+        carried, number = body["carried"], body.get("number")
+        where = ChannelRef(PLATFORM, carried["channel"], thread_id=carried["thread"],
+                           workspace=carried["guild"])
+        try:
+            reply = await self.service.key_event_from_message(
+                where=where, actor=_actor_from(body["actor"]), message_id=carried["id"],
+                text=carried["text"], author=carried["author"],
+                occurred_at=datetime.fromisoformat(carried["at"]), incident_number=number)
+        except ServiceError as exc:
+            reply = Reply(str(exc), ok=False)
+        if reply is None:
+            reply = Reply("That message is already a key event.")
+        return self._answer(reply_to, reply, update=bool(body.get("update")))
+
+    def _answer(self, reply_to: str | None, reply: Reply, *, update: bool) -> Answer:
+        async def send() -> None:
+            if reply_to:
+                await self.answer_later(reply_to, reply, update=update)
+
+        return send
+
+    async def answer_later(self, reply_to: str, outcome: Reply, *, update: bool) -> None:
+        """Complete a stored interaction's answer through its webhook (no live Interaction is
+        needed, so this works after a restart too, within the token's 15 minutes)."""
+        app_id, token = reply_to.split(":", 1)
+        # How Interaction.followup builds its webhook: the client's state, so embeds and
+        # (stopped) button views are sent as for any interaction answer.
+        hook = discord.Webhook.from_state(
+            {"id": int(app_id), "type": 3, "token": token}, state=self.client._connection)
+        kwargs = reply_kwargs(outcome.text, outcome.message)
+        if update and outcome.ok:
+            await hook.edit_message(
+                "@original", **{"content": None, "embed": None, "view": None, **kwargs})
+        elif update:  # an error is told apart; the message clicked on stays as it was
+            await hook.send(ephemeral=True, **{k: v for k, v in kwargs.items() if v is not None})
+        else:
+            await hook.edit_message("@original", **{"content": None, **kwargs})
+
+
+def _actor_json(actor: Actor) -> dict[str, str]:
+    return dataclasses.asdict(actor)
+
+
+def _actor_from(data: dict[str, Any]) -> Actor:
+    return Actor(**data)
+
+
+def _where_json(where: ChannelRef) -> dict[str, Any]:
+    return dataclasses.asdict(where)
+
+
+def _where_from(data: dict[str, Any]) -> ChannelRef:
+    return ChannelRef(**data)
+
+
+async def _nothing_to_say(work: Awaitable[object]) -> None:
+    """Apply a gateway event's change; a gateway event gets no answer."""
+    await work
 
 
 def _text(message: discord.Message) -> str:

@@ -1,15 +1,19 @@
-"""The Slack edge: Bolt listeners that translate Slack input into service calls.
+"""The Slack edge: Bolt listeners that store Slack input, and its applier for the inbox worker.
 
-Every listener acks first (Slack wants an answer within 3 seconds) and does the rest after.
-Handlers stay short: translate, call the service, show the reply.
+Every listener checks what its response must carry (a malformed command's usage, a modal's field
+errors), stores the input in the durable inbox (adapters/inbox.py), and only then acknowledges;
+the inbox worker applies it later through `prepare` (platform reads) and the service, and the
+answer goes back through the request's `response_url` or as an ephemeral message. Opening and
+updating modals changes nothing in the record: those are done at once and never stored.
+Bolt runs with `process_before_response`, so a listener's acknowledgement is sent only when
+the listener returns: after the input is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -17,8 +21,9 @@ from typing import Any, cast
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.ordering import InOrder
+from adapters.inbox import Answer, Inbox, Receipt, Step, queued_note
 from adapters.slack.blocks import (
     ACTION_PREFIX,
     DECLARE_CALLBACK,
@@ -41,6 +46,7 @@ from adapters.slack.blocks import (
 from adapters.slack.chat import SlackChat
 from bot import commands as c
 from bot.catalog import Catalog
+from bot.models import InboxItem
 from bot.ports import Actor, ChannelRef, FieldSource, Store, Suggestion
 from bot.service import IncidentService, Reply, ServiceError, coerce_field
 
@@ -52,6 +58,11 @@ TIMELINE_SHORTCUT = "opsroom_add_to_timeline"
 SUGGEST_WAIT = 0.25  # seconds to wait for a suggestion before opening the modal without one
 # Thread replies that are timeline entries: plain ones, "also send to channel", and files.
 THREAD_SUBTYPES = (None, "thread_broadcast", "file_share")
+# What a stored body never keeps: the verification token; the response_url is kept apart
+# (InboxItem.reply_to) and forgotten once the row is applied.
+_NOT_STORED = frozenset({"token", "response_url", "response_urls"})
+# slack_sdk logs a webhook's URL (a response_url: a secret) at DEBUG.
+logging.getLogger("slack_sdk.webhook").setLevel(logging.INFO)
 
 
 def ts_time(ts: str) -> datetime:
@@ -69,19 +80,25 @@ class SlackEdge:
         catalog: Catalog,
         client: AsyncWebClient,
         signing_secret: str,
+        inbox: Inbox,
     ) -> None:
         self.service = service
         self.store = store
         self.catalog = catalog
         self.client = client
+        self.inbox = inbox
         self.chat = SlackChat(client)
         self.names: dict[str, str] = {}
-        self.order = InOrder()
         self.bot_user_id: str | None = None
         self.team_id = ""
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Modals waiting for a slow suggestion to fill them in: UI only, nothing in the record
+        # depends on them (a modal left unfilled still submits what the person typed).
+        self._fills: set[asyncio.Task[None]] = set()
         self.app = AsyncApp(
-            client=client, signing_secret=signing_secret, raise_error_for_unhandled_request=False
+            client=client,
+            signing_secret=signing_secret,
+            raise_error_for_unhandled_request=False,
+            process_before_response=True,
         )
         self._register()
 
@@ -90,6 +107,12 @@ class SlackEdge:
         result = await self.client.auth_test()
         self.bot_user_id = result.get("user_id")
         self.team_id = result.get("team_id") or ""
+
+    async def close(self) -> None:
+        """Stop filling modals in (they keep what they show)."""
+        for task in list(self._fills):
+            task.cancel()
+        await asyncio.gather(*self._fills, return_exceptions=True)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -113,23 +136,6 @@ class SlackEdge:
     def where(self, channel_id: str, thread_ts: str | None = None, team: str = "") -> ChannelRef:
         return ChannelRef(PLATFORM, channel_id, thread_id=thread_ts, workspace=team or self.team_id)
 
-    def spawn(self, work: Awaitable[None]) -> None:
-        """Run slow work after the ack, keeping a reference so it is not collected."""
-
-        async def guarded() -> None:
-            try:
-                await work
-            except Exception:
-                logger.exception("slack: background work failed")
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain_tasks(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-
     async def tell(self, user_id: str, channel_id: str, text: str) -> None:
         """An ephemeral message to one person in a channel (where there is one)."""
         if not channel_id:
@@ -144,24 +150,44 @@ class SlackEdge:
                 exc.response.get("error") if exc.response is not None else exc,
             )
 
-    async def once(self, body: dict[str, Any], work: Callable[[], Awaitable[object]]) -> None:
-        """Apply an event once: Slack retries (x-slack-retry-num) and duplicates do nothing.
-
-        The event id is claimed after the work succeeded, so an event whose handling failed is
-        applied when Slack retries it; the work itself is idempotent for the overlap.
-        """
-        event_id = body.get("event_id")
-        if event_id and await self._seen(event_id):
-            logger.info("slack: event %s already applied", event_id)
+    async def respond(self, reply_to: str | None, reply: Reply, user: str, channel: str) -> None:
+        """Answer through the request's response_url; without one, as an ephemeral message."""
+        if not reply_to:
+            await self.tell(user, channel, reply.text)
             return
-        await work()
-        if event_id:
-            async with self.store.unit() as u:
-                await u.claim_event(PLATFORM, event_id)
+        blocks = message_blocks(reply.message) if reply.message else None
+        response = await AsyncWebhookClient(reply_to).send(
+            text=reply.text, blocks=blocks, response_type="ephemeral", replace_original=False
+        )
+        if response.status_code >= 300:
+            logger.warning("slack: an answer was refused (HTTP %d)", response.status_code)
 
-    async def _seen(self, event_id: str) -> bool:
-        async with self.store.unit() as u:
-            return await u.event_seen(PLATFORM, event_id)
+    async def store_input(
+        self,
+        *,
+        kind: str,
+        key: str,
+        channel: str,
+        body: dict[str, Any],
+        reply_to: str | None = None,
+    ) -> Receipt:
+        """Store an input in the inbox (committed) before it is acknowledged."""
+        payload = {k: v for k, v in body.items() if k not in _NOT_STORED}
+        return await self.inbox.put(
+            platform=PLATFORM,
+            key=key,
+            queue=f"{PLATFORM}:{channel or '-'}",
+            kind=kind,
+            payload=payload,
+            reply_to=reply_to,
+        )
+
+    async def stored_ack(self, ack: Any, receipt: Receipt) -> None:
+        """Acknowledge a stored input; when the inbox is far behind, say so (ephemeral)."""
+        if receipt.new and receipt.behind:
+            await ack(text=queued_note(receipt.ahead), response_type="ephemeral")
+        else:
+            await ack()
 
     # --- registration -------------------------------------------------------------------
 
@@ -177,8 +203,8 @@ class SlackEdge:
         for name in ("ack", "resolve", "reopen", "action_done", "key_event"):
             app.action(ACTION_PREFIX + name)(self.on_button)
         app.event("message")(self.on_message)
-        app.event("reaction_added")(self.on_reaction_added)
-        app.event("reaction_removed")(self.on_reaction_removed)
+        app.event("reaction_added")(self.on_reaction)
+        app.event("reaction_removed")(self.on_reaction)
         app.event("member_joined_channel")(self.on_member_joined)
         app.error(self.on_error)
 
@@ -190,23 +216,9 @@ class SlackEdge:
             exc_info=error,
         )
 
-    async def on_member_joined(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        """Offer a catch-up to someone joining an incident channel (catalog: catchup_on_join)."""
-        user, channel = event.get("user", ""), event.get("channel", "")
-        if not self.catalog.catchup_on_join or not user or user == self.bot_user_id:
-            return
-        actor = await self.actor(user)
+    # --- intake: what is stored, and what is answered at once -----------------------------
 
-        async def offer() -> None:
-            reply = await self.service.handle(c.CatchUp(), actor=actor, where=self.where(channel))
-            if reply.ok:  # not an incident channel: nothing to offer
-                await self.tell(user, channel, reply.text)
-
-        await self.once(body, offer)
-
-    # --- /incident ----------------------------------------------------------------------
-
-    async def on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+    async def on_command(self, ack: Any, command: dict[str, Any]) -> None:
         text = (command.get("text") or "").strip()
         try:
             parsed = c.parse(text) if text else None
@@ -218,29 +230,164 @@ class SlackEdge:
             await ack()
             description = parsed.description if parsed else ""
             type_hint = parsed.type if parsed else None
-            await self.open_declare(
-                command["trigger_id"], user, channel, description, type_hint, respond
+            await self.open_declare(command["trigger_id"], user, channel, description, type_hint)
+            return
+        receipt = await self.store_input(
+            kind="command",
+            key=f"command:{command['trigger_id']}",
+            channel=channel,
+            body=command,
+            reply_to=command.get("response_url"),
+        )
+        await self.stored_ack(ack, receipt)
+
+    async def on_declare_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        state = view["state"]
+        type_name = state_value(state, "type") or ""
+        itype = self.catalog.incident_type(type_name)
+        errors: dict[str, str] = {}
+        for f in itype.fields if itype else []:
+            raw = state_value(state, FIELD_BLOCK + f.name)
+            if raw in (None, "", []):
+                if f.required:
+                    errors[FIELD_BLOCK + f.name] = f"{f.display} is required"
+                continue
+            if f.kind.value == "user":
+                raw = f"<@{raw}>"
+            try:
+                coerce_field(f, raw)
+            except ServiceError as exc:
+                errors[FIELD_BLOCK + f.name] = str(exc)
+        if not (state_value(state, "title") or "").strip():
+            errors["title"] = "Give the incident a short title"
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await self._store_view(ack, "declare", body, view)
+
+    async def on_key_event_submit(
+        self, ack: Any, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        if not (state_value(view["state"], "text") or "").strip():
+            await ack(response_action="errors", errors={"text": "Say what happened"})
+            return
+        await self._store_view(ack, "key_event", body, view)
+
+    async def on_timeline_pick_submit(
+        self, ack: Any, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        await self._store_view(ack, "pick", body, view)
+
+    async def _store_view(
+        self, ack: Any, kind: str, body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        """A modal submission: keyed by the view and its hash, so a replay is stored once."""
+        receipt = await self.store_input(
+            kind=kind,
+            key=f"view:{view['id']}:{view.get('hash', '')}",
+            channel=str(read_metadata(view).get("channel") or ""),
+            body=body,
+        )
+        del receipt  # a submission's acknowledgement closes the modal: nothing more to say
+        await ack()
+
+    async def on_button(self, ack: Any, body: dict[str, Any]) -> None:
+        action = body["actions"][0]
+        name = action["action_id"].removeprefix(ACTION_PREFIX)
+        value = action.get("value") or ""
+        channel = (body.get("channel") or {}).get("id", "")
+        if name == "key_event" and value.isdigit():
+            await ack()
+            await self.client.views_open(
+                trigger_id=body["trigger_id"], view=key_event_modal(int(value), channel)
             )
             return
-        turn = self.order.claim(channel)  # before the ack: the order the commands arrived in
-        try:
+        if c.button_command(name, value) is None:
             await ack()
-            actor = await self.actor(user, command.get("user_name"))
-            async with turn:
-                reply = await self.service.handle(
-                    parsed, actor=actor, where=self.where(channel, team=command.get("team_id", ""))
-                )
-        finally:
-            turn.release()
-        await self.respond(respond, reply)
+            return
+        receipt = await self.store_input(
+            kind="button",
+            key=f"action:{body['trigger_id']}",
+            channel=channel,
+            body=body,
+            reply_to=body.get("response_url"),
+        )
+        await ack()
+        if receipt.new and receipt.behind:
+            await self.tell(body["user"]["id"], channel, queued_note(receipt.ahead))
 
-    async def respond(self, respond: Any, reply: Reply) -> None:
-        blocks = message_blocks(reply.message) if reply.message else None
-        await respond(
-            text=reply.text, blocks=blocks, response_type="ephemeral", replace_original=False
+    async def on_timeline_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
+        """Message shortcut "Add to timeline": in an incident channel it is stored and applied;
+        elsewhere the person picks the incident first (a modal, opened at once)."""
+        channel = body["channel"]["id"]
+        async with self.store.unit() as u:
+            here = await u.incident_for_channel(PLATFORM, channel)
+            open_incidents = [] if here else await u.incidents(include_closed=False)
+        if here is not None:
+            receipt = await self.store_input(
+                kind="shortcut", key=f"shortcut:{body['trigger_id']}", channel=channel, body=body
+            )
+            await self.stored_ack(ack, receipt)
+            return
+        await ack()
+        user, message = body["user"]["id"], body["message"]
+        if not open_incidents:
+            await self.tell(user, channel, "There is no open incident to add this message to.")
+            return
+        await self.client.views_open(
+            trigger_id=body["trigger_id"],
+            view=pick_incident_modal(
+                [(i.number, i.title) for i in open_incidents[:100]],
+                channel_id=channel,
+                ts=message["ts"],
+                author_id=message.get("user", ""),
+            ),
         )
 
-    # --- Quick Start --------------------------------------------------------------------
+    async def on_message(self, ack: Any, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Thread replies (and their edits and deletions) that may be timeline entries."""
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            message = event.get("message", {})
+            wanted = not (message.get("bot_id") or message.get("user") == self.bot_user_id)
+        elif subtype == "message_deleted":
+            wanted = True
+        else:
+            thread_ts = event.get("thread_ts")
+            wanted = (
+                subtype in THREAD_SUBTYPES
+                and not event.get("bot_id")
+                and bool(event.get("user"))
+                and event.get("user") != self.bot_user_id
+                and bool(thread_ts)
+                and thread_ts != event.get("ts")
+            )  # joins, topic changes, bots (ourselves), channel messages: not entries
+        if wanted:
+            await self._store_event(body, event.get("channel", ""))
+        await ack()
+
+    async def on_reaction(self, ack: Any, body: dict[str, Any], event: dict[str, Any]) -> None:
+        item = event.get("item", {})
+        removed = event["type"] == "reaction_removed"
+        key_emoji = event.get("reaction") == self.catalog.key_event_emoji
+        wanted = item.get("type") == "message" and (removed or key_emoji)
+        if wanted:
+            await self._store_event(body, item.get("channel", ""))
+        await ack()
+
+    async def on_member_joined(self, ack: Any, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """Offer a catch-up to someone joining an incident channel (catalog: catchup_on_join)."""
+        user = event.get("user", "")
+        if self.catalog.catchup_on_join and user and user != self.bot_user_id:
+            await self._store_event(body, event.get("channel", ""))
+        await ack()
+
+    async def _store_event(self, body: dict[str, Any], channel: str) -> None:
+        """An Events API event, keyed by its event_id: Slack's retries are stored once."""
+        event_id = body.get("event_id") or f"{body['event'].get('event_ts', '')}"
+        await self.store_input(kind="event", key=f"event:{event_id}", channel=channel, body=body)
+
+    # --- Quick Start (modals: answered at once, never stored) -----------------------------
 
     async def open_declare(
         self,
@@ -249,7 +396,6 @@ class SlackEdge:
         channel: str,
         description: str,
         type_hint: str | None,
-        respond: Any = None,
     ) -> None:
         """Open the modal at once; fill it when the suggestion arrives."""
         suggestion_task = None
@@ -301,8 +447,17 @@ class SlackEdge:
             except SlackApiError as exc:  # submitted, closed or changed meanwhile: keep theirs
                 error = exc.response.get("error") if exc.response is not None else exc
                 logger.info("slack: suggestion not shown in the modal: %s", error)
+            except Exception:
+                logger.exception("slack: filling in the Quick Start modal failed")
 
-        self.spawn(fill_in())
+        task = asyncio.create_task(fill_in())
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
+
+    async def filled_in(self) -> None:
+        """Wait for the modals being filled in (tests)."""
+        if self._fills:
+            await asyncio.gather(*self._fills, return_exceptions=True)
 
     async def on_declare_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
         await ack()
@@ -352,32 +507,84 @@ class SlackEdge:
             ),
         )
 
-    async def on_declare_submit(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+    # --- apply: what the inbox worker does with a stored input ----------------------------
+
+    async def prepare(self, item: InboxItem) -> Step | None:
+        """The `Applier` half of this edge (see adapters/inbox.py)."""
+        body, reply_to = item.payload, item.reply_to
+        if item.kind == "command":
+            return await self._apply_command(body, reply_to)
+        if item.kind == "button":
+            return await self._apply_button(body, reply_to)
+        if item.kind == "declare":
+            return await self._apply_declare(body)
+        if item.kind == "key_event":
+            return await self._apply_key_event(body)
+        if item.kind == "pick":
+            return await self._apply_pick(body)
+        if item.kind == "shortcut":
+            return await self._apply_shortcut(body)
+        if item.kind == "event":
+            return await self._apply_event(body)
+        logger.warning("slack: inbox row %s of unknown kind %r skipped", item.id, item.kind)
+        return None
+
+    def _answer(self, reply_to: str | None, reply: Reply, user: str, channel: str) -> Answer:
+        async def send() -> None:
+            await self.respond(reply_to, reply, user, channel)
+
+        return send
+
+    def _told(self, user: str, channel: str, text: str) -> Answer:
+        async def send() -> None:
+            await self.tell(user, channel, text)
+
+        return send
+
+    async def _apply_command(self, body: dict[str, Any], reply_to: str | None) -> Step:
+        command = c.parse((body.get("text") or "").strip())  # it parsed when it was stored
+        user, channel = body["user_id"], body["channel_id"]
+        actor = await self.actor(user, body.get("user_name"))
+        where = self.where(channel, team=body.get("team_id", ""))
+
+        async def apply() -> Answer:
+            reply = await self.service.handle(command, actor=actor, where=where)
+            return self._answer(reply_to, reply, user, channel)
+
+        # A catch-up waits on the model and changes nothing: not inside the transaction.
+        return Step(apply, alone=isinstance(command, c.CatchUp))
+
+    async def _apply_button(self, body: dict[str, Any], reply_to: str | None) -> Step | None:
+        action = body["actions"][0]
+        command = c.button_command(
+            action["action_id"].removeprefix(ACTION_PREFIX), action.get("value") or ""
+        )
+        if command is None:
+            return None
+        user, channel = body["user"]["id"], (body.get("channel") or {}).get("id", "")
+        actor = await self.actor(user, body["user"].get("name"))
+
+        async def apply() -> Answer:
+            reply = await self.service.handle(command, actor=actor, where=self.where(channel))
+            return self._answer(reply_to, reply, user, channel)
+
+        return Step(apply)
+
+    async def _apply_declare(self, body: dict[str, Any]) -> Step:
+        view = body["view"]
         state = view["state"]
         user = body["user"]["id"]
         type_name = state_value(state, "type") or ""
         itype = self.catalog.incident_type(type_name)
-        errors: dict[str, str] = {}
         fields: dict[str, Any] = {}
         for f in itype.fields if itype else []:
             raw = state_value(state, FIELD_BLOCK + f.name)
             if raw in (None, "", []):
-                if f.required:
-                    errors[FIELD_BLOCK + f.name] = f"{f.display} is required"
                 continue
-            if f.kind.value == "user":
-                raw = f"<@{raw}>"
-            try:
-                fields[f.name] = coerce_field(f, raw)
-            except ServiceError as exc:
-                errors[FIELD_BLOCK + f.name] = str(exc)
+            fields[f.name] = f"<@{raw}>" if f.kind.value == "user" else raw
         title = (state_value(state, "title") or "").strip()
-        if not title:
-            errors["title"] = "Give the incident a short title"
-        if errors:
-            await ack(response_action="errors", errors=errors)
-            return
         metadata = read_metadata(view)
+        channel = str(metadata.get("channel") or "")
         commander = state_value(state, "commander")
         actor = await self.actor(user, body["user"].get("name"))
         severity = state_value(state, "severity") or ""
@@ -394,223 +601,183 @@ class SlackEdge:
                 custom_fields=fields,
             ),
         )
-        try:
-            reply = await self.service.declare(
-                actor=actor,
-                where=self.where(
-                    metadata.get("channel") or "", team=body.get("team", {}).get("id", "")
-                ),
-                description=state_value(state, "description") or title,
-                title=title,
-                type=type_name,
-                severity=severity,
-                priority=priority,
-                custom_fields=fields,
-                commander=f"<@{commander}>" if commander else None,
-                suggested=suggested,
-            )
-        except ServiceError as exc:
-            await ack(response_action="errors", errors={"title": str(exc)})
-            return
-        await ack()
-        self.spawn(self.tell(user, metadata.get("channel") or "", reply.text))
 
-    # --- buttons and modals ---------------------------------------------------------------
+        async def apply() -> Answer:
+            try:
+                reply = await self.service.declare(
+                    actor=actor,
+                    where=self.where(channel, team=body.get("team", {}).get("id", "")),
+                    description=state_value(state, "description") or title,
+                    title=title,
+                    type=type_name,
+                    severity=severity,
+                    priority=priority,
+                    custom_fields=fields,
+                    commander=f"<@{commander}>" if commander else None,
+                    suggested=suggested,
+                )
+            except ServiceError as exc:
+                reply = Reply(f"The incident was not declared: {exc}", ok=False)
+            return self._told(user, channel, reply.text)
 
-    async def on_button(self, ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await ack()
-        action = body["actions"][0]
-        name = action["action_id"].removeprefix(ACTION_PREFIX)
-        value = action.get("value") or ""
-        channel = (body.get("channel") or {}).get("id", "")
-        if name == "key_event" and value.isdigit():
-            await self.client.views_open(
-                trigger_id=body["trigger_id"], view=key_event_modal(int(value), channel)
-            )
-            return
-        command = c.button_command(name, value)
-        if command is None:
-            return
-        actor = await self.actor(body["user"]["id"], body["user"].get("name"))
-        reply = await self.service.handle(command, actor=actor, where=self.where(channel))
-        await self.respond(respond, reply)
+        return Step(apply)
 
-    async def on_key_event_submit(
-        self, ack: Any, body: dict[str, Any], view: dict[str, Any]
-    ) -> None:
+    async def _apply_key_event(self, body: dict[str, Any]) -> Step:
+        view = body["view"]
         text = (state_value(view["state"], "text") or "").strip()
-        if not text:
-            await ack(response_action="errors", errors={"text": "Say what happened"})
-            return
-        await ack()
-        metadata = json.loads(view.get("private_metadata") or "{}")
-        user = body["user"]["id"]
+        metadata = read_metadata(view)
+        user, channel = body["user"]["id"], str(metadata.get("channel") or "")
         actor = await self.actor(user, body["user"].get("name"))
-        reply = await self.service.handle(
-            c.AddKeyEvent(incident=metadata.get("incident"), text=text),
-            actor=actor,
-            where=self.where(metadata.get("channel") or ""),
-        )
-        await self.tell(user, metadata.get("channel") or "", reply.text)
 
-    async def on_timeline_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
-        """Message shortcut "Add to timeline": in an incident channel at once, else ask which."""
-        await ack()
-        message, channel = body["message"], body["channel"]["id"]
-        user = body["user"]["id"]
-        actor = await self.actor(user, body["user"].get("name"))
-        author = await self.actor(message.get("user", "")) if message.get("user") else None
-        reply = await self.service.key_event_from_message(
-            where=self.where(channel),
-            actor=actor,
-            message_id=message["ts"],
-            text=_message_text(message),
-            author=author.name if author else "",
-            occurred_at=ts_time(message["ts"]),
-        )
-        if reply is not None:
-            await self.tell(user, channel, reply.text)
-            return
-        async with self.store.unit() as u:
-            open_incidents = await u.incidents(include_closed=False)
-        if not open_incidents:
-            await self.tell(user, channel, "There is no open incident to add this message to.")
-            return
-        await self.client.views_open(
-            trigger_id=body["trigger_id"],
-            view=pick_incident_modal(
-                [(i.number, i.title) for i in open_incidents[:100]],
-                channel_id=channel,
-                ts=message["ts"],
-                author_id=message.get("user", ""),
-            ),
-        )
+        async def apply() -> Answer:
+            reply = await self.service.handle(
+                c.AddKeyEvent(incident=metadata.get("incident"), text=text),
+                actor=actor,
+                where=self.where(channel),
+            )
+            return self._told(user, channel, reply.text)
 
-    async def on_timeline_pick_submit(
-        self, ack: Any, body: dict[str, Any], view: dict[str, Any]
-    ) -> None:
-        await ack()
+        return Step(apply)
+
+    async def _apply_pick(self, body: dict[str, Any]) -> Step | None:
+        view = body["view"]
         picked = state_value(view["state"], "incident")
         carried = read_metadata(view)
         channel, ts = carried.get("channel", ""), carried.get("ts", "")
         user = body["user"]["id"]
         if not (channel and ts and picked):
-            return
-        try:
-            message = await self.fetch_message(channel, ts)
-        except SlackApiError as exc:
-            logger.warning("slack: could not read message %s in %s: %s", ts, channel, exc)
-            message = None
+            return None
+        message = await self.fetch_message(channel, ts)
         if message is None:
-            await self.tell(user, channel, "I cannot read that message any more; nothing added.")
-            return
+            text = "I cannot read that message any more; nothing added."
+            return Step(lambda: _answer_only(self._told(user, channel, text)))
         actor = await self.actor(user, body["user"].get("name"))
         author_id = message.get("user") or carried.get("author")
         author = await self.actor(author_id) if author_id else None
-        try:
+
+        async def apply() -> Answer:
+            try:
+                reply = await self.service.key_event_from_message(
+                    where=self.where(channel),
+                    actor=actor,
+                    message_id=ts,
+                    text=_message_text(message),
+                    author=author.name if author else "",
+                    occurred_at=ts_time(ts),
+                    incident_number=int(picked),
+                )
+            except ServiceError as exc:
+                reply = Reply(str(exc), ok=False)
+            return self._told(
+                user, channel, reply.text if reply else "That message is already a key event."
+            )
+
+        return Step(apply)
+
+    async def _apply_shortcut(self, body: dict[str, Any]) -> Step:
+        message, channel = body["message"], body["channel"]["id"]
+        user = body["user"]["id"]
+        actor = await self.actor(user, body["user"].get("name"))
+        author = await self.actor(message.get("user", "")) if message.get("user") else None
+
+        async def apply() -> Answer:
             reply = await self.service.key_event_from_message(
                 where=self.where(channel),
                 actor=actor,
-                message_id=ts,
+                message_id=message["ts"],
                 text=_message_text(message),
                 author=author.name if author else "",
-                occurred_at=ts_time(ts),
-                incident_number=int(picked),
+                occurred_at=ts_time(message["ts"]),
             )
-        except ServiceError as exc:
-            reply = Reply(str(exc), ok=False)
-        await self.tell(
-            user, channel, reply.text if reply else "That message is already a key event."
-        )
+            text = reply.text if reply else "That message is already a key event."
+            return self._told(user, channel, text)
 
-    # --- events -------------------------------------------------------------------------
+        return Step(apply)
 
-    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def _apply_event(self, body: dict[str, Any]) -> Step | None:
+        event = body["event"]
+        kind = event.get("type")
+        if kind == "member_joined_channel":
+            return await self._apply_joined(event)
+        if kind in ("reaction_added", "reaction_removed"):
+            return await self._apply_reaction(event)
+        if kind != "message":
+            return None
         subtype = event.get("subtype")
         if subtype == "message_changed":
             message = event.get("message", {})
-            if message.get("bot_id") or message.get("user") == self.bot_user_id:
-                return
             where = self.where(event["channel"])
-            await self.once(
-                body,
-                lambda: self.service.edit_thread_message(
-                    where=where, message_id=message["ts"], text=_message_text(message)
-                ),
+            return Step(
+                lambda: _recorded(
+                    self.service.edit_thread_message(
+                        where=where, message_id=message["ts"], text=_message_text(message)
+                    )
+                )
             )
-            return
         if subtype == "message_deleted":
             where = self.where(event["channel"])
-            await self.once(
-                body,
-                lambda: self.service.delete_thread_message(
-                    where=where, message_id=event["deleted_ts"]
-                ),
+            return Step(
+                lambda: _recorded(
+                    self.service.delete_thread_message(where=where, message_id=event["deleted_ts"])
+                )
             )
-            return
-        if (
-            subtype not in THREAD_SUBTYPES
-            or event.get("bot_id")
-            or not event.get("user")
-            or event.get("user") == self.bot_user_id
-        ):
-            return  # joins, topic changes, bots (ourselves included): not timeline entries
-        thread_ts = event.get("thread_ts")
-        if not thread_ts or thread_ts == event.get("ts"):
-            return  # only replies in a thread can be timeline entries
         actor = await self.actor(event["user"])
-        where = self.where(event["channel"], thread_ts, team=event.get("team", ""))
-        await self.once(
-            body,
-            lambda: self.service.record_thread_message(
-                where=where,
-                actor=actor,
-                text=_message_text(event),
-                message_id=event["ts"],
-                occurred_at=ts_time(event["ts"]),
-            ),
+        where = self.where(event["channel"], event.get("thread_ts"), team=event.get("team", ""))
+        return Step(
+            lambda: _recorded(
+                self.service.record_thread_message(
+                    where=where,
+                    actor=actor,
+                    text=_message_text(event),
+                    message_id=event["ts"],
+                    occurred_at=ts_time(event["ts"]),
+                )
+            )
         )
 
-    async def on_reaction_added(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if event.get("reaction") != self.catalog.key_event_emoji:
-            return
+    async def _apply_reaction(self, event: dict[str, Any]) -> Step | None:
         item = event.get("item", {})
-        if item.get("type") != "message":
-            return
         channel, ts = item["channel"], item["ts"]
+        actor = await self.actor(event["user"])
+        if event["type"] == "reaction_removed":
+            return Step(
+                lambda: _recorded(
+                    self.service.reaction_removed(
+                        where=self.where(channel),
+                        actor=actor,
+                        emoji=event.get("reaction", ""),
+                        message_id=ts,
+                    )
+                )
+            )
         message = await self.fetch_message(channel, ts)
         if message is None:
             logger.warning("slack: reacted message %s in %s not found", ts, channel)
-            return
-        actor = await self.actor(event["user"])
+            return None
         author = await self.actor(message["user"]) if message.get("user") else None
-        await self.once(
-            body,
-            lambda: self.service.reaction_added(
-                where=self.where(channel),
-                actor=actor,
-                emoji=event["reaction"],
-                message_id=ts,
-                text=_message_text(message),
-                author=author.name if author else "",
-                occurred_at=ts_time(ts),
-            ),
+        return Step(
+            lambda: _recorded(
+                self.service.reaction_added(
+                    where=self.where(channel),
+                    actor=actor,
+                    emoji=event["reaction"],
+                    message_id=ts,
+                    text=_message_text(message),
+                    author=author.name if author else "",
+                    occurred_at=ts_time(ts),
+                )
+            )
         )
 
-    async def on_reaction_removed(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        item = event.get("item", {})
-        if item.get("type") != "message":
-            return
-        actor = await self.actor(event["user"])
-        await self.once(
-            body,
-            lambda: self.service.reaction_removed(
-                where=self.where(item["channel"]),
-                actor=actor,
-                emoji=event.get("reaction", ""),
-                message_id=item["ts"],
-            ),
-        )
+    async def _apply_joined(self, event: dict[str, Any]) -> Step:
+        user, channel = event.get("user", ""), event.get("channel", "")
+        actor = await self.actor(user)
+
+        async def offer() -> Answer | None:
+            reply = await self.service.handle(c.CatchUp(), actor=actor, where=self.where(channel))
+            return self._told(user, channel, reply.text) if reply.ok else None  # not an incident
+
+        return Step(offer, alone=True)
 
     async def fetch_message(self, channel: str, ts: str) -> dict[str, Any] | None:
         """The message at `ts`: from the channel's history, or from its thread."""
@@ -678,6 +845,15 @@ def _as_submitted(
         model=str(carried.get("model") or ""),
         endpoint=str(carried.get("endpoint") or ""),
     )
+
+
+async def _recorded(work: Awaitable[object]) -> None:
+    """Apply an event's change; an event tells nobody anything."""
+    await work
+
+
+async def _answer_only(answer: Answer) -> Answer:
+    return answer
 
 
 def _result(task: asyncio.Future[Suggestion] | None) -> Suggestion | None:

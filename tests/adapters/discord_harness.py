@@ -19,12 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.discord.app import DiscordEdge
 from adapters.http import Readiness
+from adapters.inbox import Inbox, InboxWorker
 from bot.catalog import Catalog
 from bot.mirror import Backoff, Mirror
 from bot.ports import Suggester
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
 from storage.store import SqlStore
+from tests.adapters.inbox_support import applying
 from tests.conftest import close_engine, open_engine
 from tests.fakes.discord import FakeDiscord
 
@@ -37,12 +39,22 @@ SUB_COMMAND, SUB_COMMAND_GROUP, USER = 1, 2, 6
 async def running_edge(fake: FakeDiscord, *, service: IncidentService, store: SqlStore,
                        catalog: Catalog, mirror: Mirror, guild: bool = True,
                        answer_within: float = 2.0, readiness: Readiness | None = None,
+                       inbox: tuple[Inbox, InboxWorker] | None = None,
                        ) -> AsyncIterator[tuple[DiscordEdge, Readiness]]:
-    """A started DiscordEdge wired into `mirror`; closed and Route.BASE restored afterwards."""
+    """A started DiscordEdge wired into `mirror` and the inbox (`inbox`, or one of its own);
+    closed and Route.BASE restored afterwards."""
+    if inbox is None:
+        async with applying(store, mirror) as own, running_edge(
+                fake, service=service, store=store, catalog=catalog, mirror=mirror, guild=guild,
+                answer_within=answer_within, readiness=readiness, inbox=own) as started:
+            yield started
+        return
     previous = discord.http.Route.BASE
     edge = DiscordEdge(service=service, store=store, catalog=catalog, token=fake.token,
-                       api_url=fake.api_base, guild_id=int(fake.guild_id) if guild else None,
+                       inbox=inbox[0], api_url=fake.api_base,
+                       guild_id=int(fake.guild_id) if guild else None,
                        answer_within=answer_within, guild_ready_timeout=0.05)
+    inbox[1].appliers["discord"] = edge
     mirror.ports["discord"] = edge.chat
     readiness = readiness if readiness is not None else Readiness()
     try:
@@ -62,6 +74,7 @@ class DiscordRig:
     mirror: Mirror
     store: SqlStore
     readiness: Readiness
+    worker: InboxWorker
 
     # --- people doing things ------------------------------------------------------------
 
@@ -125,6 +138,7 @@ class DiscordRig:
                 timeout=timeout, what="the bot to receive every gateway event")
             await asyncio.sleep(0.005)  # let the handler tasks of those events start
             await asyncio.wait_for(self.edge.idle(), timeout)
+            assert await self.worker.drain(timeout=timeout)
             assert await self.mirror.drain(timeout=timeout)
             state = (len(self.fake.dispatched()), len(self.fake.calls), self.edge.gateway_events,
                      self.edge.in_flight)
@@ -188,10 +202,11 @@ async def discord_rig(tmp_path: Path, catalog: Catalog, *, backend: str = "sqlit
     try:
         async with FakeDiscord() as fake:
             store, mirror, service = build_core(engine, catalog, ["discord"], suggester)
-            async with running_edge(fake, service=service, store=store, catalog=catalog,
-                                    mirror=mirror, guild=guild,
-                                    answer_within=answer_within) as (edge, readiness):
-                rig = DiscordRig(fake, edge, service, mirror, store, readiness)
+            async with applying(store, mirror) as inbox, \
+                    running_edge(fake, service=service, store=store, catalog=catalog,
+                                 mirror=mirror, guild=guild, answer_within=answer_within,
+                                 inbox=inbox) as (edge, readiness):
+                rig = DiscordRig(fake, edge, service, mirror, store, readiness, inbox[1])
                 await rig.settle()
                 yield rig
     finally:

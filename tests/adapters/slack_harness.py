@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.http import Readiness, create_app
+from adapters.inbox import InboxWorker
 from adapters.slack.app import SlackEdge
 from bot.catalog import Catalog
 from bot.mirror import Backoff, Mirror
@@ -22,6 +23,7 @@ from bot.ports import Suggester
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
 from storage.store import SqlStore
+from tests.adapters.inbox_support import applying
 from tests.conftest import close_engine, open_engine
 from tests.fakes import slack as fs
 
@@ -54,6 +56,7 @@ class SlackRig:
     mirror: Mirror
     store: SqlStore
     http: httpx.AsyncClient
+    worker: InboxWorker
 
     async def post(
         self,
@@ -99,10 +102,11 @@ class SlackRig:
         return await self.post(body, content_type="application/json", headers=headers)
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait for work after the acks (background tasks, then the mirror's deliveries)."""
+        """Wait for work after the acks (the inbox applied, then the mirror's deliveries)."""
         for _ in range(3):
-            await asyncio.sleep(0.02)  # let Bolt's post-ack listeners start
-            await self.edge.drain_tasks()
+            await asyncio.sleep(0.02)
+            await self.edge.filled_in()
+            assert await self.worker.drain(timeout=timeout)
             assert await self.mirror.drain(timeout=timeout)
 
     def incident_channel(self, number: int = 1) -> dict[str, Any]:
@@ -160,20 +164,23 @@ async def slack_rig(
             notify=mirror.wake,
         )
         client = AsyncWebClient(token=fake.token, base_url=fake.api_url)
-        edge = SlackEdge(
-            service=service,
-            store=store,
-            catalog=catalog,
-            client=client,
-            signing_secret=fs.SIGNING_SECRET,
-        )
-        mirror.ports["slack"] = edge.chat
-        await edge.check_auth()
-        readiness = Readiness()
-        async with (
-            serve(create_app(readiness, edge.app)) as url,
-            httpx.AsyncClient(base_url=url, timeout=10) as http,
-        ):
-            yield SlackRig(fake, edge, service, mirror, store, http)
-            await edge.drain_tasks()
+        async with applying(store, mirror) as (inbox, worker):
+            edge = SlackEdge(
+                service=service,
+                store=store,
+                catalog=catalog,
+                client=client,
+                signing_secret=fs.SIGNING_SECRET,
+                inbox=inbox,
+            )
+            worker.appliers["slack"] = edge
+            mirror.ports["slack"] = edge.chat
+            await edge.check_auth()
+            readiness = Readiness()
+            async with (
+                serve(create_app(readiness, edge.app, slack_secret=fs.SIGNING_SECRET)) as url,
+                httpx.AsyncClient(base_url=url, timeout=10) as http,
+            ):
+                yield SlackRig(fake, edge, service, mirror, store, http, worker)
+                await edge.close()
     await close_engine(engine, schema)

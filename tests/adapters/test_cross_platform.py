@@ -19,6 +19,7 @@ from adapters.slack.app import SlackEdge
 from bot.catalog import Catalog
 from bot.models import TimelineEntry
 from tests.adapters.discord_harness import DiscordRig, build_core, running_edge, text_of
+from tests.adapters.inbox_support import applying
 from tests.adapters.slack_harness import SlackRig, serve
 from tests.adapters.test_slack import declare as slack_declare
 from tests.conftest import close_engine, open_engine
@@ -44,25 +45,30 @@ async def both_rigs(tmp_path: Path, catalog: Catalog) -> AsyncIterator[Both]:
     try:
         async with fs.FakeSlack() as fake_slack, FakeDiscord() as fake_discord:
             store, mirror, service = build_core(engine, catalog, ["slack", "discord"])
-            slack = SlackEdge(service=service, store=store, catalog=catalog,
-                              client=AsyncWebClient(token=fake_slack.token,
-                                                    base_url=fake_slack.api_url),
-                              signing_secret=fs.SIGNING_SECRET)
-            mirror.ports["slack"] = slack.chat
-            await slack.check_auth()
-            readiness = Readiness()
-            readiness.expect("slack")
-            readiness.mark_ready("slack")
-            async with serve(create_app(readiness, slack.app)) as url, \
-                    httpx.AsyncClient(base_url=url, timeout=10) as http, \
-                    running_edge(fake_discord, service=service, store=store, catalog=catalog,
-                                 mirror=mirror, readiness=readiness) as (discord_edge, _):
-                assert readiness.ok and readiness.ready == {"slack", "discord"}
-                both = Both(SlackRig(fake_slack, slack, service, mirror, store, http),
-                            DiscordRig(fake_discord, discord_edge, service, mirror, store,
-                                       readiness))
-                yield both
-                await slack.drain_tasks()
+            async with applying(store, mirror) as inbox:
+                slack = SlackEdge(service=service, store=store, catalog=catalog,
+                                  client=AsyncWebClient(token=fake_slack.token,
+                                                        base_url=fake_slack.api_url),
+                                  signing_secret=fs.SIGNING_SECRET, inbox=inbox[0])
+                inbox[1].appliers["slack"] = slack
+                mirror.ports["slack"] = slack.chat
+                await slack.check_auth()
+                readiness = Readiness()
+                readiness.expect("slack")
+                readiness.mark_ready("slack")
+                app = create_app(readiness, slack.app, slack_secret=fs.SIGNING_SECRET)
+                async with serve(app) as url, \
+                        httpx.AsyncClient(base_url=url, timeout=10) as http, \
+                        running_edge(fake_discord, service=service, store=store,
+                                     catalog=catalog, mirror=mirror, readiness=readiness,
+                                     inbox=inbox) as (discord_edge, _):
+                    assert readiness.ok and readiness.ready == {"slack", "discord"}
+                    both = Both(SlackRig(fake_slack, slack, service, mirror, store, http,
+                                         inbox[1]),
+                                DiscordRig(fake_discord, discord_edge, service, mirror, store,
+                                           readiness, inbox[1]))
+                    yield both
+                    await slack.close()
     finally:
         await close_engine(engine, schema)
 
