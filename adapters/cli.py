@@ -397,7 +397,7 @@ def doctor() -> None:
     )
 
     async def check_db() -> str | None:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, timeout_s=settings.opsroom_db_timeout_s)
         try:
             return await current_revision(engine)
         finally:

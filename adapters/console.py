@@ -235,7 +235,8 @@ class ConsoleSession:
             sys.stdout.write(prompt)
             sys.stdout.flush()
         line = await asyncio.to_thread(self.stdin.readline)
-        return None if line == "" else line.rstrip("\n")
+        # NUL bytes go at the edge: PostgreSQL refuses them in text.
+        return None if line == "" else line.rstrip("\n").replace("\x00", "")
 
     async def run(self) -> None:
         await self.restore()

@@ -33,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,7 +44,7 @@ from bot import commands as c
 from bot.models import InboxItem
 from bot.ports import Clock, SystemClock
 from storage import inbox as db
-from storage.claims import drop_lease, holder_id, release, take_lease
+from storage.claims import drop_lease, holder_id, lease_holder, release, take_lease
 from storage.inbox import NewItem
 from storage.store import SqlStore
 
@@ -327,9 +329,7 @@ class InboxWorker:
             while True:
                 now = self.clock.now()
                 async with self.store.transaction() as session:
-                    if not await take_lease(
-                        session, lease, holder=self.holder, now=now, ttl=self.lease_ttl
-                    ):
+                    if not await self._take(session, lease, now):
                         return  # another process is applying this queue
                     items = await db.claim_head(
                         session, queue, holder=self.holder, now=now, ttl=self.lease_ttl,
@@ -361,6 +361,39 @@ class InboxWorker:
                 await drop_lease(session, lease, holder=self.holder)
         except Exception:  # it expires by itself
             logger.debug("inbox: could not drop the lease of %s", queue)
+
+    async def _take(self, session: Any, lease: str, now: Any) -> bool:
+        """Take the queue's lease; one held by a dead process of this host (killed, then
+        restarted) is taken over at once instead of when it expires."""
+        if await take_lease(session, lease, holder=self.holder, now=now, ttl=self.lease_ttl):
+            return True
+        holder = await lease_holder(session, lease, now=now)
+        if holder is None or not self._dead_here(holder):
+            return False
+        freed = await db.release_holder(session, holder)
+        await drop_lease(session, lease, holder=holder)
+        logger.info("inbox: %s was held by %s, a process that is gone; %d rows taken over",
+                    lease, holder, freed)
+        return await take_lease(session, lease, holder=self.holder, now=now, ttl=self.lease_ttl)
+
+    def _dead_here(self, holder: str) -> bool:
+        """Whether `holder` (storage.claims.holder_id: host:pid:nonce) names a process of this
+        host that no longer runs. Guessing wrong costs work, never a double apply: the marks of
+        a holder whose claims were taken over fail, and it rolls back."""
+        host, _, rest = holder.partition(":")
+        pid_text = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid_text.isdigit() or holder == self.holder:
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True  # this pid, another nonce: an earlier process (a container restarted)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def _back_off(self, queue: str, attempts: int = 1) -> None:
         delay = min(self.retry_cap, self.retry_base * 2 ** max(0, attempts - 1))

@@ -158,12 +158,18 @@ class Bench:
                     self.samples[client][command].append(seconds)
 
     async def opsroom_phase(self, n: int) -> None:
-        edge = DiscordEdge(service=self.service, store=self.store, catalog=self.catalog,
-                           token=self.fake.token, api_url=self.fake.api_base,
-                           guild_id=int(self.fake.guild_id), guild_ready_timeout=0.05)
+        from adapters.inbox import Inbox, InboxWorker
+
         self.mirror = self.new_mirror()  # a mirror runs once: each phase has its own
+        worker = InboxWorker(store=self.store, appliers={}, notify=self.mirror.wake)
+        inbox = Inbox(self.store, on_stored=worker.wake)
+        edge = DiscordEdge(service=self.service, store=self.store, catalog=self.catalog,
+                           token=self.fake.token, inbox=inbox, api_url=self.fake.api_base,
+                           guild_id=int(self.fake.guild_id), guild_ready_timeout=0.05)
+        worker.appliers["discord"] = edge
         self.mirror.ports["discord"] = edge.chat
         mirror_task = asyncio.create_task(self.mirror.run(poll=0.5))
+        worker_task = asyncio.create_task(worker.run())
         await edge.start()
         try:
             await edge.wait_ready()
@@ -174,11 +180,15 @@ class Bench:
 
             async def settle() -> None:
                 await asyncio.wait_for(edge.idle(), timeout=10)
+                assert await worker.drain(timeout=10)
                 assert await self.mirror.drain(timeout=10)
                 await asyncio.wait_for(edge.idle(), timeout=10)
 
             await self.measure("opsroom", n, settle)
         finally:
+            await worker.stop(grace=10.0)
+            worker_task.cancel()
+            await asyncio.gather(worker_task, return_exceptions=True)
             # Stopped, not cancelled: a pass cut mid-transaction could leave a connection busy.
             await self.mirror.stop()
             await asyncio.wait_for(mirror_task, timeout=10)

@@ -137,24 +137,34 @@ async def opsroom_app(api_url: str, workdir: Path) -> AsyncIterator[Any]:
         platforms=["slack"],
         notify=mirror.wake,
     )
+    from adapters.inbox import Inbox, InboxWorker
+
     client = AsyncWebClient(token=fs.BOT_TOKEN, base_url=api_url)
+    worker = InboxWorker(store=store, appliers={}, notify=mirror.wake)
+    inbox = Inbox(store, on_stored=worker.wake)
     edge = SlackEdge(
         service=service,
         store=store,
         catalog=catalog,
         client=client,
         signing_secret=fs.SIGNING_SECRET,
+        inbox=inbox,
     )
+    worker.appliers["slack"] = edge
     mirror.ports["slack"] = edge.chat
     await edge.check_auth()
     readiness = Readiness()
     readiness.expect("slack")
     readiness.mark_ready("slack")
     mirror_task = asyncio.create_task(mirror.run())
+    worker_task = asyncio.create_task(worker.run())
     try:
-        yield create_app(readiness, edge.app)
+        yield create_app(readiness, edge.app, slack_secret=fs.SIGNING_SECRET)
     finally:
-        await edge.drain_tasks()
+        await worker.stop(grace=10.0)
+        worker_task.cancel()
+        await asyncio.gather(worker_task, return_exceptions=True)
+        await edge.close()
         await mirror.stop()
         mirror_task.cancel()
         await asyncio.gather(mirror_task, return_exceptions=True)

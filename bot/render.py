@@ -13,6 +13,10 @@ from datetime import datetime, timedelta
 from bot.models import ActionItem, ActionStatus, EntryKind, Incident, Status, TimelineEntry
 
 KEY_EVENT_QUOTE_LIMIT = 2000
+# The longest message text the chat platforms we post to accept (Slack's chat.postMessage
+# refuses more with msg_too_long); adapters with smaller limits cut further with `fit`.
+TEXT_LIMIT = 40_000
+CUT_NOTE = "… (cut: the full text is in /incident timeline)"
 
 # Unicode reactions under the names the catalog uses (Slack's names), for the common markers.
 EMOJI_NAMES = {
@@ -66,6 +70,14 @@ class Message:
 
 def clip(text: str, limit: int = KEY_EVENT_QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def fit(text: str, limit: int = TEXT_LIMIT) -> str:
+    """`text` within `limit` characters: a longer one is cut and says where the rest is, so a
+    long note is delivered shortened instead of refused for good."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(CUT_NOTE))].rstrip() + CUT_NOTE
 
 
 def hhmm(moment: datetime) -> str:
@@ -162,13 +174,13 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
     action_no = entry.data.get("action_item")
     if entry.kind is EntryKind.ACTION_ITEM and entry.data.get("event") == "added" and action_no:
         buttons = (Button("Done", "action_done", f"{incident.number}:{action_no}", "primary"),)
-    return Message(text=text, buttons=buttons)
+    return Message(text=fit(text), buttons=buttons)
 
 
 def announcement(entry: TimelineEntry, incident: Incident, channel_name: str | None) -> Message:
     where = f" · #{channel_name}" if channel_name else ""
     head = f"[#{incident.number} {incident.title} · {incident.severity.upper()}{where}]"
-    return Message(text=f"{head} {entry.text}")
+    return Message(text=fit(f"{head} {entry.text}"))
 
 
 def summary(
@@ -221,7 +233,7 @@ def summary(
     text_lines += [f"{f.label}: {f.value}" for f in fields]
     text_lines += sections
     return Message(
-        text="\n".join(text_lines),
+        text=fit("\n".join(text_lines)),
         title=title,
         fields=tuple(fields),
         sections=tuple(sections),

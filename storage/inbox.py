@@ -212,6 +212,17 @@ async def record_failure(
     return int(result.scalar_one_or_none() or 0)
 
 
+async def release_holder(session: AsyncSession, holder: str) -> int:
+    """Free every row `holder` claimed (a process known to be dead); returns how many."""
+    result = await session.execute(
+        update(InboxItem)
+        .where(col(InboxItem.claimed_by) == holder, col(InboxItem.state) == InboxState.PENDING)
+        .values(claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 async def prune(session: AsyncSession, *, before: datetime) -> int:
     """Delete rows applied (or failed) before `before`: their keys are past any replay."""
     result = await session.execute(

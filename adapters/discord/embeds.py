@@ -8,7 +8,7 @@ from typing import Any
 
 import discord
 
-from bot.render import Button, Message
+from bot.render import Button, Message, fit
 from bot.render import emoji_name as catalog_emoji_name
 
 # https://discord.com/developers/docs/resources/message (create-message, embed limits)
@@ -121,8 +121,9 @@ def render(message: Message) -> Rendered:
         return Rendered(None, embed_for(message), view)
     if len(message.text) <= CONTENT_LIMIT:
         return Rendered(message.text or "-", None, view)
-    # A key event quotes up to 2,000 characters plus its heading: keep it whole in an embed.
-    long = discord.Embed(description=clip(message.text, DESCRIPTION_LIMIT), color=EMBED_COLOR)
+    # A key event quotes up to 2,000 characters plus its heading: keep it whole in an embed;
+    # longer texts (a long note) are cut there, saying where the full text is.
+    long = discord.Embed(description=fit(message.text, DESCRIPTION_LIMIT), color=EMBED_COLOR)
     return Rendered(None, long, view)
 
 
@@ -137,6 +138,6 @@ def reply_kwargs(text: str, message: Message | None = None) -> dict[str, Any]:
     elif len(text) <= CONTENT_LIMIT:
         out = {"content": text or "-"}
     else:
-        out = {"embed": discord.Embed(description=clip(text, DESCRIPTION_LIMIT),
+        out = {"embed": discord.Embed(description=fit(text, DESCRIPTION_LIMIT),
                                       color=EMBED_COLOR)}
     return out

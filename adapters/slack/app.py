@@ -48,6 +48,7 @@ from bot import commands as c
 from bot.catalog import Catalog
 from bot.models import InboxItem
 from bot.ports import Actor, ChannelRef, FieldSource, Store, Suggestion
+from bot.render import fit
 from bot.service import IncidentService, Reply, ServiceError, coerce_field
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class SlackEdge:
         if not channel_id:
             return
         try:
-            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=fit(text))
         except SlackApiError as exc:
             logger.warning(
                 "slack: could not tell %s in %s: %s",
@@ -157,7 +158,7 @@ class SlackEdge:
             return
         blocks = message_blocks(reply.message) if reply.message else None
         response = await AsyncWebhookClient(reply_to).send(
-            text=reply.text, blocks=blocks, response_type="ephemeral", replace_original=False
+            text=fit(reply.text), blocks=blocks, response_type="ephemeral", replace_original=False
         )
         if response.status_code >= 300:
             logger.warning("slack: an answer was refused (HTTP %d)", response.status_code)
