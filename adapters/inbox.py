@@ -248,7 +248,11 @@ class InboxWorker:
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}  # queue -> loop time; only queues that failed
+        self._answering: dict[str, asyncio.Task[None]] = {}  # queue -> its last batch's answers
         self._pruned_at = -1e9
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._stopped.set()  # not running yet
         self._outage = 0.0  # the current wait for an unreachable platform (0: none)
 
     def wake(self) -> None:
@@ -259,8 +263,15 @@ class InboxWorker:
     async def run(self) -> None:
         """Apply rows until stopped; survives the database going away and coming back."""
         loop = asyncio.get_running_loop()
+        self._stopped.clear()
+        try:
+            await self._loop(loop)
+        finally:
+            self._stopped.set()
+
+    async def _loop(self, loop: asyncio.AbstractEventLoop) -> None:
         delay = 0.0
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 await self._start_drains()
@@ -326,7 +337,7 @@ class InboxWorker:
     async def _drain(self, queue: str) -> None:
         lease = f"inbox:{queue}"
         try:
-            while True:
+            while not self._stopping:
                 now = self.clock.now()
                 async with self.store.transaction() as session:
                     if not await self._take(session, lease, now):
@@ -356,6 +367,10 @@ class InboxWorker:
             logger.warning("inbox: applying %s failed (%s); trying again later", queue,
                            type(exc).__name__)
             return
+        finally:
+            answering = self._answering.pop(queue, None)
+            if answering is not None:
+                await asyncio.gather(answering, return_exceptions=True)
         try:
             async with self.store.transaction() as session:
                 await drop_lease(session, lease, holder=self.holder)
@@ -430,7 +445,7 @@ class InboxWorker:
                 end += 1
             applied, answers = await self._in_transaction(items[done:end], prepared[done:end])
             self.notify()
-            await self._send(answers)
+            await self._answer_soon(items[0].queue, answers)
             done += applied
             if done < end:
                 return done
@@ -440,11 +455,12 @@ class InboxWorker:
         self, items: Sequence[InboxItem], steps: Sequence[Step | BaseException | None]
     ) -> tuple[int, list[Answer]]:
         answers: list[Answer] = []
-        applied = 0
+        applied: list[int] = []
         async with self.store.transaction(ambient=True) as session:
             for item, step in zip(items, steps, strict=True):
                 assert item.id is not None and not isinstance(step, BaseException)
                 try:
+                    # A savepoint per row: an error after its changes undoes them, not others.
                     async with session.begin_nested():
                         answer = await step.apply() if step is not None else None
                 except asyncio.CancelledError:
@@ -452,14 +468,15 @@ class InboxWorker:
                 except Exception as exc:
                     await self._count_failure(session, item, exc)
                     break
-                if not await db.mark_applied(
-                    session, item.id, holder=self.holder, now=self.clock.now()
-                ):
-                    raise ClaimLost(item.queue)
                 if answer is not None:
                     answers.append(answer)
-                applied += 1
-        return applied, answers
+                applied.append(item.id)
+            # In the same transaction as their effects, and only if they are still ours.
+            if not await db.mark_applied(
+                session, applied, holder=self.holder, now=self.clock.now()
+            ):
+                raise ClaimLost(items[0].queue)
+        return len(applied), answers
 
     async def _alone(self, item: InboxItem, step: Step) -> Answer | None:
         """A slow, read-only step: run it, then mark the row applied; returns its answer
@@ -473,7 +490,7 @@ class InboxWorker:
             await self._failed(item, exc)
             return None
         async with self.store.transaction() as session:
-            if not await db.mark_applied(session, item.id, holder=self.holder,
+            if not await db.mark_applied(session, [item.id], holder=self.holder,
                                          now=self.clock.now()):
                 raise ClaimLost(item.queue)
         return answer or _nothing
@@ -511,6 +528,15 @@ class InboxWorker:
             )
             self._back_off(item.queue, attempts)
 
+    async def _answer_soon(self, queue: str, answers: Sequence[Answer]) -> None:
+        """Send a batch's answers while the next batch is applied; one batch in flight per
+        queue at most (the previous one is awaited first), so nothing piles up in memory."""
+        previous = self._answering.pop(queue, None)
+        if previous is not None:
+            await previous
+        if answers:
+            self._answering[queue] = asyncio.create_task(self._send(answers))
+
     async def _send(self, answers: Sequence[Answer]) -> None:
         results = await asyncio.gather(*(a() for a in answers), return_exceptions=True)
         for result in results:
@@ -520,15 +546,24 @@ class InboxWorker:
     # --- stopping and waiting -----------------------------------------------------------
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Apply what is stored for up to `grace` seconds, then stop the queues in flight (their
-        transactions roll back); what is left is applied by the next process that runs. The
-        task running `run()` is the caller's to cancel afterwards."""
+        """Apply what is stored for up to `grace` seconds, then stop: the queues in flight end
+        after their current batch (cut only if that takes more than another `grace`); what is
+        left is applied by the next process that runs. `run()` returns by itself."""
         if not await self.drain(grace):
             logger.warning("inbox: stopping with rows not applied yet; the next start applies them")
+        self._stopping = True
+        self._wake.set()
         tasks = list(self._active.values())
-        for task in tasks:
+        # Not cancelled mid-transaction while they can finish: a database driver cut in the
+        # middle of a statement may leave its connection unusable.
+        _, late = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
+        for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._stopped.wait(), grace)
+        except TimeoutError:
+            logger.warning("inbox: the worker loop did not stop in time")
 
     async def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every row this worker can apply is applied (tests, shutdown)."""

@@ -165,14 +165,16 @@ async def claim_head(
 
 
 async def mark_applied(
-    session: AsyncSession, item_id: int, *, holder: str, now: datetime
+    session: AsyncSession, item_ids: Sequence[int], *, holder: str, now: datetime
 ) -> bool:
-    """Mark a row we hold applied and forget where its answer goes; False when the row is no
-    longer ours (our claim expired and another worker took it over): roll back then."""
+    """Mark rows we hold applied and forget where their answers go. False when any of them is
+    no longer ours (our claim expired and another worker took it over): roll back then."""
+    if not item_ids:
+        return True
     result = await session.execute(
         update(InboxItem)
         .where(
-            col(InboxItem.id) == item_id,
+            col(InboxItem.id).in_(list(item_ids)),
             col(InboxItem.claimed_by) == holder,
             col(InboxItem.state) == InboxState.PENDING,
         )
@@ -186,7 +188,7 @@ async def mark_applied(
         .returning(col(InboxItem.id))
         .execution_options(synchronize_session=False)
     )
-    return result.scalar_one_or_none() is not None
+    return len(result.all()) == len(set(item_ids))
 
 
 async def record_failure(

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -95,6 +96,7 @@ class SlackEdge:
         # Modals waiting for a slow suggestion to fill them in: UI only, nothing in the record
         # depends on them (a modal left unfilled still submits what the person typed).
         self._fills: set[asyncio.Task[None]] = set()
+        self._hooks: aiohttp.ClientSession | None = None  # for response_urls, kept open
         self.app = AsyncApp(
             client=client,
             signing_secret=signing_secret,
@@ -110,10 +112,12 @@ class SlackEdge:
         self.team_id = result.get("team_id") or ""
 
     async def close(self) -> None:
-        """Stop filling modals in (they keep what they show)."""
+        """Stop filling modals in (they keep what they show); close the answers' session."""
         for task in list(self._fills):
             task.cancel()
         await asyncio.gather(*self._fills, return_exceptions=True)
+        if self._hooks is not None:
+            await self._hooks.close()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -157,7 +161,9 @@ class SlackEdge:
             await self.tell(user, channel, reply.text)
             return
         blocks = message_blocks(reply.message) if reply.message else None
-        response = await AsyncWebhookClient(reply_to).send(
+        if self._hooks is None or self._hooks.closed:
+            self._hooks = aiohttp.ClientSession()  # one for every answer: no connect per answer
+        response = await AsyncWebhookClient(reply_to, session=self._hooks).send(
             text=fit(reply.text), blocks=blocks, response_type="ephemeral", replace_original=False
         )
         if response.status_code >= 300:

@@ -246,15 +246,15 @@ async def test_a_queue_held_by_a_dead_process_of_this_host_is_taken_over_at_once
     declared: Any,
 ) -> None:
     import socket
-    import subprocess
     import sys
 
     from storage import inbox as db
     from storage.claims import take_lease
 
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    dead = f"{socket.gethostname()}:{int(gone.stdout)}:0ld"
+    gone = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import os; print(os.getpid())", stdout=asyncio.subprocess.PIPE)
+    out, _ = await gone.communicate()
+    dead = f"{socket.gethostname()}:{int(out)}:0ld"
     store, clock = declared.store, FakeClock()
     await put_notes(Inbox(store), "C1", ["a", "b"])
     async with store.transaction() as s:  # as the killed process left them: held for an hour

@@ -339,3 +339,37 @@ async def test_db_upgrade_against_a_host_that_never_answers_fails_within_the_tim
     assert "cannot open the database" in err.decode() and "TimeoutError" in err.decode()
     assert "Traceback" not in err.decode()
     assert took < 8  # 1 s timeout, plus starting Python
+
+
+def db_upgrade(tmp_path: Path, database_url: str) -> Any:
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSROOM_", "DATABASE_"))}
+    return subprocess.run([sys.executable, "-m", "adapters.cli", "db", "upgrade"], text=True,
+                          capture_output=True, cwd=tmp_path, timeout=60,
+                          env={**env, "DATABASE_URL": database_url, "PYTHONPATH": ROOT})
+
+
+def test_db_upgrade_says_plainly_when_the_database_is_newer_or_has_no_version(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    newer, unversioned = tmp_path / "newer.db", tmp_path / "unversioned.db"
+    assert db_upgrade(tmp_path, f"sqlite:///{newer}").returncode == 0
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0042_from_the_future'")
+    with sqlite3.connect(unversioned) as conn:
+        conn.execute("CREATE TABLE incident (id INTEGER PRIMARY KEY, title TEXT)")
+    ahead = db_upgrade(tmp_path, f"sqlite:///{newer}")
+    bare = db_upgrade(tmp_path, f"sqlite:///{unversioned}")
+    assert (ahead.returncode, bare.returncode) == (2, 2)
+    assert "the database is at schema revision 0042_from_the_future, which this Opsroom does " \
+           "not know: a newer Opsroom migrated it" in ahead.stderr
+    assert "the database has Opsroom tables (incident) but no schema version" in bare.stderr
+    for result in (ahead, bare):
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("opsroom: database sqlite:///")
+    with sqlite3.connect(unversioned) as conn:  # refused before anything was touched
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"incident"}

@@ -62,16 +62,18 @@ async def test_the_head_of_a_queue_is_claimed_in_order_and_only_as_far_as_it_is_
         assert await db.pending_queues(s, platforms=["slack"], limit=5) == ["slack:C1", "slack:C2"]
         assert await db.pending_queues(s, platforms=["discord"], limit=5) == []
     async with store.transaction() as s:
-        assert await db.mark_applied(s, mine[0].id or 0, holder="me", now=T0)
+        assert await db.mark_applied(s, [mine[0].id or 0], holder="me", now=T0)
     later = T0 + TTL + timedelta(seconds=1)  # my claim on k1 expired: it is taken over
     async with store.transaction() as s:
         taken = await db.claim_head(s, "slack:C1", holder="you", now=later, ttl=TTL, limit=3)
     assert [i.key for i in taken] == ["k1", "k2", "k3"]
     async with store.transaction() as s:
         # Too late for me: k1 is no longer mine, so I may not mark it (I roll back instead).
-        assert not await db.mark_applied(s, mine[1].id or 0, holder="me", now=later)
-        assert await db.mark_applied(s, taken[0].id or 0, holder="you", now=later)
-        assert not await db.mark_applied(s, taken[0].id or 0, holder="you", now=later)
+        assert not await db.mark_applied(s, [mine[1].id or 0], holder="me", now=later)
+        both = [taken[0].id or 0, mine[1].id or 0]  # the same row: k1 was mine, now yours
+        assert await db.mark_applied(s, both, holder="you", now=later)
+        assert not await db.mark_applied(s, [taken[1].id or 0, taken[0].id or 0],
+                                         holder="you", now=later)
 
 
 async def test_applied_rows_forget_their_answer_address_and_failed_rows_say_why(
@@ -81,7 +83,7 @@ async def test_applied_rows_forget_their_answer_address_and_failed_rows_say_why(
     async with store.transaction() as s:
         await db.put(s, [item("ok"), item("bad")], now=T0)
         ok, bad = await db.claim_head(s, "slack:C1", holder="me", now=T0, ttl=TTL, limit=2)
-        assert await db.mark_applied(s, ok.id or 0, holder="me", now=T0)
+        assert await db.mark_applied(s, [ok.id or 0], holder="me", now=T0)
         failed = await db.record_failure(s, bad.id or 0, holder="me", error="boom", give_up=False)
         assert failed == 1
     async with store.transaction() as s:
