@@ -219,8 +219,11 @@ async def run_service(settings: Settings) -> None:
     core = await build_core(settings, wait_for_database=True)
     # Every input is stored before it is acknowledged, and applied by the worker (in order,
     # per channel, across replicas): see adapters/inbox.py.
-    worker = InboxWorker(store=core.store, appliers={}, notify=core.mirror.wake)
-    inbox = Inbox(core.store, max_unapplied=settings.opsroom_inbox_max, on_stored=worker.wake)
+    inbox = Inbox(core.store, max_unapplied=settings.opsroom_inbox_max)
+    worker = InboxWorker(
+        store=core.store, appliers={}, notify=core.mirror.wake, turns=inbox.turns
+    )
+    inbox.on_stored = worker.wake
     background: list[asyncio.Task[None]] = [asyncio.create_task(core.mirror.run())]
     slack: SlackEdge | None = None
     socket_handler = None

@@ -35,7 +35,8 @@ import dataclasses
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -54,6 +55,7 @@ DEFAULT_MAX_UNAPPLIED = 5000
 MAX_ATTEMPTS = 5
 KEEP_APPLIED = timedelta(days=7)  # applied rows (and their keys, for replays) are kept this long
 GROUP_MAX = 500  # rows written in one intake transaction at most
+LOOK_EVERY = 0.02  # seconds between two looks for queues with work
 
 
 def clean(value: Any) -> Any:
@@ -101,6 +103,40 @@ def command_from_json(data: dict[str, Any]) -> c.Command:
 # --- intake -----------------------------------------------------------------------------------
 
 
+class Turns:
+    """Storing inputs and applying them take turns in this process.
+
+    Storing is cheap and applying is not, and on one event loop fifty requests in flight get
+    many more turns than one worker: left alone, a busy Opsroom acknowledges several times
+    faster than it applies, and the backlog only grows. So a batch being applied makes the
+    next group commit wait for it, and acknowledgements keep pace with what is applied. The
+    wait is at most `patience` seconds: an acknowledgement stays well within Slack's 3.
+    """
+
+    def __init__(self, patience: float = 1.0) -> None:
+        self.patience = patience
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def applying(self) -> AsyncIterator[None]:
+        async with self._lock:
+            yield
+
+    @asynccontextmanager
+    async def storing(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self.patience)
+            turn = True
+        except TimeoutError:
+            turn = False  # a batch is slow (a busy database): store anyway
+        try:
+            yield
+        finally:
+            if turn:
+                self._lock.release()
+
+
+
 @dataclass(frozen=True)
 class Receipt:
     """An input as stored: `new` is False for a replay (nothing to do); `ahead` counts the
@@ -126,6 +162,7 @@ class Inbox:
         self.max_unapplied = max_unapplied
         self.clock: Clock = clock or SystemClock()
         self.on_stored = on_stored or (lambda: None)
+        self.turns = Turns()  # give it to the InboxWorker of this process
         # Inputs waiting for the next group commit: one per request in flight, never more.
         self._waiting: list[tuple[NewItem, asyncio.Future[db.Stored]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -159,7 +196,7 @@ class Inbox:
             if not batch:
                 continue
             try:
-                async with self.store.transaction() as session:
+                async with self.turns.storing(), self.store.transaction() as session:
                     stored = await db.put(session, [i for i, _ in batch], now=self.clock.now())
             except Exception as exc:
                 for _, done in batch:
@@ -234,6 +271,7 @@ class InboxWorker:
         poll: float = 1.0,
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
+        turns: Turns | None = None,
     ) -> None:
         self.store = store
         self.appliers = dict(appliers)
@@ -245,6 +283,7 @@ class InboxWorker:
         self.lease_ttl = lease_ttl
         self.poll = poll
         self.retry_base, self.retry_cap = retry_base, retry_cap
+        self.turns = turns or Turns()  # the Inbox's, so storing waits for applying (see Turns)
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}  # queue -> loop time; only queues that failed
@@ -290,6 +329,9 @@ class InboxWorker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+            # Every stored input wakes the loop; looking for queues at most this often keeps
+            # that look (a GROUP BY over what waits) from competing with the work itself.
+            await asyncio.sleep(LOOK_EVERY)
 
     def _next_timeout(self, now: float) -> float:
         waits = [at - now for at in self._retry_at.values()]
@@ -456,7 +498,7 @@ class InboxWorker:
     ) -> tuple[int, list[Answer]]:
         answers: list[Answer] = []
         applied: list[int] = []
-        async with self.store.transaction(ambient=True) as session:
+        async with self.turns.applying(), self.store.transaction(ambient=True) as session:
             for item, step in zip(items, steps, strict=True):
                 assert item.id is not None and not isinstance(step, BaseException)
                 try:
@@ -592,6 +634,7 @@ __all__ = [
     "Receipt",
     "Step",
     "Transient",
+    "Turns",
     "clean",
     "command_from_json",
     "command_json",

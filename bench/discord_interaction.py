@@ -161,8 +161,10 @@ class Bench:
         from adapters.inbox import Inbox, InboxWorker
 
         self.mirror = self.new_mirror()  # a mirror runs once: each phase has its own
-        worker = InboxWorker(store=self.store, appliers={}, notify=self.mirror.wake)
-        inbox = Inbox(self.store, on_stored=worker.wake)
+        inbox = Inbox(self.store)
+        worker = InboxWorker(store=self.store, appliers={}, notify=self.mirror.wake,
+                             turns=inbox.turns)
+        inbox.on_stored = worker.wake
         edge = DiscordEdge(service=self.service, store=self.store, catalog=self.catalog,
                            token=self.fake.token, inbox=inbox, api_url=self.fake.api_base,
                            guild_id=int(self.fake.guild_id), guild_ready_timeout=0.05)

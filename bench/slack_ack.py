@@ -140,8 +140,9 @@ async def opsroom_app(api_url: str, workdir: Path) -> AsyncIterator[Any]:
     from adapters.inbox import Inbox, InboxWorker
 
     client = AsyncWebClient(token=fs.BOT_TOKEN, base_url=api_url)
-    worker = InboxWorker(store=store, appliers={}, notify=mirror.wake)
-    inbox = Inbox(store, on_stored=worker.wake)
+    inbox = Inbox(store)
+    worker = InboxWorker(store=store, appliers={}, notify=mirror.wake, turns=inbox.turns)
+    inbox.on_stored = worker.wake
     edge = SlackEdge(
         service=service,
         store=store,

@@ -67,6 +67,8 @@ PLATFORM = "discord"
 DEFAULT_API_URL = "https://discord.com/api/v10"
 ANSWER_WITHIN = 2.0  # seconds of work before deferring; Discord allows 3 for the first answer
 INTERNAL_ERROR = "Opsroom could not do that because of an internal error (it is logged)."
+NOT_STORED = ("Opsroom cannot take that just now (its database does not answer); nothing was "
+              "done. Try again in a moment.")
 
 
 def intents() -> discord.Intents:
@@ -430,11 +432,17 @@ class DiscordEdge:
         again."""
         async with self.busy():
             app_id = interaction.application_id or (self.client.application_id or 0)
-            receipt = await self.inbox.put(
-                platform=PLATFORM, key=f"interaction:{interaction.id}",
-                queue=f"{PLATFORM}:{where.channel_id}", kind=kind,
-                payload={**payload, "update": update},
-                reply_to=f"{app_id}:{interaction.token}")
+            try:
+                receipt = await self.inbox.put(
+                    platform=PLATFORM, key=f"interaction:{interaction.id}",
+                    queue=f"{PLATFORM}:{where.channel_id}", kind=kind,
+                    payload={**payload, "update": update},
+                    reply_to=f"{app_id}:{interaction.token}")
+            except Exception as exc:
+                logger.warning("discord: interaction %s not stored (%s)", interaction.id,
+                               type(exc).__name__)
+                await self.show(interaction, Reply(NOT_STORED, ok=False))
+                return Receipt(new=False, ahead=0, behind=False)
             response = interaction.response
             if not receipt.new or response.is_done():
                 return receipt

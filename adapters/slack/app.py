@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from adapters.inbox import Answer, Inbox, Receipt, Step, queued_note
+from adapters.inbox import Answer, Inbox, Receipt, Step, Transient, queued_note
 from adapters.slack.blocks import (
     ACTION_PREFIX,
     DECLARE_CALLBACK,
@@ -180,14 +180,17 @@ class SlackEdge:
     ) -> Receipt:
         """Store an input in the inbox (committed) before it is acknowledged."""
         payload = {k: v for k, v in body.items() if k not in _NOT_STORED}
-        return await self.inbox.put(
-            platform=PLATFORM,
-            key=key,
-            queue=f"{PLATFORM}:{channel or '-'}",
-            kind=kind,
-            payload=payload,
-            reply_to=reply_to,
-        )
+        try:
+            return await self.inbox.put(
+                platform=PLATFORM,
+                key=key,
+                queue=f"{PLATFORM}:{channel or '-'}",
+                kind=kind,
+                payload=payload,
+                reply_to=reply_to,
+            )
+        except Exception as exc:
+            raise NotStored(f"{kind} not stored ({type(exc).__name__})") from exc
 
     async def stored_ack(self, ack: Any, receipt: Receipt) -> None:
         """Acknowledge a stored input; when the inbox is far behind, say so (ephemeral)."""
@@ -216,6 +219,15 @@ class SlackEdge:
         app.error(self.on_error)
 
     async def on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        if isinstance(error, NotStored):  # the database is away: Slack (or the person) retries
+            logger.warning("slack: %s; not acknowledged", error)
+            return
+        if isinstance(error, SlackApiError):  # a modal that could not be opened or updated
+            logger.warning(
+                "slack: %s while handling %s", _api_error(error),
+                body.get("type") or body.get("command"),
+            )
+            return
         logger.error(
             "slack: %s while handling %s",
             type(error).__name__,
@@ -518,6 +530,15 @@ class SlackEdge:
 
     async def prepare(self, item: InboxItem) -> Step | None:
         """The `Applier` half of this edge (see adapters/inbox.py)."""
+        try:
+            return await self._prepare(item)
+        except SlackApiError as exc:
+            status = exc.response.status_code if exc.response is not None else 0
+            if status >= 500 or status == 429:
+                raise Transient(f"slack: {_api_error(exc)}") from None
+            raise
+
+    async def _prepare(self, item: InboxItem) -> Step | None:
         body, reply_to = item.payload, item.reply_to
         if item.kind == "command":
             return await self._apply_command(body, reply_to)
@@ -549,8 +570,12 @@ class SlackEdge:
         return send
 
     async def _apply_command(self, body: dict[str, Any], reply_to: str | None) -> Step:
-        command = c.parse((body.get("text") or "").strip())  # it parsed when it was stored
         user, channel = body["user_id"], body["channel_id"]
+        try:
+            command = c.parse((body.get("text") or "").strip())  # it parsed when stored
+        except c.UsageError as exc:  # a grammar changed by an upgrade in between
+            answer = self._answer(reply_to, Reply(str(exc), ok=False), user, channel)
+            return Step(lambda: _answer_only(answer))
         actor = await self.actor(user, body.get("user_name"))
         where = self.where(channel, team=body.get("team_id", ""))
 
@@ -807,6 +832,14 @@ class SlackEdge:
             raise
         thread: list[dict[str, Any]] = replies.get("messages", [])
         return next((dict(m) for m in thread if m.get("ts") == ts), None)
+
+
+class NotStored(Exception):
+    """An input could not be stored (the database is away): it is not acknowledged."""
+
+
+def _api_error(exc: SlackApiError) -> str:
+    return str(exc.response.get("error", "")) if exc.response is not None else str(exc)
 
 
 def _message_text(message: dict[str, Any]) -> str:

@@ -14,9 +14,10 @@ from storage.store import SqlStore
 @asynccontextmanager
 async def applying(store: SqlStore, mirror: Mirror) -> AsyncIterator[tuple[Inbox, InboxWorker]]:
     """An Inbox and an InboxWorker running on `store`; register edges in `worker.appliers`."""
+    inbox = Inbox(store)
     worker = InboxWorker(store=store, appliers={}, notify=mirror.wake, poll=0.05,
-                         retry_base=0.01, retry_cap=0.2)
-    inbox = Inbox(store, on_stored=worker.wake)
+                         retry_base=0.01, retry_cap=0.2, turns=inbox.turns)
+    inbox.on_stored = worker.wake
     task = asyncio.create_task(worker.run())
     try:
         yield inbox, worker
