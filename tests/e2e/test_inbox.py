@@ -301,11 +301,16 @@ async def test_health_is_503_while_the_database_is_away_and_200_when_it_is_back(
             await asyncio.sleep(0.05)
         await proxy.up()
         await health(opsroom, 200)
+        await declare_one(opsroom, fake)
         await proxy.down()
         down = await health(opsroom, 503)
         assert down["reason"].startswith("database unreachable"), down
-        await proxy.up()
-        await health(opsroom, 200)
+        async with httpx.AsyncClient(base_url=opsroom.url, timeout=10) as client:
+            refused = await note(client, fake, "while the database is away")
+            await proxy.up()
+            await health(opsroom, 200)
+            accepted = await note(client, fake, "once it is back")
+        assert (refused, accepted) == (False, True)  # not stored: not acknowledged
         await proxy.blackhole()  # accepts, never answers: known within the timeout
         started = asyncio.get_running_loop().time()
         hung = await health(opsroom, 503)
@@ -314,8 +319,11 @@ async def test_health_is_503_while_the_database_is_away_and_200_when_it_is_back(
         await proxy.up()
         await health(opsroom, 200)
         await stop(opsroom)
+        assert await recorded(direct) == ["once it is back"]
     logs = opsroom.logs()
     assert "retrying in 1s" in logs and (pg.password or "\x00") not in logs
+    assert "slack: command not stored (" in logs and "not acknowledged" in logs
+    assert "Traceback" not in logs
 
 
 @needs_pg
