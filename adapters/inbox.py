@@ -8,8 +8,8 @@ request, a retried event) is not stored again: the edge acknowledges it and noth
 
 Apply (`InboxWorker`, started by `opsroom run`): rows are applied per queue (a channel, e.g.
 "slack:C123") in the order they were stored, by whichever process holds the queue's `Lease`
-(storage/claims.py); a process that dies loses its lease when it expires and another (or
-itself, restarted) takes over. For each claimed batch:
+(storage/claims.py); a process that dies loses its lease when it expires (at once when it
+ran on this host and its restart finds it gone) and another takes over. For each batch:
 
 1. the edge *prepares* each row: the platform reads it needs (who a user is, the message a
    reaction is on), outside any transaction, so a slow platform never holds the database;
@@ -25,7 +25,10 @@ itself, restarted) takes over. For each claimed batch:
 Steps that wait on something slow (a model writing a catch-up) and change nothing run outside
 the transaction and are marked applied after: at-least-once, and repeating them is harmless.
 A row whose apply raises is retried with backoff (its queue waits, to keep the order) and after
-`MAX_ATTEMPTS` is marked failed so its queue moves on.
+`MAX_ATTEMPTS` is marked failed so its queue moves on; a platform that cannot be reached
+(`Transient`) is waited out without counting attempts. Storing and applying take turns in one
+process (`Turns`), so under load acknowledgements keep pace with what is applied instead of
+piling up a backlog.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ MAX_ATTEMPTS = 5
 KEEP_APPLIED = timedelta(days=7)  # applied rows (and their keys, for replays) are kept this long
 GROUP_MAX = 500  # rows written in one intake transaction at most
 LOOK_EVERY = 0.02  # seconds between two looks for queues with work
+BATCH_SECONDS = 0.3  # a transaction applying rows takes no more rows after this long
 
 
 def clean(value: Any) -> Any:
@@ -485,22 +489,31 @@ class InboxWorker:
                 if isinstance(step, BaseException) or (step is not None and step.alone):
                     break
                 end += 1
-            applied, answers = await self._in_transaction(items[done:end], prepared[done:end])
+            applied, answers, failed = await self._in_transaction(
+                items[done:end], prepared[done:end]
+            )
             self.notify()
             await self._answer_soon(items[0].queue, answers)
             done += applied
-            if done < end:
+            if failed:
                 return done
         return done
 
     async def _in_transaction(
         self, items: Sequence[InboxItem], steps: Sequence[Step | BaseException | None]
-    ) -> tuple[int, list[Answer]]:
+    ) -> tuple[int, list[Answer], bool]:
+        """Apply `items` in one transaction, for up to BATCH_SECONDS (storing waits for it);
+        returns how many were applied, their answers, and whether one of them failed."""
         answers: list[Answer] = []
         applied: list[int] = []
+        failed = False
+        loop = asyncio.get_running_loop()
         async with self.turns.applying(), self.store.transaction(ambient=True) as session:
+            started = loop.time()
             for item, step in zip(items, steps, strict=True):
                 assert item.id is not None and not isinstance(step, BaseException)
+                if applied and loop.time() - started > BATCH_SECONDS:
+                    break  # the rest in the next transaction: acknowledgements wait no longer
                 try:
                     # A savepoint per row: an error after its changes undoes them, not others.
                     async with session.begin_nested():
@@ -509,6 +522,7 @@ class InboxWorker:
                     raise
                 except Exception as exc:
                     await self._count_failure(session, item, exc)
+                    failed = True
                     break
                 if answer is not None:
                     answers.append(answer)
@@ -518,7 +532,7 @@ class InboxWorker:
                 session, applied, holder=self.holder, now=self.clock.now()
             ):
                 raise ClaimLost(items[0].queue)
-        return len(applied), answers
+        return len(applied), answers, failed
 
     async def _alone(self, item: InboxItem, step: Step) -> Answer | None:
         """A slow, read-only step: run it, then mark the row applied; returns its answer
