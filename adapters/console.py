@@ -133,7 +133,16 @@ class ConsoleChat:
         if shown:
             self.out(f"[#{channel_id}] {shown} added to the channel")
 
-    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
+    async def post(
+        self,
+        *,
+        channel_id: str,
+        message: Message,
+        thread_id: str | None = None,
+        key: str | None = None,
+        recheck: bool = False,
+    ) -> str:
+        # The console is this process's own terminal: nothing was shown by a process that died.
         self._channel(channel_id)
         return self.message_id(self.add_message(channel_id, BOT_NAME, message.text, thread_id))
 
@@ -172,6 +181,9 @@ class ConsoleChat:
 
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         return name if name in self.channels else None
+
+    async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
+        return None  # console channels live as long as this process: none left over to adopt
 
 
 def describe(s: Suggestion) -> str:

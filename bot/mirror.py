@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import unicodedata
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +34,9 @@ from bot.ports import (
     ChannelNameTaken,
     ChatPort,
     Clock,
+    CreatedChannel,
     DeliveryRejected,
+    LeaseTake,
     RetryLater,
     Store,
     SystemClock,
@@ -49,6 +52,8 @@ FINISH_ATTEMPTS = 5
 WAIT_SECONDS = 1.0  # how soon a delivery waiting on another queue first looks again
 WAIT_CAP = 30.0
 ANNOUNCE_WAIT_MAX = 300.0  # after this, announce without naming a channel not yet open
+LEASE_TTL = 60.0  # a queue's lease outlives a pass; a dead holder's is taken over after this
+LEASE_RETRY = 0.25  # how soon to look again at queues another process was sending
 
 
 def slugify(text: str, limit: int = 40) -> str:
@@ -113,6 +118,10 @@ class _Wait(Exception):
     """Not yet: this delivery depends on another queue's progress. Not a failure."""
 
 
+class _Done(Exception):
+    """Another process sent this delivery (it held the queue before us): nothing to record."""
+
+
 class Mirror:
     def __init__(
         self,
@@ -122,6 +131,8 @@ class Mirror:
         catalog: Catalog,
         clock: Clock | None = None,
         backoff: Backoff | None = None,
+        holder: str | None = None,
+        lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.store = store
         self.ports = dict(ports)
@@ -135,6 +146,13 @@ class Mirror:
         self._running = False
         self._stopped = asyncio.Event()
         self._announce_ids: dict[tuple[str, str], str] = {}
+        # Every replica runs a mirror; each queue is sent by whichever holds its lease.
+        self.holder = holder or f"mirror-{uuid.uuid4().hex[:12]}"
+        self.lease_ttl = timedelta(seconds=lease_ttl)
+        self.blocked = False  # the last pass left queues to another process
+        # Deliveries the platform may have accepted without our record of it (the database
+        # failed right after): their next attempt looks for them before posting again.
+        self._suspect: set[int] = set()
 
     def wake(self) -> None:
         """Called after a commit that queued deliveries."""
@@ -154,6 +172,8 @@ class Mirror:
                     # After a database failure, pause: resending at once what could not be
                     # recorded would post it again and again.
                     wait = poll if self.troubled else await self._seconds_to_next(poll)
+                    if self.blocked:  # another process is sending some queue: look again soon
+                        wait = max(wait, LEASE_RETRY) if wait > 0 else LEASE_RETRY
                 except Exception:  # the database itself failed: keep the loop alive, retry
                     logger.exception("mirror: delivery pass failed; retrying in %.0fs", poll)
                     wait = poll
@@ -204,6 +224,8 @@ class Mirror:
 
         A queue is one channel link's deliveries; its announcements form a queue of their own,
         so an announcement channel the bot cannot post in never holds up the incident channel.
+        Each queue is sent under a lease (storage/claims.py), so with several replicas one
+        process at a time sends it, in order, and a dead process's queue is taken over.
         """
         async with self._lock:
             async with self.store.unit() as u:
@@ -215,12 +237,13 @@ class Mirror:
             # Channel queues first, then announcements: each queue stays in order either way,
             # and people see a change in the incident channel before it is announced.
             results = []
+            self.blocked = False
             for announcements in (False, True):
                 batch = [
-                    q for (_, is_announce), q in queues.items() if is_announce is announcements
+                    (key, q) for key, q in queues.items() if key[1] is announcements
                 ]
                 results += await asyncio.gather(
-                    *(self._deliver_queue(q) for q in batch), return_exceptions=True
+                    *(self._leased_queue(key, q) for key, q in batch), return_exceptions=True
                 )
             sent = 0
             self.troubled = False
@@ -234,11 +257,44 @@ class Mirror:
                     sent += result
             return sent
 
-    async def _deliver_queue(self, queue: list[Delivery]) -> int:
+    async def _leased_queue(self, key: tuple[int, bool], queue: list[Delivery]) -> int:
+        """Send `queue` while holding its lease; 0 when another process holds it."""
+        if self._stopping or queue[0].next_attempt_at > self.clock.now():
+            return 0  # the head is not due: nothing behind it may pass, no lease needed
+        name = f"mirror:{key[0]}:{'announce' if key[1] else 'channel'}"
+        taken = await self._lease(name)
+        if taken is LeaseTake.BUSY:
+            self.blocked = True
+            return 0
+        if taken is LeaseTake.TAKEN_OVER:
+            # Its last holder stopped answering midway: the head may have been sent already.
+            self._suspect.add(_id(queue[0]))
+        try:
+            return await self._deliver_queue(queue, name)
+        finally:
+            try:
+                async with self.store.unit() as u:
+                    await u.drop_lease(name, holder=self.holder)
+            except Exception:  # it expires by itself
+                logger.warning("mirror: could not release %s", name)
+
+    async def _lease(self, name: str) -> LeaseTake:
+        async with self.store.unit() as u:
+            return await u.take_lease(
+                name, holder=self.holder, now=self.clock.now(), ttl=self.lease_ttl
+            )
+
+    async def _deliver_queue(self, queue: list[Delivery], lease: str) -> int:
         sent = 0
+        renewed = self.clock.now()
         for delivery in queue:
-            if self._stopping or delivery.next_attempt_at > self.clock.now():
+            now = self.clock.now()
+            if self._stopping or delivery.next_attempt_at > now:
                 break  # the head of this link's queue is not due: nothing behind it may pass
+            if now - renewed > self.lease_ttl / 3:
+                if await self._lease(lease) is not LeaseTake.HELD:
+                    break  # we were too slow and another process took the queue over
+                renewed = now
             if not await self._deliver(delivery):
                 break
             sent += 1
@@ -247,6 +303,8 @@ class Mirror:
     async def _deliver(self, delivery: Delivery) -> bool:
         try:
             message_id = await self._perform(delivery)
+        except _Done:
+            return True
         except _Skip as skip:
             await self._finish(delivery, DeliveryState.SKIPPED, None, str(skip) or None)
             return True
@@ -281,9 +339,11 @@ class Mirror:
                     row.state, row.message_id, row.sent_at = state, message_id, self.clock.now()
                     row.last_error = note
                     row.attempts += 1
+                self._suspect.discard(_id(delivery))
                 return
             except Exception:
                 if attempt == FINISH_ATTEMPTS - 1:
+                    self._suspect.add(_id(delivery))
                     raise
                 logger.warning("mirror: recording delivery %s failed; retrying", delivery.id)
                 await asyncio.sleep(0.2 * (attempt + 1))
@@ -321,6 +381,10 @@ class Mirror:
 
     async def _perform(self, delivery: Delivery) -> str | None:
         async with self.store.unit() as u:
+            current = await u.delivery(_id(delivery))
+            if current is None or current.state is not DeliveryState.PENDING:
+                raise _Done  # sent by the process that held this queue before us
+            delivery = current
             link = await u.link(delivery.link_id)
             incident = await u.incident_by_id(delivery.incident_id)
             entry = await u.entry(delivery.entry_id) if delivery.entry_id else None
@@ -334,7 +398,7 @@ class Mirror:
             summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
             try:
-                return await self._open_channel(port, link, incident, summary_msg)
+                return await self._open_channel(port, link, incident, summary_msg, delivery)
             except DeliveryRejected:
                 await self._save_link(link, state=LinkState.FAILED)
                 raise
@@ -343,7 +407,7 @@ class Mirror:
             waited = (self.clock.now() - delivery.created_at).total_seconds()
             if link.state is LinkState.PENDING and waited < ANNOUNCE_WAIT_MAX:
                 raise _Wait  # announce once the channel exists, so the announcement can name it
-            return await self._announce(port, link, incident, entry)
+            return await self._announce(port, link, incident, entry, delivery)
         if link.channel_id is None:
             # Its opening came first in this queue and was refused (and logged): nothing that
             # follows can be shown there. The record keeps every entry.
@@ -354,7 +418,14 @@ class Mirror:
             await self._refresh(port, link, incident, summary_msg)
             return link.summary_message_id
         assert entry is not None
-        return await self._post_entry(port, link, incident, entry)
+        return await self._post_entry(port, link, incident, entry, delivery)
+
+    def _post_key(self, delivery: Delivery, step: str = "") -> tuple[str, bool]:
+        """The key a post of `delivery` carries, and whether it may have gone out already: a
+        failed earlier attempt (a timeout may still have been accepted), a record that failed
+        after the platform's answer, or a queue taken over from a process that stopped."""
+        maybe_sent = delivery.attempts > 0 or _id(delivery) in self._suspect
+        return f"opsroom-d{_id(delivery)}{step}", maybe_sent
 
     async def _save_link(self, link: ChannelLink, **changes: object) -> None:
         async with self.store.unit() as u:
@@ -365,7 +436,12 @@ class Mirror:
                 setattr(link, key, value)
 
     async def _open_channel(
-        self, port: ChatPort, link: ChannelLink, incident: Incident, summary_msg: Message
+        self,
+        port: ChatPort,
+        link: ChannelLink,
+        incident: Incident,
+        summary_msg: Message,
+        delivery: Delivery,
     ) -> str | None:
         if link.channel_id is None:
             base = channel_name(self.catalog.channel_prefix, incident.number, incident.title)
@@ -378,7 +454,9 @@ class Mirror:
                     )
                     break
                 except ChannelNameTaken:
-                    continue
+                    created = await self._orphan(port, link, name)
+                    if created is not None:
+                        break
             if created is None:
                 raise RuntimeError(f"every channel name {base}[-2..-{MAX_NAME_SUFFIX}] is taken")
             await self._save_link(link, channel_id=created.id, channel_name=created.name)
@@ -386,7 +464,10 @@ class Mirror:
         if link.invite:
             await self._invite(port, link.channel_id, link.invite)
         if link.summary_message_id is None:
-            mid = await port.post(channel_id=link.channel_id, message=summary_msg)
+            key, recheck = self._post_key(delivery, "s")
+            mid = await port.post(
+                channel_id=link.channel_id, message=summary_msg, key=key, recheck=recheck
+            )
             await self._save_link(link, summary_message_id=mid)
         assert link.summary_message_id is not None
         if not link.summary_pinned:
@@ -394,7 +475,10 @@ class Mirror:
             await self._save_link(link, summary_pinned=True)
         if link.thread_id is None:
             head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
-            mid = await port.post(channel_id=link.channel_id, message=head)
+            key, recheck = self._post_key(delivery, "t")
+            mid = await port.post(
+                channel_id=link.channel_id, message=head, key=key, recheck=recheck
+            )
             thread = await port.start_thread(
                 channel_id=link.channel_id, message_id=mid, name="Timeline"
             )
@@ -402,6 +486,19 @@ class Mirror:
         await self._set_topic(port, link, incident)
         await self._save_link(link, state=LinkState.OPEN)
         return link.channel_id
+
+    async def _orphan(self, port: ChatPort, link: ChannelLink, name: str) -> CreatedChannel | None:
+        """The channel called `name` when an earlier attempt of ours created it and died before
+        recording it (no other incident links it): adopted instead of making `name-2`."""
+        found = await port.find_own_channel(name=name, workspace=link.workspace)
+        if found is None:
+            return None
+        async with self.store.unit() as u:
+            if await u.link_for_channel(link.platform, found) is not None:
+                return None
+        logger.info("mirror: adopting %s channel %s (%s), created earlier", link.platform,
+                    name, found)
+        return CreatedChannel(id=found, name=name)
 
     async def _invite(self, port: ChatPort, channel_id: str, users: list[str]) -> None:
         """Invite people; one who cannot be invited must not keep the channel from working."""
@@ -426,7 +523,12 @@ class Mirror:
         await self._set_topic(port, link, incident)
 
     async def _post_entry(
-        self, port: ChatPort, link: ChannelLink, incident: Incident, entry: TimelineEntry
+        self,
+        port: ChatPort,
+        link: ChannelLink,
+        incident: Incident,
+        entry: TimelineEntry,
+        delivery: Delivery,
     ) -> str:
         assert link.channel_id is not None
         invitee = entry.data.get("invite")
@@ -435,18 +537,27 @@ class Mirror:
         cross = entry.source not in (link.platform, "system")
         message = entry_message(entry, incident, cross_platform=cross)
         thread = link.thread_id if in_thread(entry) else None
-        return await port.post(channel_id=link.channel_id, message=message, thread_id=thread)
+        key, recheck = self._post_key(delivery)
+        return await port.post(
+            channel_id=link.channel_id, message=message, thread_id=thread, key=key,
+            recheck=recheck,
+        )
 
     async def _announce(
-        self, port: ChatPort, link: ChannelLink, incident: Incident, entry: TimelineEntry
+        self,
+        port: ChatPort,
+        link: ChannelLink,
+        incident: Incident,
+        entry: TimelineEntry,
+        delivery: Delivery,
     ) -> str:
         if incident.private:
             raise _Skip("private incidents are not announced")
         name = self.catalog.announcement_channels.get(link.platform)
         if not name:
             raise _Skip(f"no announcement channel configured for {link.platform}")
-        key = (link.platform, name)
-        channel_id = self._announce_ids.get(key)
+        cached = (link.platform, name)
+        channel_id = self._announce_ids.get(cached)
         if channel_id is None:
             channel_id = await port.find_channel(name=name, workspace=link.workspace)
             if channel_id is None:
@@ -454,18 +565,20 @@ class Mirror:
                     "mirror: announcement channel #%s not found on %s", name, link.platform
                 )
                 raise _Skip(f"announcement channel #{name} not found")
-            self._announce_ids[key] = channel_id
+            self._announce_ids[cached] = channel_id
         message = announcement(entry, incident, link.channel_name)
+        key, recheck = self._post_key(delivery)
         try:
-            return await port.post(channel_id=channel_id, message=message)
+            return await port.post(channel_id=channel_id, message=message, key=key,
+                                   recheck=recheck)
         except DeliveryRejected:
             # The channel may have been deleted and made again: look it up once more.
-            self._announce_ids.pop(key, None)
+            self._announce_ids.pop(cached, None)
             fresh = await port.find_channel(name=name, workspace=link.workspace)
             if fresh is None or fresh == channel_id:
                 raise
-            self._announce_ids[key] = fresh
-            return await port.post(channel_id=fresh, message=message)
+            self._announce_ids[cached] = fresh
+            return await port.post(channel_id=fresh, message=message, key=key, recheck=recheck)
 
 
 def _id(row: Delivery | ChannelLink) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 from bot.catalog import Catalog
@@ -84,8 +85,23 @@ class ChatPort(Protocol):
 
     async def invite(self, *, channel_id: str, users: Sequence[str]) -> None: ...
 
-    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
-        """Post a message; return its platform message id."""
+    async def post(
+        self,
+        *,
+        channel_id: str,
+        message: Message,
+        thread_id: str | None = None,
+        key: str | None = None,
+        recheck: bool = False,
+    ) -> str:
+        """Post a message; return its platform message id.
+
+        `key` names this post for good (the delivery it carries out): the platform keeps it
+        with the message where it can (Slack message metadata, Discord's enforced nonce). With
+        `recheck`, the post may have gone out already (a process died, or a database outage,
+        between the platform's answer and our record of it): a message carrying `key` found
+        in the channel's recent history is returned instead of posting again.
+        """
         ...
 
     async def update(self, *, channel_id: str, message_id: str, message: Message) -> None: ...
@@ -106,6 +122,11 @@ class ChatPort(Protocol):
 
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         """Return the id of the channel called `name`, or None."""
+        ...
+
+    async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
+        """The id of the open channel called `name` if this bot created it (an earlier
+        attempt's that was never recorded), else None."""
         ...
 
 
@@ -148,6 +169,16 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class LeaseTake(StrEnum):
+    """What taking a lease found (see storage/claims.py)."""
+
+    BUSY = "busy"  # another process holds it: leave its work alone
+    TAKEN = "taken"  # it was free
+    HELD = "held"  # it was ours already
+    TAKEN_OVER = "taken_over"  # another process held it and let it expire: it may have died
+    # midway, so the first thing it was doing may or may not have happened
 
 
 class Unit(Protocol):
@@ -196,6 +227,18 @@ class Unit(Protocol):
     async def links(self, incident_id: int) -> list[ChannelLink]: ...
 
     async def link(self, link_id: int) -> ChannelLink | None: ...
+
+    async def link_for_channel(self, platform: str, channel_id: str) -> ChannelLink | None:
+        """The link recording the channel `channel_id` on `platform`, if any."""
+        ...
+
+    async def take_lease(
+        self, name: str, *, holder: str, now: datetime, ttl: timedelta
+    ) -> LeaseTake:
+        """Hold the lease `name` until `now + ttl` unless another process holds it."""
+        ...
+
+    async def drop_lease(self, name: str, *, holder: str) -> None: ...
 
     async def open_links(self, platform: str) -> list[ChannelLink]:
         """Links on `platform` whose channel exists, oldest first."""

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, insert, or_, update
@@ -24,9 +25,12 @@ from bot.models import (
     InboundEvent,
     Incident,
     IncidentCounter,
+    Lease,
     Status,
     TimelineEntry,
 )
+from bot.ports import LeaseTake
+from storage import claims
 
 # The lookups made for every command and every delivery, built once. Building a select and
 # computing its cache key costs about as much Python time as running it; recording a timeline
@@ -208,6 +212,33 @@ class SqlUnit:
 
     async def link(self, link_id: int) -> ChannelLink | None:
         return await self.session.get(ChannelLink, link_id)
+
+    async def link_for_channel(self, platform: str, channel_id: str) -> ChannelLink | None:
+        result = await self.session.execute(
+            select(ChannelLink).where(
+                col(ChannelLink.platform) == platform, col(ChannelLink.channel_id) == channel_id
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def take_lease(
+        self, name: str, *, holder: str, now: datetime, ttl: timedelta
+    ) -> LeaseTake:
+        before = (
+            await self.session.execute(
+                select(col(Lease.claimed_by), col(Lease.claimed_until)).where(
+                    col(Lease.name) == name
+                )
+            )
+        ).first()
+        if not await claims.take_lease(self.session, name, holder=holder, now=now, ttl=ttl):
+            return LeaseTake.BUSY
+        if before is None or before[0] is None:
+            return LeaseTake.TAKEN
+        return LeaseTake.HELD if before[0] == holder else LeaseTake.TAKEN_OVER
+
+    async def drop_lease(self, name: str, *, holder: str) -> None:
+        await claims.drop_lease(self.session, name, holder=holder)
 
     async def open_links(self, platform: str) -> list[ChannelLink]:
         result = await self.session.execute(

@@ -123,6 +123,7 @@ def _permissions(*bits: int) -> int:
 EVERYONE_PERMISSIONS = _permissions(0, 6, 10, 11, 14, 15, 16, 18, 20, 21, 26, 31, 35, 38)
 BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS | _permissions(4, 13, 17, 28, 29, 34, 36)
 ALL_PERMISSIONS = (1 << 51) - 1
+NONCE_WINDOW_S = 300.0  # "the past few minutes" of enforce_nonce
 
 # Handler signature for REST routes: (call, **path parameters) -> response
 Handler = Callable[..., Awaitable[web.Response]]
@@ -341,6 +342,8 @@ class FakeDiscord:
             "general", channel_id=self.general_channel_id, topic="General chat", position=0))
 
         self._messages: dict[str, list[JSON]] = {}
+        # (channel, author, nonce) -> (message id, when): enforce_nonce's memory
+        self._nonces: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._message_channel: dict[str, str] = {}
         self._ephemeral: dict[str, JSON] = {}
         self._pins: dict[str, list[tuple[str, str]]] = {}  # channel -> [(pinned_at, message id)]
@@ -1891,6 +1894,17 @@ class FakeDiscord:
         if not (content or body.get("embeds") or body.get("components") or call.files
                 or body.get("sticker_ids") or body.get("poll")):
             return _error(400, "Cannot send an empty message", 50006)
+        nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > 25:
+            return _form_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: the same author and nonce within the past few minutes returns the message
+            # already created instead of a new one.
+            seen = self._nonces.get((channel_id, self.bot_user["id"], str(nonce)))
+            if seen is not None and time.time() - seen[1] < NONCE_WINDOW_S:
+                earlier = self._find_message(seen[0])
+                if earlier is not None:
+                    return _json_response(earlier)
         reference = body.get("message_reference")
         if reference and self._find_message(str(reference.get("message_id"))) is None and (
             reference.get("fail_if_not_exists", True)
@@ -1911,6 +1925,9 @@ class FakeDiscord:
             tts=bool(body.get("tts")),
         )
         self._store_message(message)
+        if nonce is not None:
+            self._nonces[(channel_id, self.bot_user["id"], str(nonce))] = (message["id"],
+                                                                         time.time())
         await self._emit("MESSAGE_CREATE", self._gateway_message(message))
         return _json_response(message)
 

@@ -23,6 +23,7 @@ The builders' default ids (``TEAM_ID``, ``ALICE``, ``INCIDENTS_ID``, ...) are th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -775,6 +776,15 @@ class _Channel:
         ]
 
 
+def _with_metadata(messages: list[dict[str, Any]], include: bool) -> list[dict[str, Any]]:
+    """Copies of `messages`; Slack returns message metadata only with include_all_metadata."""
+    copies = copy.deepcopy(messages)
+    if not include:
+        for m in copies:
+            m.pop("metadata", None)
+    return copies
+
+
 def _is_top_level(message: dict[str, Any]) -> bool:
     """In channel history: not a thread reply, unless broadcast to the channel."""
     thread_ts = message.get("thread_ts")
@@ -844,8 +854,10 @@ class FakeSlack:
         clock: Callable[[], float] | None = None,
         trigger_ttl: float | None = 3.0,
         seed: int = 0,
+        latency: float = 0.0,
     ) -> None:
         self.token = token
+        self.latency = latency  # seconds each Web API call takes before it is carried out
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -1181,6 +1193,8 @@ class FakeSlack:
             content_type=request.content_type,
         )
         self.calls.append(call)
+        if self.latency:
+            await asyncio.sleep(self.latency)
 
         failure = self._take_failure(method)
         if failure is not None:
@@ -1752,7 +1766,7 @@ class FakeSlack:
         ]
         page, cursor = self._page(found, p, 100)
         return {
-            "messages": copy.deepcopy(page),
+            "messages": _with_metadata(page, p.flag("include_all_metadata")),
             "has_more": bool(cursor),
             "pin_count": len(channel.pins),
             "channel_actions_ts": None,
@@ -1778,7 +1792,7 @@ class FakeSlack:
         ]
         page, cursor = self._page([parent, *replies], p, 1000)
         return {
-            "messages": copy.deepcopy(page),
+            "messages": _with_metadata(page, p.flag("include_all_metadata")),
             "has_more": bool(cursor),
             "response_metadata": {"next_cursor": cursor},
         }
