@@ -283,6 +283,7 @@ async def _start_slack(slack: Any, readiness: Any, socket_handler: Any) -> None:
 def run() -> None:
     """Run the bot: every configured chat adapter, or the console chat when none is."""
     settings = load_settings()
+    warn_unknown_variables(settings)
     console = not (settings.slack_enabled or settings.discord_enabled)
     setup_logging(settings, default="WARNING" if console else None)
     if console:
@@ -309,6 +310,7 @@ def run() -> None:
 def shell() -> None:
     """The local console chat: a workspace in your terminal (reads a pipe too)."""
     settings = load_settings()
+    warn_unknown_variables(settings)
     setup_logging(settings, default="WARNING")
     asyncio.run(run_console(settings))
 
@@ -334,41 +336,26 @@ def db_upgrade() -> None:
     typer.echo(f"{safe_url(settings.database_url)} is at schema revision {revision}")
 
 
+def warn_unknown_variables(settings: Settings) -> None:
+    """Misspelt OPSROOM_/SLACK_/DISCORD_ names, said on stderr before anything starts."""
+    from adapters.doctor import startup_warnings
+
+    for line in startup_warnings(settings):
+        typer.echo(line, err=True)
+
+
 @app.command()
-def doctor() -> None:
-    """Check the configuration, the catalog and the database, and say what would start."""
-    settings = load_settings()
-    catalog = catalog_from(settings)
-    typer.echo(
-        f"catalog: {settings.opsroom_catalog or 'default'} "
-        f"({len(catalog.incident_types)} incident types, "
-        f"{len(catalog.severities)} severities)"
-    )
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object, for machines."),
+    timeout: float = typer.Option(
+        5.0, "--timeout", min=0.1, help="Seconds each check may wait for an answer."
+    ),
+) -> None:
+    """Check the whole set-up (settings and .env, catalog, database, Slack, Discord, the AI
+    endpoint) and say how to fix what is wrong; exits 1 when anything is an error."""
+    from adapters.doctor import run_doctor
 
-    async def check_db() -> str | None:
-        engine = make_engine(settings.database_url)
-        try:
-            return await current_revision(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        revision = asyncio.run(check_db())
-        typer.echo(
-            f"database: {safe_url(settings.database_url)} "
-            f"(schema {revision or 'empty: created on first run'})"
-        )
-    except ValueError as exc:  # a URL we cannot use, said plainly (no password in it)
-        fail(f"database: {exc}")
-    except Exception as exc:
-        fail(f"database: {safe_url(settings.database_url)} unreachable: {type(exc).__name__}")
-    for name, on in (
-        ("slack", settings.slack_enabled),
-        ("discord", settings.discord_enabled),
-        ("openai", settings.ai_enabled),
-    ):
-        typer.echo(f"{name}: {'configured' if on else 'not configured'}")
-    typer.echo(f"platforms: {', '.join(settings.platforms())}")
+    raise typer.Exit(run_doctor(as_json=as_json, timeout=timeout, echo=typer.echo))
 
 
 @app.command()

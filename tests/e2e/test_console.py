@@ -179,22 +179,3 @@ def test_a_second_session_records_its_own_messages_and_reactions(
     externals = [e for (e,) in rows(db, "SELECT external_id FROM timelineentry "
                                         "WHERE external_id IS NOT NULL")]
     assert len(externals) == len(set(externals)) == 4
-
-
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"DATABASE_URL": "mysql://u:hunter2@db/opsroom"}, "unsupported database 'mysql'"),
-    ({"DATABASE_URL": "postgres://u:hunter2@[bad"}, "unreachable"),
-    ({"OPSROOM_REDACT_PATTERNS": "[not json"}, "configuration error"),
-    ({"OPSROOM_HTTP_PORT": "eighty"}, "OPSROOM_HTTP_PORT"),
-])
-def test_doctor_reports_a_broken_configuration_in_one_line_without_secrets(
-    tmp_path: Path, env: dict[str, str], expected: str
-) -> None:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_", "OPSROOM_", "DATABASE_"))}
-    result = subprocess.run([sys.executable, "-m", "adapters.cli", "doctor"], text=True,
-                            capture_output=True, cwd=tmp_path, env={**base, **env}, timeout=60)
-    assert result.returncode == 2
-    assert expected in result.stderr
-    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1

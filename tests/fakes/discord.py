@@ -121,8 +121,9 @@ def _permissions(*bits: int) -> int:
 
 # https://discord.com/developers/docs/topics/permissions#permissions-bitwise-permission-flags
 EVERYONE_PERMISSIONS = _permissions(0, 6, 10, 11, 14, 15, 16, 18, 20, 21, 26, 31, 35, 38)
-BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS | _permissions(4, 13, 17, 28, 29, 34, 36)
-ALL_PERMISSIONS = (1 << 51) - 1
+# The bot's role also has PIN_MESSAGES (bit 51), which Discord split from MANAGE_MESSAGES.
+BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS | _permissions(4, 13, 17, 28, 29, 34, 36, 51)
+ALL_PERMISSIONS = (1 << 52) - 1
 NONCE_WINDOW_S = 300.0  # "the past few minutes" of enforce_nonce
 
 # Handler signature for REST routes: (call, **path parameters) -> response
@@ -304,6 +305,9 @@ class FakeDiscord:
         (Discord's 3-second rule); later callbacks answer 404 Unknown interaction."""
         self.heartbeat_interval = heartbeat_interval
         self.interaction_deadline = interaction_deadline
+        # The portal's Bot > Message Content Intent switch: off, the application's flags lack
+        # it and an IDENTIFY asking for it is closed with 4014, as Discord does.
+        self.message_content_intent = True
         self._ids = _Snowflakes()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -749,7 +753,8 @@ class FakeDiscord:
     def _application_flags(self) -> int:
         # GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED |
         # APPLICATION_COMMAND_BADGE
-        return (1 << 15) | (1 << 19) | (1 << 23)
+        content = (1 << 19) if self.message_content_intent else 0
+        return (1 << 15) | content | (1 << 23)
 
     def channel_payload(self, name: str, *, type: int = GUILD_TEXT, parent_id: str | None = None,
                         topic: str | None = None, position: int | None = None,
@@ -1271,6 +1276,9 @@ class FakeDiscord:
         if data.get("token") != self.token:
             await conn.close(4004, "Authentication failed.")
             return
+        if int(data.get("intents", 0)) & MESSAGE_CONTENT and not self.message_content_intent:
+            await conn.close(4014, "Disallowed intent(s).")
+            return
         self._session_starts_remaining -= 1
         session = _Session(uuid.uuid4().hex, int(data.get("intents", 0)), data.get("shard"))
         async with conn.lock:
@@ -1331,6 +1339,7 @@ class FakeDiscord:
             ("GET", "/gateway/bot", self._get_gateway_bot),
             ("GET", "/users/@me", self._get_current_user),
             ("POST", "/users/@me/channels", self._create_dm),
+            ("GET", "/users/@me/guilds", self._get_current_user_guilds),
             ("GET", "/users/{user_id}", self._get_user),
             ("GET", "/oauth2/applications/@me", self._get_application),
             ("GET", "/applications/@me", self._get_application),
@@ -1484,6 +1493,26 @@ class FakeDiscord:
         """GET /users/@me: the bot user with its private fields."""
         return _json_response({**self.bot_user, "verified": True, "mfa_enabled": False,
                                "email": None, "locale": "en-US", "premium_type": 0, "bio": ""})
+
+    async def _get_current_user_guilds(self, call: Call) -> web.Response:
+        """GET /users/@me/guilds: partial guilds with the bot's base permissions in each.
+        https://discord.com/developers/docs/resources/user#get-current-user-guilds"""
+        member = self.members.get(self.bot_user["id"])
+        if member is None:  # the bot was removed from the one guild
+            return _json_response([])
+        roles = {r["id"]: int(r["permissions"]) for r in self.guild["roles"]}
+        permissions = roles.get(self.guild_id, 0)
+        for role in member["roles"]:
+            permissions |= roles.get(role, 0)
+        guild: JSON = {
+            "id": self.guild_id, "name": self.guild["name"], "icon": None, "banner": None,
+            "owner": self.guild["owner_id"] == self.bot_user["id"],
+            "permissions": str(permissions), "features": list(self.guild["features"]),
+        }
+        if call.query.get("with_counts", "").lower() in ("1", "true"):
+            guild.update({"approximate_member_count": len(self.members),
+                          "approximate_presence_count": 0})
+        return _json_response([guild])
 
     async def _get_user(self, call: Call, user_id: str) -> web.Response:
         try:

@@ -48,6 +48,7 @@ __all__ = [
     "BOB",
     "BOT_ID",
     "BOT_NAME",
+    "BOT_SCOPES",
     "BOT_TOKEN",
     "BOT_USER_ID",
     "CAROL",
@@ -103,6 +104,14 @@ BOT_TOKEN = "xoxb-1000000000001-2000000000002-FakeOpsroomBotToken0001"
 # The deprecated verification token Slack still puts in every payload's `token` field.
 VERIFICATION_TOKEN = "fAkEvErIfIcAtIoNtOkEn001"
 SIGNING_SECRET = "e5c3b7f0a1d2c4b6987f0e1d2c3b4a59"
+# What the bot token was granted, sent back in every Web API response's ``X-OAuth-Scopes``
+# header as Slack does: slack-manifest.yaml's bot scopes, plus a few a workspace often adds.
+BOT_SCOPES = (
+    "commands", "chat:write", "chat:write.public", "channels:manage", "groups:write",
+    "channels:read", "groups:read", "channels:history", "groups:history", "channels:join",
+    "pins:write", "pins:read", "reactions:read", "reactions:write", "users:read",
+    "users:read.email", "im:write",
+)
 
 ALICE = "U0ALICE0001"
 BOB = "U0BOB000002"
@@ -835,8 +844,9 @@ class FakeSlack:
     ``#incidents`` (``incidents_id``). It also accepts POSTs to ``/hooks/...`` so that
     ``response_url``s made by ``new_response_url()`` are captured in ``response_posts``.
 
-    Scopes are not modelled: the bot may post to public channels it is not in (as with
-    ``chat:write.public``) but not read them. ``clock`` drives message ``ts`` values;
+    Scopes are not enforced: the bot may post to public channels it is not in (as with
+    ``chat:write.public``) but not read them. ``scopes`` is only what every response's
+    ``X-OAuth-Scopes`` header says was granted. ``clock`` drives message ``ts`` values;
     ``trigger_ttl`` is how long a ``trigger_id`` stays valid (Slack: 3 seconds; None: forever).
     """
 
@@ -855,9 +865,11 @@ class FakeSlack:
         trigger_ttl: float | None = 3.0,
         seed: int = 0,
         latency: float = 0.0,
+        scopes: Iterable[str] = BOT_SCOPES,
     ) -> None:
         self.token = token
         self.latency = latency  # seconds each Web API call takes before it is carried out
+        self.scopes = list(scopes)
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -1216,15 +1228,10 @@ class FakeSlack:
             except SlackError as exc:
                 body = exc.body()
         call.response = body
-        return web.json_response(
-            body,
-            headers={
-                "X-Slack-Req-Id": uuid.uuid4().hex,
-                "X-OAuth-Scopes": "channels:manage,channels:read,channels:join,channels:history,"
-                "groups:read,groups:write,chat:write,chat:write.public,pins:write,"
-                "pins:read,reactions:write,users:read,users:read.email,im:write,commands",
-            },
-        )
+        headers = {"X-Slack-Req-Id": uuid.uuid4().hex}
+        if token == self.token:  # an unknown token has no grants to report
+            headers["X-OAuth-Scopes"] = ",".join(self.scopes)
+        return web.json_response(body, headers=headers)
 
     @staticmethod
     async def _read_params(request: web.Request) -> tuple[dict[str, Any], bool]:
