@@ -102,6 +102,7 @@ class CustomField(_Strict):
     required: bool = False
     choices: list[str] = []
     description: str = ""
+    min: float | None = None  # the smallest value a number field takes (0 for counts)
 
     _name = field_validator("name")(_check_name)
 
@@ -112,6 +113,8 @@ class CustomField(_Strict):
             raise ValueError(f"a {self.kind.value} field needs choices")
         if not has_choices and self.choices:
             raise ValueError(f"a {self.kind.value} field takes no choices")
+        if self.min is not None and self.kind is not FieldKind.NUMBER:
+            raise ValueError(f"min applies to number fields only, not to a {self.kind.value} field")
         return self
 
     @property
@@ -137,10 +140,33 @@ class IncidentType(_Strict):
         return next((f for f in self.fields if f.name == name), None)
 
 
+# Who may do what to an incident (`permissions:`): a role name, or one of these.
+DECLARER = "declarer"
+ANYONE = "anyone"
+ANYONE_IF_NO_COMMANDER = "anyone-if-no-commander"
+DEFAULT_ALLOWED = ["commander", DECLARER, ANYONE_IF_NO_COMMANDER]
+
+
+class Permissions(_Strict):
+    """Who may cancel an incident and change its type. Each list names roles (`commander`,
+    `scribe`...), `declarer`, `anyone`, or `anyone-if-no-commander`."""
+
+    cancel: list[str] = DEFAULT_ALLOWED
+    type: list[str] = DEFAULT_ALLOWED
+
+    @field_validator("cancel", "type")
+    @classmethod
+    def _not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("must name at least one who may, e.g. [commander]")
+        return value
+
+
 class Catalog(_Strict):
     severities: list[Severity]
     priorities: list[Priority]
-    statuses: list[StatusInfo] = [StatusInfo(name=s) for s in Status]
+    # `cancelled` is no status to pick: `/incident cancel <reason>` sets it.
+    statuses: list[StatusInfo] = [StatusInfo(name=s) for s in Status if s is not Status.CANCELLED]
     roles: list[Role]
     incident_types: list[IncidentType]
     key_event_emoji: str = "pushpin"
@@ -151,6 +177,7 @@ class Catalog(_Strict):
     # Offer a catch-up summary (ephemeral) to each person who joins an incident channel.
     catchup_on_join: bool = False
     discord_category: str = "Incidents"  # Discord category incident channels are created in
+    permissions: Permissions = Permissions()
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
@@ -169,6 +196,20 @@ class Catalog(_Strict):
                     raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
         if "commander" not in self.role_names:
             raise ValueError('roles: must include "commander"')
+        for i, info in enumerate(self.statuses):
+            if info.name is Status.CANCELLED:
+                raise ValueError(
+                    f"statuses[{i}] (cancelled): not a status to list; "
+                    "/incident cancel <reason> sets it"
+                )
+        who = [*self.role_names, DECLARER, ANYONE, ANYONE_IF_NO_COMMANDER]
+        for action in Permissions.model_fields:
+            for i, name in enumerate(getattr(self.permissions, action)):
+                if name not in who:
+                    raise ValueError(
+                        f'permissions.{action}[{i}]: "{name}" is not a role, declarer, anyone '
+                        f"or anyone-if-no-commander (roles: {', '.join(self.role_names)})"
+                    )
         for i, t in enumerate(self.incident_types):
             where = f"incident_types[{i}] ({t.name})"
             if t.default_severity not in self.severity_names:

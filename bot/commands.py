@@ -123,6 +123,11 @@ class AssignRole(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Unassign(Command):
+    role: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SetField(Command):
     field: str
     value: str
@@ -131,6 +136,11 @@ class SetField(Command):
 @dataclass(frozen=True, kw_only=True)
 class SetTitle(Command):
     title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeType(Command):
+    type: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +184,11 @@ class Reopen(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Cancel(Command):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActionAdd(Command):
     text: str
     assignee: str | None = None
@@ -187,6 +202,16 @@ class ActionList(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class ActionDone(Command):
+    number: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionReopen(Command):
+    number: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionCancel(Command):
     number: int
 
 
@@ -244,8 +269,10 @@ USAGE: dict[str, str] = {
     "severity": "/incident severity <sev>",
     "priority": "/incident priority <p>",
     "assign": "/incident assign <role> <@user>",
+    "unassign": "/incident unassign <role>",
     "set": "/incident set <field> <value>",
     "title": "/incident title <text>",
+    "type": "/incident type <type>   (custom fields the new type lacks are kept as extra)",
     "summary": "/incident summary <text>",
     "update": "/incident update <text>   (status update to stakeholders)",
     "event": "/incident event <text>   (key event)",
@@ -255,9 +282,10 @@ USAGE: dict[str, str] = {
     "ack": "/incident ack",
     "resolve": "/incident resolve [<text>]",
     "reopen": "/incident reopen [<text>]",
+    "cancel": "/incident cancel <reason>   (declared by mistake: archived, undone by reopen)",
     "action": (
         "/incident action add <text> [@user] [due <date>] | action list | action done <n> | "
-        "action edit <n> [<text>] [@user] [due <date>]"
+        "action edit <n> [<text>] [@user] [due <date>] | action reopen <n> | action cancel <n>"
     ),
     "runbook": "/incident runbook list | runbook run <name> | runbook status",
     "page": "/incident page <policy|@user>",
@@ -276,8 +304,39 @@ _MENTION_RE = re.compile(r"^(@[\w.\-]+|<@!?[A-Za-z0-9]+(?:\|[^>]*)?>)$")
 _INCIDENT_RE = re.compile(r"^#([0-9]+)$")
 
 
+# Mentions of many people at once: Slack's "<!here>" / "<!channel|@channel>", a Discord role
+# "<@&123>", and "@here" / "@everyone" / "@channel" as typed anywhere.
+_GROUP_RE = re.compile(
+    r"^(@(?:here|everyone|channel)|<!(?:here|channel|everyone)(?:\|[^>]*)?>|<@&[0-9]+>)$",
+    re.IGNORECASE,
+)
+
+
+def is_group_mention(token: str) -> bool:
+    return bool(_GROUP_RE.match(token))
+
+
 def is_mention(token: str) -> bool:
-    return bool(_MENTION_RE.match(token))
+    """One person's mention ("@here" and other group mentions are not)."""
+    return bool(_MENTION_RE.match(token)) and not is_group_mention(token)
+
+
+_ID_MENTION_RE = re.compile(r"^<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>$")
+
+
+def person_key(mention: str) -> str:
+    """One form per person, to compare mentions: "<@U1|bob>" and "<@!1>" become "<@U1>" and
+    "<@1>"; "@Bob" becomes "@bob"."""
+    mention = mention.strip()
+    m = _ID_MENTION_RE.match(mention)
+    return f"<@{m.group(1)}>" if m else mention.lower()
+
+
+def not_a_person(token: str) -> str:
+    """Why `token` cannot stand for a person, for an error message."""
+    if is_group_mention(token):
+        return f'"{token}" is a group mention, not a person (write @name)'
+    return f'"{token}" is not a person (write @name)'
 
 
 def _usage(name: str, problem: str | None = None) -> UsageError:
@@ -353,6 +412,8 @@ def _split_action_tail(rest: str) -> tuple[str, str | None, DueSpec | None]:
             raise UsageError(str(problem)) from None
     assignee = None
     words = text.split()
+    if words and is_group_mention(words[-1]):
+        raise UsageError(f"{not_a_person(words[-1])}: an action item is assigned to one person")
     if words and is_mention(words[-1]):
         assignee, text = words[-1], " ".join(words[:-1])
     return text, assignee, due
@@ -369,14 +430,15 @@ def _parse_action(rest: str) -> Command:
     if sub == "list":
         _none("action", tail)
         return ActionList()
-    if sub in ("done", "edit"):
+    if sub in ("done", "edit", "reopen", "cancel"):
         number_token, _, changes = tail.partition(" ")
         if not number_token:
             raise _usage("action", "missing action item number")
         number = _number("action", number_token)
-        if sub == "done":
+        one_number = {"done": ActionDone, "reopen": ActionReopen, "cancel": ActionCancel}
+        if sub in one_number:
             _none("action", changes.strip())
-            return ActionDone(number=number)
+            return one_number[sub](number=number)
         text, assignee, due = _split_action_tail(changes.strip())
         if not (text or assignee or due):
             raise _usage("action", "nothing to change")
@@ -428,7 +490,7 @@ def _parse_assign(rest: str) -> Command:
     if len(words) != 2:
         raise _usage("assign", "expected a role and a person")
     if not is_mention(words[1]):
-        raise _usage("assign", f'"{words[1]}" is not a person (write @name)')
+        raise _usage("assign", not_a_person(words[1]))
     return AssignRole(role=words[0].lower(), user=words[1])
 
 
@@ -472,8 +534,10 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "severity": lambda r: SetSeverity(severity=_one_word("severity", r, "severity")),
     "priority": lambda r: SetPriority(priority=_one_word("priority", r, "priority")),
     "assign": _parse_assign,
+    "unassign": lambda r: Unassign(role=_one_word("unassign", r, "role")),
     "set": _parse_set,
     "title": lambda r: SetTitle(title=_need_text("title", r)),
+    "type": lambda r: ChangeType(type=_one_word("type", r, "incident type")),
     "summary": lambda r: SetSummary(summary=_need_text("summary", r)),
     "update": lambda r: StatusUpdate(text=_need_text("update", r)),
     "event": lambda r: AddKeyEvent(text=_need_text("event", r)),
@@ -483,6 +547,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "ack": lambda r: _bare("ack", r, Acknowledge),
     "resolve": lambda r: Resolve(text=r),
     "reopen": lambda r: Reopen(text=r),
+    "cancel": lambda r: Cancel(reason=_need_text("cancel", r)),
     "action": _parse_action,
     "runbook": _parse_runbook,
     "page": lambda r: Page(target=_need_text("page", r)),
@@ -509,10 +574,10 @@ def parse(text: str) -> Command:
         text = text[len("/incident") :].strip()
     incident = None
     first, _, rest = text.partition(" ")
-    m = _INCIDENT_RE.match(first)
-    if m:
-        if not _is_number(m.group(1)):
-            raise UsageError(f'"{first}" is not an incident number')
+    if first.startswith("#"):
+        m = _INCIDENT_RE.match(first)
+        if m is None or not _is_number(m.group(1)):
+            raise UsageError(f'"{first}" is not an incident number (write #42)')
         incident = int(m.group(1))
         first, _, rest = rest.strip().partition(" ")
     if not first:

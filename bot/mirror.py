@@ -85,13 +85,17 @@ async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: dateti
     """The pinned summary of `incident` as the record in `u` has it."""
     assert incident.id is not None
     itype = catalog.incident_type(incident.type)
+    own = {f.name: f.display for f in itype.fields} if itype else {}
+    # A field kept from an earlier type is labelled as that type (any type defining it) did.
+    labels = {f.name: f.display for t in reversed(catalog.incident_types) for f in t.fields}
     return summary(
         incident,
         cadence=update_cadence(catalog, incident),
         actions=await u.action_items(incident.id),
         key_events=await u.timeline(incident.id, key_only=True),
-        field_labels={f.name: f.display for f in itype.fields} if itype else {},
+        field_labels=labels | own,
         now=now,
+        extra_fields=[n for n in incident.custom_fields if n not in own] if itype else (),
     )
 
 
@@ -417,6 +421,10 @@ class Mirror:
                 raise _Skip("the channel has no summary message (its posting was refused)")
             await self._refresh(port, link, incident, summary_msg)
             return link.summary_message_id
+        if delivery.action is DeliveryAction.ARCHIVE_CHANNEL:
+            await port.archive(channel_id=link.channel_id)
+            await self._save_link(link, state=LinkState.ARCHIVED)
+            return None
         assert entry is not None
         return await self._post_entry(port, link, incident, entry, delivery)
 
@@ -484,7 +492,7 @@ class Mirror:
             )
             await self._save_link(link, thread_id=thread)
         await self._set_topic(port, link, incident)
-        await self._save_link(link, state=LinkState.OPEN)
+        await self._mark_open(link)
         return link.channel_id
 
     async def _orphan(self, port: ChatPort, link: ChannelLink, name: str) -> CreatedChannel | None:
@@ -499,6 +507,18 @@ class Mirror:
         logger.info("mirror: adopting %s channel %s (%s), created earlier", link.platform,
                     name, found)
         return CreatedChannel(id=found, name=name)
+
+    async def _mark_open(self, link: ChannelLink) -> None:
+        """PENDING -> OPEN; a link the service archived meanwhile (a cancel) stays archived,
+        so a reopen that follows opens a new channel instead of using this one."""
+        async with self.store.unit() as u:
+            await u.incident_by_id(link.incident_id)  # the lock every change takes first
+            row = await u.link(_id(link))
+            assert row is not None
+            await u.refresh(row)
+            if row.state is LinkState.PENDING:
+                row.state = LinkState.OPEN
+            link.state = row.state
 
     async def _invite(self, port: ChatPort, channel_id: str, users: list[str]) -> None:
         """Invite people; one who cannot be invited must not keep the channel from working."""

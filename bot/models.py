@@ -59,10 +59,13 @@ class Status(StrEnum):
     MONITORING = "monitoring"
     RESOLVED = "resolved"
     CLOSED = "closed"
+    # Declared by mistake: set only by `/incident cancel <reason>` (never picked as a status),
+    # undone by `/incident reopen`, and kept out of metrics.
+    CANCELLED = "cancelled"
 
     @property
     def is_open(self) -> bool:
-        return self not in (Status.RESOLVED, Status.CLOSED)
+        return self not in (Status.RESOLVED, Status.CLOSED, Status.CANCELLED)
 
 
 class EntryKind(StrEnum):
@@ -97,6 +100,7 @@ class DeliveryAction(StrEnum):
     POST_ENTRY = "post_entry"  # a timeline entry as a new message in channel or thread
     REFRESH_SUMMARY = "refresh_summary"  # edit the pinned summary (and topic) in place
     ANNOUNCE = "announce"  # a timeline entry to the platform's announcement channel
+    ARCHIVE_CHANNEL = "archive_channel"  # the incident was cancelled: archive its channel
 
 
 class DeliveryState(StrEnum):

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -157,7 +157,9 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
         head = f"Status update on #{incident.number} {incident.title} by {author}{via}"
         text = f"{icon} {head}:\n{entry.text}"
     else:
-        text = f"{icon} {entry.text} ({author}{via})"
+        # Who did it goes after the first line, not after a list that follows (resolve).
+        first, newline, rest = entry.text.partition("\n")
+        text = f"{icon} {first} ({author}{via}){newline}{rest}"
     buttons: tuple[Button, ...] = ()
     action_no = entry.data.get("action_item")
     if entry.kind is EntryKind.ACTION_ITEM and entry.data.get("event") == "added" and action_no:
@@ -179,8 +181,13 @@ def summary(
     key_events: Sequence[TimelineEntry],
     field_labels: dict[str, str],
     now: datetime,
+    extra_fields: Collection[str] = (),
 ) -> Message:
-    """The pinned summary: the current state of the incident, edited in place on every change."""
+    """The pinned summary: the current state of the incident, edited in place on every change.
+
+    `extra_fields` are custom fields the incident's type does not define (kept from the type it
+    had before): shown apart, so nobody takes them for fields of this type.
+    """
     title = f"#{incident.number} {incident.title}"
     fields = [
         Field("Status", incident.status.value),
@@ -189,9 +196,13 @@ def summary(
         Field("Type", incident.type),
     ]
     fields += [Field(role.capitalize(), who) for role, who in incident.roles.items()]
+    extras = []
     for name, value in incident.custom_fields.items():
         shown = ", ".join(value) if isinstance(value, list) else str(value)
-        fields.append(Field(field_labels.get(name, name), shown))
+        if name in extra_fields:
+            extras.append(f"{field_labels.get(name, name)}: {shown}")
+        else:
+            fields.append(Field(field_labels.get(name, name), shown))
     due = next_update_due(incident, cadence)
     if due is not None:
         fields.append(Field("Next update due", when(due, now)))
@@ -203,6 +214,8 @@ def summary(
         shown_events = key_events[-5:]
         lines = [f"{hhmm(e.occurred_at)} {clip(e.text, 200)}" for e in shown_events]
         sections.append("Key events:\n" + "\n".join(lines))
+    if extras:
+        sections.append(f"Extra (not fields of type {incident.type}): " + " · ".join(extras))
     open_items = [a for a in actions if a.status is ActionStatus.OPEN]
     if open_items:
         sections.append("Open action items:\n" + "\n".join(action_line(a, now) for a in open_items))

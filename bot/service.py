@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+import re
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from bot import commands as c
 from bot.ai import PlainSummarizer
-from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
+from bot.catalog import (
+    ANYONE,
+    ANYONE_IF_NO_COMMANDER,
+    DECLARER,
+    Catalog,
+    CustomField,
+    FieldKind,
+    IncidentType,
+)
 from bot.mirror import summary_for
 from bot.models import (
     ActionItem,
@@ -58,6 +67,11 @@ _CHANGES_INCIDENT = frozenset(
 )
 
 
+TITLE_LIMIT = 200  # characters; longer titles do not fit a channel topic or an announcement
+# Mentions that are never a person: the bot itself in the console (adapters add their bot's id).
+NOT_PEOPLE = ("@opsroom",)
+
+
 class ServiceError(Exception):
     """A request that cannot be done as asked: the person sees the message; nothing changes."""
 
@@ -79,8 +93,11 @@ def _one_of(values: Sequence[str]) -> str:
     return ", ".join(values[:-1]) + " or " + values[-1]
 
 
-def coerce_field(field: CustomField, raw: Any) -> Any:
-    """Return `raw` as the value `field` stores, or raise ServiceError naming the bad value."""
+def coerce_field(field: CustomField, raw: Any, *, not_people: Collection[str] = ()) -> Any:
+    """Return `raw` as the value `field` stores, or raise ServiceError naming the bad value.
+
+    `not_people` are mentions (as `commands.person_key` writes them) a user field refuses.
+    """
     if field.kind is FieldKind.NUMBER:
         try:
             number = float(str(raw).replace(",", ""))
@@ -88,6 +105,9 @@ def coerce_field(field: CustomField, raw: Any) -> Any:
             raise ServiceError(f'{field.name} must be a number, not "{raw}"') from None
         if not math.isfinite(number):
             raise ServiceError(f'{field.name} must be a finite number, not "{raw}"')
+        if field.min is not None and number < field.min:
+            least = int(field.min) if field.min.is_integer() else field.min
+            raise ServiceError(f'{field.name} must be at least {least}, not "{raw}"')
         return int(number) if number.is_integer() else number
     if field.kind is FieldKind.SELECT:
         choice = next((ch for ch in field.choices if ch.lower() == str(raw).strip().lower()), None)
@@ -111,9 +131,12 @@ def coerce_field(field: CustomField, raw: Any) -> Any:
             raise ServiceError(f"{field.name} needs at least one of {_one_of(field.choices)}")
         return picked
     if field.kind is FieldKind.USER:
-        if not c.is_mention(str(raw).strip()):
-            raise ServiceError(f'{field.name} must be a person (write @name), not "{raw}"')
-        return str(raw).strip()
+        who = str(raw).strip()
+        if not c.is_mention(who):
+            raise ServiceError(f"{field.name} must be a person: {c.not_a_person(who)}")
+        if c.person_key(who) in not_people:
+            raise ServiceError(f'{field.name} must be a person, not the bot ("{who}")')
+        return who
     text = str(raw).strip()
     if not text:
         raise ServiceError(f"{field.name} must not be empty")
@@ -131,8 +154,11 @@ class IncidentService:
         platforms: Sequence[str] = ("console",),
         notify: Callable[[], None] | None = None,
         summarizer: Summarizer | None = None,
+        not_people: Iterable[str] = NOT_PEOPLE,
     ) -> None:
         self.store = store
+        self.not_people: set[str] = set()
+        self.refuse_mentions(*not_people)
         self.catalog = catalog
         self.suggester = suggester
         self.summarizer: Summarizer = summarizer or PlainSummarizer()
@@ -157,6 +183,11 @@ class IncidentService:
             c.SetSeverity: self._set_severity,
             c.SetPriority: self._set_priority,
             c.AssignRole: self._assign,
+            c.Unassign: self._unassign,
+            c.ChangeType: self._change_type,
+            c.Cancel: self._cancel,
+            c.ActionReopen: self._action_reopen,
+            c.ActionCancel: self._action_cancel,
             c.SetField: self._set_field,
             c.SetTitle: self._set_title,
             c.SetSummary: self._set_summary,
@@ -171,6 +202,19 @@ class IncidentService:
             c.ActionEdit: self._action_edit,
             c.MirrorTo: self._mirror_to,
         }
+
+    def refuse_mentions(self, *mentions: str) -> None:
+        """Mentions that are not people (the bot's own, once an adapter knows it): refused as
+        assignee, role holder and user field value."""
+        self.not_people.update(c.person_key(m) for m in mentions if m)
+
+    def _person(self, who: str, what: str) -> str:
+        """`who` when it is one person; otherwise an error saying why not."""
+        if not c.is_mention(who):
+            raise ServiceError(f"{what} must be a person: {c.not_a_person(who)}")
+        if c.person_key(who) in self.not_people:
+            raise ServiceError(f'{what} must be a person, not the bot ("{who}")')
+        return who
 
     # --- entry points -------------------------------------------------------------------
 
@@ -205,13 +249,13 @@ class IncidentService:
 
     def _not_configured(self, command: c.Command) -> Reply:
         what = {
-            c.RunbookList: "Runbooks are",
-            c.RunbookRun: "Runbooks are",
-            c.RunbookStatus: "Runbooks are",
-            c.Page: "Paging is",
-            c.Postmortem: "Postmortems are",
-        }.get(type(command), "This command is")
-        return Reply(f"{what} not configured yet in this Opsroom; nothing was done.", ok=False)
+            c.RunbookList: "Runbooks arrive",
+            c.RunbookRun: "Runbooks arrive",
+            c.RunbookStatus: "Runbooks arrive",
+            c.Page: "Paging arrives",
+            c.Postmortem: "Postmortems arrive",
+        }.get(type(command), "This command arrives")
+        return Reply(f"{what} in a later version of Opsroom; nothing was done.", ok=False)
 
     async def _change(
         self,
@@ -353,17 +397,15 @@ class IncidentService:
         """Create an incident and queue its channel; returns a reply naming its number."""
         itype = self._type(type)
         severity, priority = self._severity(severity), self._priority(priority)
-        title = title.strip()
-        if not title:
-            raise ServiceError("the title must not be empty")
+        title = _title(title)
         fields = {}
         for name, raw in (custom_fields or {}).items():
             if raw in (None, "", []):
                 continue
             definition = self._field(itype, name)
-            fields[name] = coerce_field(definition, raw)
-        if commander is not None and not c.is_mention(commander):
-            raise ServiceError(f'commander must be a person (write @name), not "{commander}"')
+            fields[name] = coerce_field(definition, raw, not_people=self.not_people)
+        if commander is not None:
+            self._person(commander, "commander")
         lead = commander or actor.ref
         now = self.clock.now()
         async with self.store.unit() as u:
@@ -477,6 +519,10 @@ class IncidentService:
     # --- changes ------------------------------------------------------------------------
 
     async def _set_status(self, u: Unit, inc: Incident, cmd: c.SetStatus, actor: Actor) -> Reply:
+        if cmd.status == Status.CANCELLED.value:
+            raise ServiceError(
+                f"to cancel #{inc.number}, use /incident cancel <reason> (it archives the channel)"
+            )
         if cmd.status not in self.catalog.status_names:
             raise ServiceError(
                 f'unknown status "{cmd.status}": use {_one_of(self.catalog.status_names)}'
@@ -484,14 +530,16 @@ class IncidentService:
         new = Status(cmd.status)
         if new is Status.RESOLVED:
             return await self._resolve(u, inc, c.Resolve(), actor)
+        if inc.status is Status.CANCELLED and new is Status.CLOSED:
+            raise ServiceError(f"#{inc.number} is cancelled: reopen it before closing it")
         if not inc.status.is_open and new.is_open:
-            return await self._reopen(u, inc, c.Reopen(), actor, to=new)
+            return await self._reopen(u, inc, c.Reopen(), actor, to=new, explicit=True)
         if new is Status.CLOSED and inc.status.is_open:
             self._check_required(inc, "closed")
         return await self._move(u, inc, new, actor)
 
     async def _move(
-        self, u: Unit, inc: Incident, new: Status, actor: Actor, note: str = ""
+        self, u: Unit, inc: Incident, new: Status, actor: Actor, note: str = "", after: str = ""
     ) -> Reply:
         old = inc.status
         if new is old:
@@ -507,6 +555,7 @@ class IncidentService:
         if new is Status.CLOSED:
             inc.closed_at = now
         text = f"Status changed from {old.value} to {new.value}" + (f": {note}" if note else "")
+        text += after
         announce = new in (Status.RESOLVED, Status.CLOSED)
         await self._record(
             u,
@@ -520,17 +569,37 @@ class IncidentService:
         return Reply(f"#{inc.number} is now {new.value}.", incident=inc.number)
 
     async def _ack(self, u: Unit, inc: Incident, cmd: c.Acknowledge, actor: Actor) -> Reply:
+        if not inc.status.is_open:
+            raise ServiceError(f"#{inc.number} is {inc.status.value}: nothing to acknowledge")
         if inc.status is not Status.TRIGGERED:
             raise ServiceError(f"#{inc.number} is already acknowledged (status {inc.status.value})")
-        reply = await self._move(u, inc, Status.ACKNOWLEDGED, actor)
-        return Reply(f"Acknowledged #{inc.number}; it is yours to run.", incident=reply.incident)
+        await self._move(u, inc, Status.ACKNOWLEDGED, actor)
+        commander = inc.commander
+        if commander is None:
+            # Someone has to run it: whoever picks up a commanderless incident does.
+            await self._set_role(u, inc, actor, "commander", actor.ref)
+            return Reply(
+                f"Acknowledged #{inc.number}; you are its commander now.", incident=inc.number
+            )
+        if c.person_key(commander) == c.person_key(actor.ref):
+            return Reply(f"Acknowledged #{inc.number}; you are the commander.", incident=inc.number)
+        return Reply(
+            f"Acknowledged #{inc.number}; {commander} is the commander.", incident=inc.number
+        )
 
     async def _resolve(self, u: Unit, inc: Incident, cmd: c.Resolve, actor: Actor) -> Reply:
         if not inc.status.is_open:
             raise ServiceError(f"#{inc.number} is already {inc.status.value}")
         self._check_required(inc, "resolved")
-        await self._move(u, inc, Status.RESOLVED, actor, note=cmd.text)
-        return Reply(f"Resolved #{inc.number}.", incident=inc.number)
+        now = self.clock.now()
+        still_open = [
+            action_line(a, now)
+            for a in await u.action_items(_id(inc))
+            if a.status is ActionStatus.OPEN
+        ]
+        listed = "\nOpen action items:\n" + "\n".join(still_open) if still_open else ""
+        await self._move(u, inc, Status.RESOLVED, actor, note=cmd.text, after=listed)
+        return Reply(f"Resolved #{inc.number}.{listed}", incident=inc.number)
 
     def _check_required(self, inc: Incident, becoming: str) -> None:
         """Required custom fields must be set before an incident is resolved or closed."""
@@ -550,10 +619,17 @@ class IncidentService:
         cmd: c.Reopen,
         actor: Actor,
         to: Status = Status.INVESTIGATING,
+        explicit: bool = False,
     ) -> Reply:
         if inc.status.is_open:
             raise ServiceError(f"#{inc.number} is not resolved (status {inc.status.value})")
         old = inc.status
+        channels = ""
+        if old is Status.CANCELLED:
+            if not explicit:
+                to = await self._status_before_cancel(u, inc)
+            if await self._reopen_channels(u, inc):
+                channels = " Its channel was archived: a new one is being created."
         inc.status, inc.resolved_at, inc.closed_at = to, None, None
         text = f"Reopened (was {old.value}), now {to.value}" + (f": {cmd.text}" if cmd.text else "")
         await self._record(
@@ -565,7 +641,110 @@ class IncidentService:
             announce=True,
             data={"from": old.value, "to": to.value},
         )
-        return Reply(f"Reopened #{inc.number}; it is {to.value}.", incident=inc.number)
+        return Reply(f"Reopened #{inc.number}; it is {to.value}.{channels}", incident=inc.number)
+
+    async def _status_before_cancel(self, u: Unit, inc: Incident) -> Status:
+        """Undoing a cancel goes back to where the incident was (investigating if unknown)."""
+        for entry in reversed(await u.timeline(_id(inc))):
+            if entry.kind is EntryKind.STATUS_CHANGE and entry.data.get("to") == "cancelled":
+                before = entry.data.get("from")
+                if before in {s.value for s in Status if s.is_open}:
+                    return Status(before)
+                break
+        return Status.INVESTIGATING
+
+    async def _reopen_channels(self, u: Unit, inc: Incident) -> bool:
+        """A new channel on each platform whose channel a cancel archived (an archived channel
+        cannot be written in); True when one was queued."""
+        links = await u.links(_id(inc))
+        live = {link.platform for link in links if link.state not in _GONE}
+        archived = {
+            link.platform: link.workspace for link in links if link.state is LinkState.ARCHIVED
+        }
+        people = list(dict.fromkeys([inc.declared_by, *inc.roles.values()]))
+        wanted = [p for p in archived if p not in live and p in self.platforms]
+        for platform in wanted:
+            await self._add_link(u, inc, platform, archived[platform], people)
+        return bool(wanted)
+
+    async def _cancel(self, u: Unit, inc: Incident, cmd: c.Cancel, actor: Actor) -> Reply:
+        if not inc.status.is_open:
+            raise ServiceError(
+                f"#{inc.number} is already cancelled"
+                if inc.status is Status.CANCELLED
+                else f"#{inc.number} is {inc.status.value}: only an open incident can be "
+                "cancelled (reopen it first)"
+            )
+        self._check_allowed(inc, actor, "cancel", "cancel")
+        old = inc.status
+        inc.status = Status.CANCELLED
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.STATUS_CHANGE,
+            text=f"Incident cancelled (was {old.value}): {cmd.reason}",
+            actor=actor,
+            announce=True,
+            data={"from": old.value, "to": Status.CANCELLED.value},
+        )
+        # Queued after the entry's own posts, so each channel shows why before it is archived;
+        # marked archived now, so nothing later is sent there and a reopen opens a new one.
+        now = self.clock.now()
+        outbox = []
+        for link in await u.links(_id(inc)):
+            if link.state in _GONE:
+                continue
+            link.state = LinkState.ARCHIVED
+            outbox.append(_delivery(link, DeliveryAction.ARCHIVE_CHANNEL, now))
+        await u.queue(outbox)
+        return Reply(
+            f"Cancelled #{inc.number}: {cmd.reason}. Its channel is being archived; "
+            f"/incident #{inc.number} reopen undoes this.",
+            incident=inc.number,
+        )
+
+    async def _change_type(self, u: Unit, inc: Incident, cmd: c.ChangeType, actor: Actor) -> Reply:
+        new = self._type(cmd.type)
+        if new.name == inc.type:
+            raise ServiceError(f"#{inc.number} is already of type {new.name}")
+        self._check_allowed(inc, actor, "type", "change the type of")
+        if new.private and not inc.private:
+            public = [link for link in await u.links(_id(inc)) if link.state not in _GONE]
+            if public:
+                raise ServiceError(
+                    f"#{inc.number} cannot become {new.name}: {new.name} incidents are private "
+                    f"and #{inc.number} has a public channel. Declare a new incident with "
+                    f"/incident declare type={new.name} instead."
+                )
+        fields: dict[str, Any] = {}
+        for name, value in inc.custom_fields.items():
+            definition = new.field(name)
+            if definition is None:
+                fields[name] = value  # kept on the record, shown as extra
+                continue
+            try:
+                fields[name] = coerce_field(definition, value, not_people=self.not_people)
+            except ServiceError as exc:
+                raise ServiceError(f"#{inc.number} cannot become {new.name}: {exc}") from None
+        old = inc.type
+        inc.type, inc.custom_fields = new.name, fields
+        if new.private:
+            inc.private = True  # a private type's channel is private (checked above)
+        extra = [name for name in fields if new.field(name) is None]
+        kept = f" (kept as extra: {', '.join(extra)})" if extra else ""
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.FIELD_CHANGE,
+            text=f"Type changed from {old} to {new.name}{kept}",
+            actor=actor,
+            data={"field": "type", "from": old, "to": new.name, "extra": extra},
+        )
+        missing = [f.name for f in new.fields if f.required and f.name not in fields]
+        required = f" Required before resolve: {', '.join(missing)}." if missing else ""
+        return Reply(
+            f"#{inc.number} is now of type {new.name}{kept}.{required}", incident=inc.number
+        )
 
     async def _set_severity(
         self, u: Unit, inc: Incident, cmd: c.SetSeverity, actor: Actor
@@ -580,7 +759,7 @@ class IncidentService:
         return await self._field_change(u, inc, actor, "priority", inc.priority, new)
 
     async def _set_title(self, u: Unit, inc: Incident, cmd: c.SetTitle, actor: Actor) -> Reply:
-        return await self._field_change(u, inc, actor, "title", inc.title, cmd.title.strip())
+        return await self._field_change(u, inc, actor, "title", inc.title, _title(cmd.title))
 
     async def _set_summary(self, u: Unit, inc: Incident, cmd: c.SetSummary, actor: Actor) -> Reply:
         return await self._field_change(u, inc, actor, "summary", inc.summary, cmd.summary.strip())
@@ -619,27 +798,46 @@ class IncidentService:
         return Reply(f"#{inc.number} {name} is now {shown_new}.", incident=inc.number)
 
     async def _assign(self, u: Unit, inc: Incident, cmd: c.AssignRole, actor: Actor) -> Reply:
-        if cmd.role not in self.catalog.role_names:
-            raise ServiceError(f'unknown role "{cmd.role}": use {_one_of(self.catalog.role_names)}')
+        self._role(cmd.role)
+        self._person(cmd.user, cmd.role)
         if inc.roles.get(cmd.role) == cmd.user:
             raise ServiceError(f"{cmd.user} is already {cmd.role} of #{inc.number}")
-        old = inc.roles.get(cmd.role)
-        inc.roles = {**inc.roles, cmd.role: cmd.user}
-        text = f"{cmd.user} is now {cmd.role}" + (f" (was {old})" if old else "")
+        await self._set_role(u, inc, actor, cmd.role, cmd.user)
+        return Reply(f"{cmd.user} is now {cmd.role} of #{inc.number}.", incident=inc.number)
+
+    async def _set_role(self, u: Unit, inc: Incident, actor: Actor, role: str, user: str) -> None:
+        old = inc.roles.get(role)
+        inc.roles = {**inc.roles, role: user}
+        text = f"{user} is now {role}" + (f" (was {old})" if old else "")
         await self._record(
             u,
             inc,
             kind=EntryKind.ROLE_CHANGE,
             text=text,
             actor=actor,
-            data={"role": cmd.role, "from": old, "to": cmd.user, "invite": cmd.user},
+            data={"role": role, "from": old, "to": user, "invite": user},
         )
-        return Reply(f"{cmd.user} is now {cmd.role} of #{inc.number}.", incident=inc.number)
+
+    async def _unassign(self, u: Unit, inc: Incident, cmd: c.Unassign, actor: Actor) -> Reply:
+        self._role(cmd.role)
+        old = inc.roles.get(cmd.role)
+        if old is None:
+            raise ServiceError(f"#{inc.number} has no {cmd.role}")
+        inc.roles = {role: who for role, who in inc.roles.items() if role != cmd.role}
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ROLE_CHANGE,
+            text=f"{old} is no longer {cmd.role}",
+            actor=actor,
+            data={"role": cmd.role, "from": old, "to": None},
+        )
+        return Reply(f"{old} is no longer {cmd.role} of #{inc.number}.", incident=inc.number)
 
     async def _set_field(self, u: Unit, inc: Incident, cmd: c.SetField, actor: Actor) -> Reply:
         itype = self._type(inc.type)
         definition = self._field(itype, cmd.field)
-        value = coerce_field(definition, cmd.value)
+        value = coerce_field(definition, cmd.value, not_people=self.not_people)
         old = inc.custom_fields.get(definition.name)
         if old == value:
             raise ServiceError(f"#{inc.number} {definition.name} is already {cmd.value}")
@@ -714,6 +912,8 @@ class IncidentService:
     # --- action items -------------------------------------------------------------------
 
     async def _action_add(self, u: Unit, inc: Incident, cmd: c.ActionAdd, actor: Actor) -> Reply:
+        if cmd.assignee:
+            self._person(cmd.assignee, "the assignee")
         now = self.clock.now()
         due = cmd.due.resolve(now) if cmd.due else None
         number = max((a.number for a in await u.action_items(_id(inc))), default=0) + 1
@@ -760,8 +960,53 @@ class IncidentService:
         )
         return Reply(f"Action item {item.number} of #{inc.number} is done.", incident=inc.number)
 
+    async def _action_reopen(
+        self, u: Unit, inc: Incident, cmd: c.ActionReopen, actor: Actor
+    ) -> Reply:
+        item = await self._action_item(u, inc, cmd.number)
+        if item.status is ActionStatus.OPEN:
+            raise ServiceError(f"action item {item.number} is already open")
+        now = self.clock.now()
+        was = item.status
+        item.status, item.completed_at, item.updated_at = ActionStatus.OPEN, None, now
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ACTION_ITEM,
+            actor=actor,
+            text=f"Action item reopened (was {was.value}): {action_line(item, now)}",
+            data={"action_item": item.number, "event": "reopened"},
+        )
+        return Reply(
+            f"Action item {item.number} of #{inc.number} is open again.", incident=inc.number
+        )
+
+    async def _action_cancel(
+        self, u: Unit, inc: Incident, cmd: c.ActionCancel, actor: Actor
+    ) -> Reply:
+        item = await self._action_item(u, inc, cmd.number)
+        if item.status is not ActionStatus.OPEN:
+            raise ServiceError(f"action item {item.number} is already {item.status.value}")
+        now = self.clock.now()
+        item.status, item.updated_at = ActionStatus.CANCELLED, now
+        await self._record(
+            u,
+            inc,
+            kind=EntryKind.ACTION_ITEM,
+            actor=actor,
+            text=f"Action item cancelled: {action_line(item, now)}",
+            data={"action_item": item.number, "event": "cancelled"},
+        )
+        return Reply(
+            f"Action item {item.number} of #{inc.number} is cancelled "
+            f"(/incident action reopen {item.number} undoes this).",
+            incident=inc.number,
+        )
+
     async def _action_edit(self, u: Unit, inc: Incident, cmd: c.ActionEdit, actor: Actor) -> Reply:
         item = await self._action_item(u, inc, cmd.number)
+        if cmd.assignee:
+            self._person(cmd.assignee, "the assignee")
         now = self.clock.now()
         if cmd.text:
             item.text = cmd.text
@@ -1002,6 +1247,35 @@ class IncidentService:
     def _priority(self, name: str) -> str:
         return _named("priority", name, self.catalog.priority_names)
 
+    def _role(self, name: str) -> str:
+        if name not in self.catalog.role_names:
+            raise ServiceError(f'unknown role "{name}": use {_one_of(self.catalog.role_names)}')
+        return name
+
+    def _check_allowed(self, inc: Incident, actor: Actor, action: str, doing: str) -> None:
+        """Raise unless the catalog's `permissions.<action>` lets `actor` do it to `inc`."""
+        allowed: list[str] = getattr(self.catalog.permissions, action)
+        me = c.person_key(actor.ref)
+        for who in allowed:
+            if who == ANYONE or (who == ANYONE_IF_NO_COMMANDER and inc.commander is None):
+                return
+            holder = inc.declared_by if who == DECLARER else inc.roles.get(who)
+            if holder and c.person_key(holder) == me:
+                return
+        holders: dict[str, list[str]] = {}  # one person may be commander and declarer
+        for who in allowed:
+            if who == ANYONE_IF_NO_COMMANDER:
+                continue
+            holder = inc.declared_by if who == DECLARER else inc.roles.get(who)
+            holders.setdefault(holder or "nobody now", []).append(who)
+        people = [f"the {' and '.join(whos)} ({holder})" for holder, whos in holders.items()]
+        also = ""
+        if ANYONE_IF_NO_COMMANDER in allowed:
+            also = " (anyone may while it has no commander)"
+        if not people:
+            raise ServiceError(f"Nobody may {doing} #{inc.number} while it has a commander.")
+        raise ServiceError(f"Only {_one_of(people)} may {doing} #{inc.number}{also}.")
+
     def _field(self, itype: IncidentType, name: str) -> CustomField:
         definition = itype.field(name)
         if definition is None:
@@ -1035,11 +1309,29 @@ def _delivery(
 
 
 def _named(what: str, name: str, names: Sequence[str]) -> str:
-    """`name` when the catalog has it; otherwise an error naming it and the accepted ones."""
+    """`name` when the catalog has it, or the one name a bare number stands for ("1" is sev1
+    among sev1..sev4, p1 among p1..p4); otherwise an error naming it and the accepted ones."""
     name = name.lower()
-    if name not in names:
-        raise ServiceError(f'unknown {what} "{name}": use {_one_of(names)}')
-    return name
+    if name in names:
+        return name
+    if name.isascii() and name.isdigit() and len(name) <= 3:
+        numbered = [n for n in names if re.fullmatch(rf"[a-z_-]*?0*{int(name)}", n)]
+        if len(numbered) == 1:
+            return numbered[0]
+    raise ServiceError(f'unknown {what} "{name}": use {_one_of(names)}')
+
+
+def _title(title: str) -> str:
+    """A title stripped and checked: not empty, at most TITLE_LIMIT characters."""
+    title = title.strip()
+    if not title:
+        raise ServiceError("the title must not be empty")
+    if len(title) > TITLE_LIMIT:
+        raise ServiceError(
+            f"the title is {len(title)} characters; the limit is {TITLE_LIMIT} "
+            "(put the details in the summary)"
+        )
+    return title
 
 
 def _id(row: Incident | ChannelLink | TimelineEntry) -> int:

@@ -161,7 +161,7 @@ class SqlUnit:
     async def incidents(self, *, include_closed: bool) -> list[Incident]:
         query = select(Incident).order_by(col(Incident.number).desc())
         if not include_closed:
-            query = query.where(col(Incident.status).not_in([Status.RESOLVED, Status.CLOSED]))
+            query = query.where(col(Incident.status).not_in([s for s in Status if not s.is_open]))
         return list((await self.session.execute(query)).scalars())
 
     async def timeline(

@@ -105,6 +105,8 @@ class OpsroomClient(discord.AutoShardedClient):
         super().dispatch(event, *args, **kwargs)
 
     async def on_ready(self) -> None:
+        if self.user is not None:  # the bot is no person to assign things to
+            self.edge.service.refuse_mentions(f"<@{self.user.id}>")
         self.edge.gateway_up("ready")
 
     async def on_resumed(self) -> None:

@@ -90,6 +90,8 @@ class SlackEdge:
         result = await self.client.auth_test()
         self.bot_user_id = result.get("user_id")
         self.team_id = result.get("team_id") or ""
+        if self.bot_user_id:  # the bot is no person to assign things to
+            self.service.refuse_mentions(f"<@{self.bot_user_id}>")
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -368,7 +370,7 @@ class SlackEdge:
             if f.kind.value == "user":
                 raw = f"<@{raw}>"
             try:
-                fields[f.name] = coerce_field(f, raw)
+                fields[f.name] = coerce_field(f, raw, not_people=self.service.not_people)
             except ServiceError as exc:
                 errors[FIELD_BLOCK + f.name] = str(exc)
         title = (state_value(state, "title") or "").strip()

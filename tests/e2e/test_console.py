@@ -107,12 +107,16 @@ def test_what_is_stored_matches_once_each_in_order(session: tuple[Path, list[str
         ("key_event", "hello team, error rate is dropping"),
         ("action_item", entries[3][1]),
         ("status_update", "Rolled back; error rate back under 1%"),
-        (
-            "status_change",
-            "Status changed from triggered to resolved: error rate normal for 15 minutes",
-        ),
+        ("status_change", entries[5][1]),
     ]
     assert entries[3][1].startswith("Action item added: [ ] 1. verify payment retries · @bob")
+    resolved = entries[5][1].splitlines()  # the action item still open is listed
+    assert resolved[:2] == [
+        "Status changed from triggered to resolved: error rate normal for 15 minutes",
+        "Open action items:",
+    ]
+    assert resolved[2].startswith("[ ] 1. verify payment retries · @bob · due ")
+    assert len(resolved) == 3
     assert rows(db, "SELECT count(*) FROM delivery WHERE state = 'pending'") == [(0,)]
     assert rows(db, "SELECT number, text, assignee FROM actionitem") == [
         (1, "verify payment retries", "@bob")

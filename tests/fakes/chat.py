@@ -133,6 +133,8 @@ class RecordingChat:
         self._call("post")
         if channel_id in self.refusing:
             raise DeliveryRejected("not_in_channel")
+        if self.channels[channel_id].archived:
+            raise DeliveryRejected("is_archived")  # as Slack answers
         if channel_id in self.down:
             raise FakeChatDown(f"post to {channel_id}: 503 service unavailable")
         if recheck and key is not None:
@@ -150,6 +152,8 @@ class RecordingChat:
 
     async def update(self, *, channel_id: str, message_id: str, message: Message) -> None:
         self._call("update")
+        if self.channels[channel_id].archived:
+            raise DeliveryRejected("is_archived")
         posted = next(m for m in self.channels[channel_id].messages if m.id == message_id)
         posted.text, posted.message, posted.edits = message.text, message, posted.edits + 1
 

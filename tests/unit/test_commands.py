@@ -11,12 +11,16 @@ from bot.commands import (
     USAGE,
     Acknowledge,
     ActionAdd,
+    ActionCancel,
     ActionDone,
     ActionEdit,
     ActionList,
+    ActionReopen,
     AddKeyEvent,
     AddNote,
     AssignRole,
+    Cancel,
+    ChangeType,
     Command,
     Declare,
     DueSpec,
@@ -39,10 +43,13 @@ from bot.commands import (
     Show,
     ShowTimeline,
     StatusUpdate,
+    Unassign,
     UsageError,
+    is_group_mention,
     is_mention,
     parse,
     parse_due,
+    person_key,
 )
 
 NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # a Wednesday, 14:00 UTC
@@ -105,6 +112,13 @@ PARSED: list[tuple[str, Command]] = [
     ("resolve fixed by rolling back", Resolve(text="fixed by rolling back")),
     ("reopen", Reopen()),
     ("reopen errors are back", Reopen(text="errors are back")),
+    # ways back from mistakes
+    ("cancel declared by mistake, it was a drill",
+     Cancel(reason="declared by mistake, it was a drill")),
+    ("type Security", ChangeType(type="security")),
+    ("unassign Scribe", Unassign(role="scribe")),
+    ("action reopen 2", ActionReopen(number=2)),
+    ("action cancel #3", ActionCancel(number=3)),
     # action items
     ("action add roll back deploy 1234", ActionAdd(text="roll back deploy 1234")),
     ("action add roll back @bob", ActionAdd(text="roll back", assignee="@bob")),
@@ -169,6 +183,8 @@ def test_each_command_parses_into_its_dataclass(text: str, expected: Command) ->
         ("#3 show 3", Show(incident=3)),
         ("#3", Show(incident=3)),
         ("#12 timeline key", ShowTimeline(key_only=True, incident=12)),
+        ("#4 cancel duplicate of #3", Cancel(reason="duplicate of #3", incident=4)),
+        ("#4 type data", ChangeType(type="data", incident=4)),
     ],
 )
 def test_incident_number_right_after_incident(text: str, expected: Command) -> None:
@@ -203,6 +219,42 @@ def test_mentions_of_every_platform(token: str) -> None:
 @pytest.mark.parametrize("token", ["bob", "@", "<@>", "<U123>", "<@U123", "email@example.com"])
 def test_not_mentions(token: str) -> None:
     assert not is_mention(token)
+
+
+@pytest.mark.parametrize(
+    "token", ["@here", "@everyone", "@channel", "@HERE", "<!here>", "<!channel>", "<!everyone>",
+              "<!here|here>", "<!channel|@channel>", "<@&123>"]
+)
+def test_group_mentions_are_not_people(token: str) -> None:
+    assert is_group_mention(token) and not is_mention(token)
+    with pytest.raises(UsageError) as err:
+        parse(f"assign commander {token}")
+    assert str(err.value).startswith(f'"{token}" is a group mention, not a person (write @name)')
+    with pytest.raises(UsageError) as err:
+        parse(f"action add tell everyone {token}")
+    assert str(err.value) == (
+        f'"{token}" is a group mention, not a person (write @name): '
+        "an action item is assigned to one person"
+    )
+
+
+def test_people_who_merely_look_like_groups_are_people() -> None:
+    for token in ["@heres", "@everyone2", "@channel-ops", "<@U123|here>"]:
+        assert is_mention(token) and not is_group_mention(token)
+
+
+def test_person_key_gives_one_form_per_person() -> None:
+    assert person_key("<@U123|bob>") == person_key("<@U123>") == "<@U123>"
+    assert person_key("<@!42>") == person_key("<@42>") == "<@42>"
+    assert person_key("@Bob") == person_key(" @bob ") == "@bob"
+
+
+@pytest.mark.parametrize("text", ["#abc note x", "# note x", "#12a show", "#-1 ack", "#1.5 ack"])
+def test_a_bad_incident_number_is_named(text: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse(text)
+    first = text.split()[0]
+    assert str(err.value) == f'"{first}" is not an incident number (write #42)'
 
 
 def test_action_text_may_contain_the_word_due() -> None:

@@ -338,10 +338,20 @@ async def test_timeline_lists_entries_in_time_order(core: Core) -> None:
     assert key.text.splitlines()[1:] == ["14:02 UTC 📌 alice: failover done"]
 
 
-async def test_later_capabilities_say_they_are_not_configured(core: Core) -> None:
-    where = core.where(await declare(core))
-    before = len(await timeline(core))
-    for text in ["runbook list", "runbook run outage-triage", "page @bob", "postmortem"]:
+async def test_later_capabilities_say_they_come_in_a_later_version(core: Core) -> None:
+    name = await declare(core)
+    where = core.where(name)
+    before, posted = len(await timeline(core)), len(core.chat.texts(name))
+    expected = {
+        "runbook list": "Runbooks arrive",
+        "runbook run outage-triage": "Runbooks arrive",
+        "runbook status": "Runbooks arrive",
+        "page @bob": "Paging arrives",
+        "postmortem": "Postmortems arrive",
+    }
+    for text, what in expected.items():
         reply = await core.run(text, where=where)
-        assert not reply.ok and "not configured yet" in reply.text
+        assert not reply.ok
+        assert reply.text == f"{what} in a later version of Opsroom; nothing was done."
     assert len(await timeline(core)) == before
+    assert len(core.chat.texts(name)) == posted
