@@ -87,6 +87,7 @@ async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: dateti
         key_events=await u.timeline(incident.id, key_only=True),
         field_labels={f.name: f.display for f in itype.fields} if itype else {},
         now=now,
+        tz=catalog.tz,
     )
 
 
@@ -411,7 +412,9 @@ class Mirror:
             logger.warning("mirror: could not invite %s to %s: %s", users, channel_id, exc)
 
     async def _set_topic(self, port: ChatPort, link: ChannelLink, incident: Incident) -> None:
-        text = topic(incident, update_cadence(self.catalog, incident), self.clock.now())
+        text = topic(
+            incident, update_cadence(self.catalog, incident), self.clock.now(), self.catalog.tz
+        )
         if text != link.topic and link.channel_id is not None:
             await port.set_topic(channel_id=link.channel_id, topic=text)
             await self._save_link(link, topic=text)

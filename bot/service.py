@@ -430,7 +430,8 @@ class IncidentService:
 
     async def _help(self, cmd: c.Help, actor: Actor, where: ChannelRef) -> Reply:
         if cmd.topic:
-            return Reply(f"Usage: {c.USAGE[cmd.topic]}")
+            detail = c.DETAILS.get(cmd.topic, "").replace("{timezone}", self.catalog.timezone)
+            return Reply(f"Usage: {c.USAGE[cmd.topic]}" + (f"\n{detail}" if detail else ""))
         return Reply(c.HELP_TEXT)
 
     async def _timeline(self, cmd: c.ShowTimeline, actor: Actor, where: ChannelRef) -> Reply:
@@ -471,7 +472,8 @@ class IncidentService:
         if not items:
             return Reply(f"#{incident.number} has no action items.", incident=incident.number)
         now = self.clock.now()
-        lines = [f"Action items of #{incident.number}:"] + [action_line(a, now) for a in items]
+        lines = [f"Action items of #{incident.number}:"]
+        lines += [action_line(a, now, self.catalog.tz) for a in items]
         return Reply("\n".join(lines), incident=incident.number)
 
     # --- changes ------------------------------------------------------------------------
@@ -715,7 +717,7 @@ class IncidentService:
 
     async def _action_add(self, u: Unit, inc: Incident, cmd: c.ActionAdd, actor: Actor) -> Reply:
         now = self.clock.now()
-        due = cmd.due.resolve(now) if cmd.due else None
+        due = self._due(cmd.due, now) if cmd.due else None
         number = max((a.number for a in await u.action_items(_id(inc))), default=0) + 1
         item = ActionItem(
             incident_id=_id(inc),
@@ -733,10 +735,17 @@ class IncidentService:
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item added: {action_line(item, now)}",
+            text=f"Action item added: {action_line(item, now, self.catalog.tz)}",
             data={"action_item": number, "event": "added"},
         )
         return Reply(f"Action item {number} added to #{inc.number}.", incident=inc.number)
+
+    def _due(self, spec: c.DueSpec, now: datetime) -> datetime:
+        """The moment `spec` means now, read in the catalog's time zone; refused when past."""
+        try:
+            return spec.resolve(now, self.catalog.tz)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from None
 
     async def _action_item(self, u: Unit, inc: Incident, number: int) -> ActionItem:
         item = await u.action_item(_id(inc), number)
@@ -755,7 +764,7 @@ class IncidentService:
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item done: {action_line(item, now)}",
+            text=f"Action item done: {action_line(item, now, self.catalog.tz)}",
             data={"action_item": item.number, "event": "done"},
         )
         return Reply(f"Action item {item.number} of #{inc.number} is done.", incident=inc.number)
@@ -768,14 +777,14 @@ class IncidentService:
         if cmd.assignee:
             item.assignee = cmd.assignee
         if cmd.due:
-            item.due_at = cmd.due.resolve(now)
+            item.due_at = self._due(cmd.due, now)
         item.updated_at = now
         await self._record(
             u,
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item edited: {action_line(item, now)}",
+            text=f"Action item edited: {action_line(item, now, self.catalog.tz)}",
             data={"action_item": item.number, "event": "edited"},
         )
         return Reply(f"Action item {item.number} of #{inc.number} updated.", incident=inc.number)
