@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal, Protocol
 
 from bot.catalog import Catalog
@@ -135,9 +135,17 @@ class Suggester(Protocol):
 
 
 class Summarizer(Protocol):
-    async def summarize(self, entries: Sequence[TimelineEntry]) -> tuple[str, int]:
-        """A catch-up of `entries` citing them as [#id], and how many citations of entries
-        that do not exist were removed from it. Never raises."""
+    async def summarize(
+        self,
+        entries: Sequence[TimelineEntry],
+        *,
+        incident: Incident | None = None,
+        now: datetime | None = None,
+        tz: tzinfo = UTC,
+    ) -> tuple[str, int]:
+        """A catch-up of `entries` (of `incident`, as it stands at `now`; times in `tz`) citing
+        them as [e12], and how many citations of entries that do not exist were removed from
+        it. Never raises."""
         ...
 
 

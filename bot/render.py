@@ -141,14 +141,18 @@ _ENTRY_ICON = {
 }
 
 
-def entry_line(entry: TimelineEntry) -> str:
-    """One timeline entry as a line: time, icon, author, text."""
+def icon(kind: EntryKind) -> str:
+    return _ENTRY_ICON[kind]
+
+
+def entry_line(entry: TimelineEntry, now: datetime | None = None, tz: tzinfo = UTC) -> str:
+    """One timeline entry as a line: short id, time (dated when not today), icon, author, text."""
     author = f"{entry.author_name}: " if entry.author_name else ""
     origin = f" (via {entry.source})" if entry.data.get("show_source") else ""
     deleted = " [deleted]" if entry.deleted else ""
-    return (
-        f"{hhmm(entry.occurred_at)} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
-    )
+    at = when(entry.occurred_at, now, tz) if now is not None else hhmm(entry.occurred_at, tz)
+    ident = f"{short_id(entry.id)} " if entry.id is not None else ""
+    return f"{ident}{at} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
 
 
 def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: bool) -> Message:

@@ -442,7 +442,8 @@ class IncidentService:
         if not entries:
             return Reply(f"{what} of #{incident.number}: nothing yet.", incident=incident.number)
         lines = [f"{what} of #{incident.number} {incident.title}:"]
-        lines += [entry_line(e) for e in entries]
+        now, tz = self.clock.now(), self.catalog.tz
+        lines += [entry_line(e, now, tz) for e in entries]
         return Reply("\n".join(lines), incident=incident.number)
 
     async def _catchup(self, cmd: c.CatchUp, actor: Actor, where: ChannelRef) -> Reply:
@@ -453,7 +454,9 @@ class IncidentService:
         itype = self.catalog.incident_type(incident.type)
         # A type with AI off (security by default) never has its timeline sent to a model.
         summarizer = self.summarizer if itype is None or itype.ai else PlainSummarizer()
-        text, removed = await summarizer.summarize(entries)
+        text, removed = await summarizer.summarize(
+            entries, incident=incident, now=self.clock.now(), tz=self.catalog.tz
+        )
         fixed = (
             f"\n({removed} citation{'s' if removed != 1 else ''} of entries that do not exist "
             "removed)"
