@@ -394,10 +394,13 @@ class Mirror:
             await port.pin(channel_id=link.channel_id, message_id=link.summary_message_id)
             await self._save_link(link, summary_pinned=True)
         if link.thread_id is None:
-            head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
-            mid = await port.post(channel_id=link.channel_id, message=head)
+            if link.timeline_message_id is None:  # kept: a 📌 on it is not a key event
+                head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
+                mid = await port.post(channel_id=link.channel_id, message=head)
+                await self._save_link(link, timeline_message_id=mid)
+            assert link.timeline_message_id is not None
             thread = await port.start_thread(
-                channel_id=link.channel_id, message_id=mid, name="Timeline"
+                channel_id=link.channel_id, message_id=link.timeline_message_id, name="Timeline"
             )
             await self._save_link(link, thread_id=thread)
         await self._set_topic(port, link, incident)

@@ -42,7 +42,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
-from bot.render import Message, action_line, entry_line, incident_line
+from bot.render import Message, action_line, entry_line, incident_line, short_id
 
 logger = logging.getLogger(__name__)
 
@@ -894,7 +894,10 @@ class IncidentService:
         """Record a chat message as a key event at its own time ("Add to timeline").
 
         The incident is the one whose channel the message is in, or `incident_number`. None
-        when there is none, or when the message is already a key event of this person's.
+        when there is none, or when the message is already a key event of this person's. A
+        post of the bot's that shows a timeline entry records that entry's text with a
+        reference to it (`data["ref_entry"]`); the pinned summary and the timeline thread's
+        root are refused (ok=False) and nothing is recorded.
         """
         async with self.store.unit() as u:
             incident: Incident | None
@@ -904,6 +907,31 @@ class IncidentService:
                 incident = await u.incident_for_channel(where.platform, where.channel_id)
             if incident is None:
                 return None
+            link = next(
+                (
+                    link
+                    for link in await u.links(_id(incident))
+                    if link.platform == where.platform and link.channel_id == where.channel_id
+                ),
+                None,
+            )
+            ref: TimelineEntry | None = None
+            if link is not None:
+                refused = _not_a_key_event(link, message_id)
+                if refused:
+                    return Reply(refused, ok=False, incident=incident.number)
+                # One of our own posts: the key event is the entry it shows, not its rendering.
+                ref = await u.posted_entry(_id(link), message_id)
+                if ref is not None and ref.kind is EntryKind.KEY_EVENT:
+                    return Reply(
+                        f"That post is key event {short_id(ref.id)} of #{incident.number} "
+                        "already; nothing added.",
+                        ok=False,
+                        incident=incident.number,
+                    )
+                if ref is not None:
+                    text, occurred_at = ref.text, ref.occurred_at
+                    author = ref.author_name or "Opsroom"
             external = f"key:{where.channel_id}:{message_id}"
             entry = await u.entry_by_external(where.platform, external)
             if entry is not None:
@@ -922,6 +950,14 @@ class IncidentService:
                     text=f"Key event restored: {text[:200]}",
                 )
             else:
+                data: dict[str, Any] = {
+                    "reactors": [actor.user_id],
+                    "via": "reaction",
+                    "message_id": message_id,
+                    "marked_by": actor.name,
+                }
+                if ref is not None:
+                    data["ref_entry"] = ref.id
                 await self._record(
                     u,
                     incident,
@@ -931,15 +967,11 @@ class IncidentService:
                     author_name=author or actor.name,
                     occurred_at=occurred_at,
                     external_id=external,
-                    data={
-                        "reactors": [actor.user_id],
-                        "via": "reaction",
-                        "message_id": message_id,
-                        "marked_by": actor.name,
-                    },
+                    data=data,
                 )
         self._notify()
-        return Reply(f"Key event added to #{incident.number}.", incident=incident.number)
+        marked = f" (it records {short_id(ref.id)})" if ref is not None else ""
+        return Reply(f"Key event added to #{incident.number}{marked}.", incident=incident.number)
 
     async def reaction_removed(
         self, *, where: ChannelRef, actor: Actor, emoji: str, message_id: str
@@ -1021,6 +1053,23 @@ class IncidentService:
             choices = f"use {_one_of(names)}" if names else "it has no custom fields"
             raise ServiceError(f'unknown field "{name}" for type {itype.name}: {choices}')
         return definition
+
+
+def _not_a_key_event(link: ChannelLink, message_id: str) -> str | None:
+    """Why a 📌 on `message_id` records nothing: the pinned summary and the timeline thread's
+    root message are the bot's frame around the timeline, not events in it. None otherwise."""
+    if message_id == link.summary_message_id:
+        return (
+            "The pinned summary is not a key event (it shows the incident as it stands); "
+            "📌 a message or a timeline post, or use /incident event <text>."
+        )
+    # On Slack and Discord the thread is addressed by its root message's id.
+    if message_id in (link.timeline_message_id, link.thread_id):
+        return (
+            "The timeline thread's first message is not a key event; 📌 a message or a "
+            "timeline post, or use /incident event <text>."
+        )
+    return None
 
 
 def _suggestion_data(s: Suggestion | None) -> dict[str, Any]:
