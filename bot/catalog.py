@@ -13,6 +13,7 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -178,6 +179,18 @@ class Catalog(_Strict):
     catchup_on_join: bool = False
     discord_category: str = "Incidents"  # Discord category incident channels are created in
     permissions: Permissions = Permissions()
+    # The IANA time zone people's dates are read in ("due friday") and times are shown in.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        _zone_info(value)
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return _zone_info(self.timezone)
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
@@ -249,6 +262,17 @@ class Catalog(_Strict):
 
     def incident_type(self, name: str) -> IncidentType | None:
         return next((t for t in self.incident_types if t.name == name), None)
+
+
+def _zone_info(name: str) -> ZoneInfo:
+    """The zone called `name`, or ValueError naming it and the nearest real names."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    close = difflib.get_close_matches(name, sorted(available_timezones()), n=2)
+    hint = f"did you mean {' or '.join(close)}?" if close else "use an IANA name like Europe/Paris"
+    raise ValueError(f'unknown time zone "{name}": {hint}')
 
 
 def _location(loc: tuple[int | str, ...], data: Any) -> str:

@@ -12,60 +12,23 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, tzinfo
+
+from bot.dates import FORMS as DUE_FORMS
+from bot.dates import looks_like_date, parse_due, read_due
 
 # --- due dates ------------------------------------------------------------------------------
-
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_WEEKDAY_ALIASES = {d[:3]: i for i, d in enumerate(WEEKDAYS)} | {
-    d: i for i, d in enumerate(WEEKDAYS)
-}
-_RELATIVE_RE = re.compile(r"^in\s+(\d+)\s*(m|min|mins|minutes?|h|hrs?|hours?|d|days?|w|weeks?)$")
-END_OF_DAY = time(17, 0, tzinfo=UTC)  # a date without a time means the end of the working day
 
 
 @dataclass(frozen=True)
 class DueSpec:
-    """A due date as written; `resolve(now)` gives the moment it means."""
+    """A due date as written (its form already checked by `read_due`); `resolve(now, tz)`
+    gives the moment it means, so the grammar itself never reads a clock."""
 
     text: str
 
-    def resolve(self, now: datetime) -> datetime:
-        return parse_due(self.text, now)
-
-
-def parse_due(text: str, now: datetime) -> datetime:
-    """Return the UTC datetime `text` means relative to `now`, or raise ValueError."""
-    t = text.strip().lower()
-    if t in ("today", "eod"):
-        end = datetime.combine(now.date(), END_OF_DAY)
-        # Late in the day "today" still means before midnight, never a time already gone.
-        return end if end > now else datetime.combine(now.date(), time(23, 59, tzinfo=UTC))
-    if t == "tomorrow":
-        return datetime.combine(now.date() + timedelta(days=1), END_OF_DAY)
-    if t in _WEEKDAY_ALIASES:
-        ahead = (_WEEKDAY_ALIASES[t] - now.weekday()) % 7 or 7
-        return datetime.combine(now.date() + timedelta(days=ahead), END_OF_DAY)
-    m = _RELATIVE_RE.match(t)
-    if m:
-        n, unit = int(m.group(1)), m.group(2)[0]
-        step = {
-            "m": timedelta(minutes=1),
-            "h": timedelta(hours=1),
-            "d": timedelta(days=1),
-            "w": timedelta(weeks=1),
-        }[unit]
-        return now + n * step
-    try:
-        if len(t) == 10:
-            return datetime.combine(date.fromisoformat(t), END_OF_DAY)
-        parsed = datetime.fromisoformat(text.strip().upper().replace(" ", "T"))
-    except ValueError:
-        raise ValueError(
-            f'invalid date "{text}": use 2026-12-01, 2026-12-01T15:00, today, tomorrow, '
-            "a weekday, or in 3h / in 2d / in 1w"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    def resolve(self, now: datetime, tz: tzinfo = UTC) -> datetime:
+        return parse_due(self.text, now, tz)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -293,6 +256,15 @@ USAGE: dict[str, str] = {
     "mirror": "/incident mirror <slack|discord>",
 }
 
+# What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
+DETAILS: dict[str, str] = {
+    "action": (
+        f"Due dates: {DUE_FORMS}, or any of them with a time (friday 3pm). A weekday is the "
+        "next one, next friday is next week's, and a day already past this year is next "
+        "year's. Dates without a time mean 17:00; times are in {timezone}."
+    ),
+}
+
 HELP_TEXT = (
     "Commands (inside an incident channel the incident is implied; elsewhere put #<number> "
     "right after /incident):\n" + "\n".join(f"  {u}" for u in USAGE.values())
@@ -377,45 +349,40 @@ def _number(name: str, token: str) -> int:
     return int(n)
 
 
-_DATE_WORDS = frozenset({"today", "tomorrow", "eod", "next", *_WEEKDAY_ALIASES})
-_DATE_START = re.compile(r"^(\d{4}-|in\s+\d)")
-
-
-def _looks_like_date(expr: str) -> bool:
-    """Meant as a date: one word ("due never"), a date-like start ("due 2026-13-01",
-    "due in 3 fortnights") or a short phrase starting with a date word ("due next week")."""
-    words = expr.lower().split()
-    if len(words) <= 1 or _DATE_START.match(expr.lower()):
-        return True
-    return len(words) <= 3 and words[0] in _DATE_WORDS
-
-
 def _split_action_tail(rest: str) -> tuple[str, str | None, DueSpec | None]:
-    """Split '<text> [@user] [due <date>]' into its parts."""
-    text, due = rest, None
+    """Split '<text> [@user] [due <date>]' into its parts; the person and the due date may
+    come in either order ("x due friday @bob", "x @bob due friday")."""
+    spans = [m.span() for m in re.finditer(r"\S+", rest)]
+    words = [rest[a:b] for a, b in spans]
+    end = len(words)
+    assignee = None
+    if end and is_mention(words[end - 1]):
+        assignee, end = words[end - 1], end - 1
     # The text may itself say "due" ("chase the due invoices due friday"): the due date is the
-    # rightmost "due <date>" that parses; if none does, the rightmost date-like one is reported,
-    # and "due to the cache change" stays part of the text.
-    problem: ValueError | None = None
-    for m in reversed(list(re.finditer(r"(?:^|(?<=\s))due\s+(?=\S)", rest, re.IGNORECASE))):
-        expr = rest[m.end() :].strip()
+    # rightmost "due <date>" that reads as one; if none does, the rightmost date-like one is
+    # reported, and "due to the cache change" stays part of the text.
+    due, problem = None, None
+    for i in range(end - 2, -1, -1):
+        if words[i].lower() != "due":
+            continue
+        expr = " ".join(words[i + 1 : end])
         try:
-            parse_due(expr, datetime.now(UTC))
+            read_due(expr)
         except ValueError as exc:
-            if _looks_like_date(expr):  # "due someday-ish" is a mistake; "due to ..." is prose
+            if looks_like_date(expr):  # "due someday-ish" is a mistake; "due to ..." is prose
                 problem = problem or exc
             continue
-        due, text = DueSpec(expr), rest[: m.start()].strip()
+        due, end = DueSpec(expr), i
         break
     else:
         if problem is not None:
             raise UsageError(str(problem)) from None
-    assignee = None
-    words = text.split()
-    if words and is_group_mention(words[-1]):
-        raise UsageError(f"{not_a_person(words[-1])}: an action item is assigned to one person")
-    if words and is_mention(words[-1]):
-        assignee, text = words[-1], " ".join(words[:-1])
+    if assignee is None and end and is_mention(words[end - 1]):
+        assignee, end = words[end - 1], end - 1
+    for word in (words[end - 1] if end else "", words[-1] if words else ""):
+        if is_group_mention(word):
+            raise UsageError(f"{not_a_person(word)}: an action item is assigned to one person")
+    text = rest[: spans[end - 1][1]].strip() if end else ""
     return text, assignee, due
 
 

@@ -96,6 +96,7 @@ async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: dateti
         field_labels=labels | own,
         now=now,
         extra_fields=[n for n in incident.custom_fields if n not in own] if itype else (),
+        tz=catalog.tz,
     )
 
 
@@ -482,13 +483,16 @@ class Mirror:
             await port.pin(channel_id=link.channel_id, message_id=link.summary_message_id)
             await self._save_link(link, summary_pinned=True)
         if link.thread_id is None:
-            head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
-            key, recheck = self._post_key(delivery, "t")
-            mid = await port.post(
-                channel_id=link.channel_id, message=head, key=key, recheck=recheck
-            )
+            if link.timeline_message_id is None:  # kept: a 📌 on it is not a key event
+                head = Message(text="🧵 Timeline: reply in this thread to add to the timeline.")
+                key, recheck = self._post_key(delivery, "t")
+                mid = await port.post(
+                    channel_id=link.channel_id, message=head, key=key, recheck=recheck
+                )
+                await self._save_link(link, timeline_message_id=mid)
+            assert link.timeline_message_id is not None
             thread = await port.start_thread(
-                channel_id=link.channel_id, message_id=mid, name="Timeline"
+                channel_id=link.channel_id, message_id=link.timeline_message_id, name="Timeline"
             )
             await self._save_link(link, thread_id=thread)
         await self._set_topic(port, link, incident)
@@ -528,7 +532,9 @@ class Mirror:
             logger.warning("mirror: could not invite %s to %s: %s", users, channel_id, exc)
 
     async def _set_topic(self, port: ChatPort, link: ChannelLink, incident: Incident) -> None:
-        text = topic(incident, update_cadence(self.catalog, incident), self.clock.now())
+        text = topic(
+            incident, update_cadence(self.catalog, incident), self.clock.now(), self.catalog.tz
+        )
         if text != link.topic and link.channel_id is not None:
             await port.set_topic(channel_id=link.channel_id, topic=text)
             await self._save_link(link, topic=text)

@@ -195,6 +195,7 @@ class ChannelLink(SQLModel, table=True):
     channel_id: str | None = None
     channel_name: str | None = None
     thread_id: str | None = None
+    timeline_message_id: str | None = None  # the message the timeline thread hangs under
     summary_message_id: str | None = None
     summary_pinned: bool = False
     topic: str | None = None  # last topic set, so an unchanged topic is not sent again
@@ -205,7 +206,11 @@ class ChannelLink(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     """The outbox: one row per thing the mirror must send to one linked channel."""
 
-    __table_args__ = (sa.Index("ix_delivery_pending", "state", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_delivery_pending", "state", "next_attempt_at"),
+        # A reaction on one of the bot's posts finds the entry it shows by the post's id.
+        sa.Index("ix_delivery_message", "link_id", "message_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)

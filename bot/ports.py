@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -156,9 +156,17 @@ class Suggester(Protocol):
 
 
 class Summarizer(Protocol):
-    async def summarize(self, entries: Sequence[TimelineEntry]) -> tuple[str, int]:
-        """A catch-up of `entries` citing them as [#id], and how many citations of entries
-        that do not exist were removed from it. Never raises."""
+    async def summarize(
+        self,
+        entries: Sequence[TimelineEntry],
+        *,
+        incident: Incident | None = None,
+        now: datetime | None = None,
+        tz: tzinfo = UTC,
+    ) -> tuple[str, int]:
+        """A catch-up of `entries` (of `incident`, as it stands at `now`; times in `tz`) citing
+        them as [e12], and how many citations of entries that do not exist were removed from
+        it. Never raises."""
         ...
 
 
@@ -219,6 +227,10 @@ class Unit(Protocol):
     async def entry(self, entry_id: int) -> TimelineEntry | None: ...
 
     async def entry_by_external(self, source: str, external_id: str) -> TimelineEntry | None: ...
+
+    async def posted_entry(self, link_id: int, message_id: str) -> TimelineEntry | None:
+        """The timeline entry the mirror posted to `link_id`'s channel as `message_id`."""
+        ...
 
     async def action_items(self, incident_id: int) -> list[ActionItem]: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from bot.models import ActionItem, ActionStatus, EntryKind, Incident, Status, TimelineEntry
 
@@ -68,15 +68,24 @@ def clip(text: str, limit: int = KEY_EVENT_QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def hhmm(moment: datetime) -> str:
-    return moment.strftime("%H:%M UTC")
+def hhmm(moment: datetime, tz: tzinfo = UTC) -> str:
+    return moment.astimezone(tz).strftime("%H:%M %Z")
 
 
-def when(moment: datetime, now: datetime) -> str:
-    """A short absolute time, with the date when it is not today."""
-    if moment.date() == now.date():
-        return moment.strftime("%H:%M UTC")
-    return moment.strftime("%a %d %b %H:%M UTC")
+def when(moment: datetime, now: datetime, tz: tzinfo = UTC) -> str:
+    """A short time in `tz` (the catalog's zone) named by its zone, with the date when it is
+    not today there and the year when it is not this year."""
+    local, today = moment.astimezone(tz), now.astimezone(tz).date()
+    if local.date() == today:
+        return local.strftime("%H:%M %Z")
+    if local.year == today.year:
+        return local.strftime("%a %d %b %H:%M %Z")
+    return local.strftime("%a %d %b %Y %H:%M %Z")
+
+
+def short_id(entry_id: int | None) -> str:
+    """How people see and cite a timeline entry: "e44" (its id; "#44" reads as an incident)."""
+    return f"e{entry_id}"
 
 
 def incident_ref(incident: Incident) -> str:
@@ -89,12 +98,12 @@ def next_update_due(incident: Incident, cadence: timedelta) -> datetime | None:
     return (incident.last_update_at or incident.declared_at) + cadence
 
 
-def topic(incident: Incident, cadence: timedelta, now: datetime) -> str:
+def topic(incident: Incident, cadence: timedelta, now: datetime, tz: tzinfo = UTC) -> str:
     parts = [incident.severity.upper(), incident.status.value]
     parts.append(f"Commander {incident.commander}" if incident.commander else "No commander")
     due = next_update_due(incident, cadence)
     if due is not None:
-        parts.append(f"next update due {when(due, now)}")
+        parts.append(f"next update due {when(due, now, tz)}")
     return " · ".join(parts)
 
 
@@ -106,14 +115,14 @@ def incident_line(incident: Incident) -> str:
     )
 
 
-def action_line(item: ActionItem, now: datetime) -> str:
+def action_line(item: ActionItem, now: datetime, tz: tzinfo = UTC) -> str:
     mark = {ActionStatus.OPEN: "[ ]", ActionStatus.DONE: "[x]", ActionStatus.CANCELLED: "[-]"}
     parts = [f"{mark[item.status]} {item.number}. {item.text}"]
     if item.assignee:
         parts.append(item.assignee)
     if item.due_at:
         overdue = item.status is ActionStatus.OPEN and item.due_at < now
-        parts.append(("OVERDUE " if overdue else "due ") + when(item.due_at, now))
+        parts.append(("OVERDUE " if overdue else "due ") + when(item.due_at, now, tz))
     return " · ".join(parts)
 
 
@@ -132,14 +141,18 @@ _ENTRY_ICON = {
 }
 
 
-def entry_line(entry: TimelineEntry) -> str:
-    """One timeline entry as a line: time, icon, author, text."""
+def icon(kind: EntryKind) -> str:
+    return _ENTRY_ICON[kind]
+
+
+def entry_line(entry: TimelineEntry, now: datetime | None = None, tz: tzinfo = UTC) -> str:
+    """One timeline entry as a line: short id, time (dated when not today), icon, author, text."""
     author = f"{entry.author_name}: " if entry.author_name else ""
     origin = f" (via {entry.source})" if entry.data.get("show_source") else ""
     deleted = " [deleted]" if entry.deleted else ""
-    return (
-        f"{hhmm(entry.occurred_at)} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
-    )
+    at = when(entry.occurred_at, now, tz) if now is not None else hhmm(entry.occurred_at, tz)
+    ident = f"{short_id(entry.id)} " if entry.id is not None else ""
+    return f"{ident}{at} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
 
 
 def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: bool) -> Message:
@@ -182,6 +195,7 @@ def summary(
     field_labels: dict[str, str],
     now: datetime,
     extra_fields: Collection[str] = (),
+    tz: tzinfo = UTC,
 ) -> Message:
     """The pinned summary: the current state of the incident, edited in place on every change.
 
@@ -205,20 +219,21 @@ def summary(
             fields.append(Field(field_labels.get(name, name), shown))
     due = next_update_due(incident, cadence)
     if due is not None:
-        fields.append(Field("Next update due", when(due, now)))
+        fields.append(Field("Next update due", when(due, now, tz)))
     if incident.resolved_at is not None:
-        fields.append(Field("Resolved", when(incident.resolved_at, now)))
+        fields.append(Field("Resolved", when(incident.resolved_at, now, tz)))
 
     sections = [f"Summary: {incident.summary or incident.description or '-'}"]
     if key_events:
         shown_events = key_events[-5:]
-        lines = [f"{hhmm(e.occurred_at)} {clip(e.text, 200)}" for e in shown_events]
+        lines = [f"{when(e.occurred_at, now, tz)} {clip(e.text, 200)}" for e in shown_events]
         sections.append("Key events:\n" + "\n".join(lines))
     if extras:
         sections.append(f"Extra (not fields of type {incident.type}): " + " · ".join(extras))
     open_items = [a for a in actions if a.status is ActionStatus.OPEN]
     if open_items:
-        sections.append("Open action items:\n" + "\n".join(action_line(a, now) for a in open_items))
+        lines = [action_line(a, now, tz) for a in open_items]
+        sections.append("Open action items:\n" + "\n".join(lines))
 
     ref = str(incident.number)
     buttons: list[Button] = []
@@ -239,5 +254,5 @@ def summary(
         fields=tuple(fields),
         sections=tuple(sections),
         buttons=tuple(buttons),
-        context=f"Declared {when(incident.declared_at, now)} by {incident.declared_by}",
+        context=f"Declared {when(incident.declared_at, now, tz)} by {incident.declared_by}",
     )

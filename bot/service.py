@@ -51,7 +51,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
-from bot.render import Message, action_line, entry_line, incident_line
+from bot.render import Message, action_line, entry_line, incident_line, short_id
 
 logger = logging.getLogger(__name__)
 
@@ -472,7 +472,8 @@ class IncidentService:
 
     async def _help(self, cmd: c.Help, actor: Actor, where: ChannelRef) -> Reply:
         if cmd.topic:
-            return Reply(f"Usage: {c.USAGE[cmd.topic]}")
+            detail = c.DETAILS.get(cmd.topic, "").replace("{timezone}", self.catalog.timezone)
+            return Reply(f"Usage: {c.USAGE[cmd.topic]}" + (f"\n{detail}" if detail else ""))
         return Reply(c.HELP_TEXT)
 
     async def _timeline(self, cmd: c.ShowTimeline, actor: Actor, where: ChannelRef) -> Reply:
@@ -483,7 +484,8 @@ class IncidentService:
         if not entries:
             return Reply(f"{what} of #{incident.number}: nothing yet.", incident=incident.number)
         lines = [f"{what} of #{incident.number} {incident.title}:"]
-        lines += [entry_line(e) for e in entries]
+        now, tz = self.clock.now(), self.catalog.tz
+        lines += [entry_line(e, now, tz) for e in entries]
         return Reply("\n".join(lines), incident=incident.number)
 
     async def _catchup(self, cmd: c.CatchUp, actor: Actor, where: ChannelRef) -> Reply:
@@ -494,7 +496,9 @@ class IncidentService:
         itype = self.catalog.incident_type(incident.type)
         # A type with AI off (security by default) never has its timeline sent to a model.
         summarizer = self.summarizer if itype is None or itype.ai else PlainSummarizer()
-        text, removed = await summarizer.summarize(entries)
+        text, removed = await summarizer.summarize(
+            entries, incident=incident, now=self.clock.now(), tz=self.catalog.tz
+        )
         fixed = (
             f"\n({removed} citation{'s' if removed != 1 else ''} of entries that do not exist "
             "removed)"
@@ -513,7 +517,8 @@ class IncidentService:
         if not items:
             return Reply(f"#{incident.number} has no action items.", incident=incident.number)
         now = self.clock.now()
-        lines = [f"Action items of #{incident.number}:"] + [action_line(a, now) for a in items]
+        lines = [f"Action items of #{incident.number}:"]
+        lines += [action_line(a, now, self.catalog.tz) for a in items]
         return Reply("\n".join(lines), incident=incident.number)
 
     # --- changes ------------------------------------------------------------------------
@@ -915,7 +920,7 @@ class IncidentService:
         if cmd.assignee:
             self._person(cmd.assignee, "the assignee")
         now = self.clock.now()
-        due = cmd.due.resolve(now) if cmd.due else None
+        due = self._due(cmd.due, now) if cmd.due else None
         number = max((a.number for a in await u.action_items(_id(inc))), default=0) + 1
         item = ActionItem(
             incident_id=_id(inc),
@@ -933,10 +938,17 @@ class IncidentService:
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item added: {action_line(item, now)}",
+            text=f"Action item added: {action_line(item, now, self.catalog.tz)}",
             data={"action_item": number, "event": "added"},
         )
         return Reply(f"Action item {number} added to #{inc.number}.", incident=inc.number)
+
+    def _due(self, spec: c.DueSpec, now: datetime) -> datetime:
+        """The moment `spec` means now, read in the catalog's time zone; refused when past."""
+        try:
+            return spec.resolve(now, self.catalog.tz)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from None
 
     async def _action_item(self, u: Unit, inc: Incident, number: int) -> ActionItem:
         item = await u.action_item(_id(inc), number)
@@ -955,7 +967,7 @@ class IncidentService:
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item done: {action_line(item, now)}",
+            text=f"Action item done: {action_line(item, now, self.catalog.tz)}",
             data={"action_item": item.number, "event": "done"},
         )
         return Reply(f"Action item {item.number} of #{inc.number} is done.", incident=inc.number)
@@ -1013,14 +1025,14 @@ class IncidentService:
         if cmd.assignee:
             item.assignee = cmd.assignee
         if cmd.due:
-            item.due_at = cmd.due.resolve(now)
+            item.due_at = self._due(cmd.due, now)
         item.updated_at = now
         await self._record(
             u,
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item edited: {action_line(item, now)}",
+            text=f"Action item edited: {action_line(item, now, self.catalog.tz)}",
             data={"action_item": item.number, "event": "edited"},
         )
         return Reply(f"Action item {item.number} of #{inc.number} updated.", incident=inc.number)
@@ -1127,7 +1139,10 @@ class IncidentService:
         """Record a chat message as a key event at its own time ("Add to timeline").
 
         The incident is the one whose channel the message is in, or `incident_number`. None
-        when there is none, or when the message is already a key event of this person's.
+        when there is none, or when the message is already a key event of this person's. A
+        post of the bot's that shows a timeline entry records that entry's text with a
+        reference to it (`data["ref_entry"]`); the pinned summary and the timeline thread's
+        root are refused (ok=False) and nothing is recorded.
         """
         async with self.store.unit() as u:
             incident: Incident | None
@@ -1137,6 +1152,31 @@ class IncidentService:
                 incident = await u.incident_for_channel(where.platform, where.channel_id)
             if incident is None:
                 return None
+            link = next(
+                (
+                    link
+                    for link in await u.links(_id(incident))
+                    if link.platform == where.platform and link.channel_id == where.channel_id
+                ),
+                None,
+            )
+            ref: TimelineEntry | None = None
+            if link is not None:
+                refused = _not_a_key_event(link, message_id)
+                if refused:
+                    return Reply(refused, ok=False, incident=incident.number)
+                # One of our own posts: the key event is the entry it shows, not its rendering.
+                ref = await u.posted_entry(_id(link), message_id)
+                if ref is not None and ref.kind is EntryKind.KEY_EVENT:
+                    return Reply(
+                        f"That post is key event {short_id(ref.id)} of #{incident.number} "
+                        "already; nothing added.",
+                        ok=False,
+                        incident=incident.number,
+                    )
+                if ref is not None:
+                    text, occurred_at = ref.text, ref.occurred_at
+                    author = ref.author_name or "Opsroom"
             external = f"key:{where.channel_id}:{message_id}"
             entry = await u.entry_by_external(where.platform, external)
             if entry is not None:
@@ -1155,6 +1195,14 @@ class IncidentService:
                     text=f"Key event restored: {text[:200]}",
                 )
             else:
+                data: dict[str, Any] = {
+                    "reactors": [actor.user_id],
+                    "via": "reaction",
+                    "message_id": message_id,
+                    "marked_by": actor.name,
+                }
+                if ref is not None:
+                    data["ref_entry"] = ref.id
                 await self._record(
                     u,
                     incident,
@@ -1164,15 +1212,11 @@ class IncidentService:
                     author_name=author or actor.name,
                     occurred_at=occurred_at,
                     external_id=external,
-                    data={
-                        "reactors": [actor.user_id],
-                        "via": "reaction",
-                        "message_id": message_id,
-                        "marked_by": actor.name,
-                    },
+                    data=data,
                 )
         self._notify()
-        return Reply(f"Key event added to #{incident.number}.", incident=incident.number)
+        marked = f" (it records {short_id(ref.id)})" if ref is not None else ""
+        return Reply(f"Key event added to #{incident.number}{marked}.", incident=incident.number)
 
     async def reaction_removed(
         self, *, where: ChannelRef, actor: Actor, emoji: str, message_id: str
@@ -1283,6 +1327,23 @@ class IncidentService:
             choices = f"use {_one_of(names)}" if names else "it has no custom fields"
             raise ServiceError(f'unknown field "{name}" for type {itype.name}: {choices}')
         return definition
+
+
+def _not_a_key_event(link: ChannelLink, message_id: str) -> str | None:
+    """Why a 📌 on `message_id` records nothing: the pinned summary and the timeline thread's
+    root message are the bot's frame around the timeline, not events in it. None otherwise."""
+    if message_id == link.summary_message_id:
+        return (
+            "The pinned summary is not a key event (it shows the incident as it stands); "
+            "📌 a message or a timeline post, or use /incident event <text>."
+        )
+    # On Slack and Discord the thread is addressed by its root message's id.
+    if message_id in (link.timeline_message_id, link.thread_id):
+        return (
+            "The timeline thread's first message is not a key event; 📌 a message or a "
+            "timeline post, or use /incident event <text>."
+        )
+    return None
 
 
 def _suggestion_data(s: Suggestion | None) -> dict[str, Any]:

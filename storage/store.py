@@ -187,6 +187,10 @@ class SqlUnit:
         )
         return result.scalar_one_or_none()
 
+    async def posted_entry(self, link_id: int, message_id: str) -> TimelineEntry | None:
+        result = await self.session.execute(_POSTED_ENTRY, {"link_id": link_id, "mid": message_id})
+        return result.scalars().first()
+
     async def action_items(self, incident_id: int) -> list[ActionItem]:
         result = await self.session.execute(
             select(ActionItem)
@@ -285,6 +289,17 @@ class SqlUnit:
         return bool(result.scalar())
 
 
+# Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
+_POSTED_ENTRY = (
+    select(TimelineEntry)
+    .join(Delivery, col(Delivery.entry_id) == col(TimelineEntry.id))
+    .where(
+        col(Delivery.link_id) == bindparam("link_id"),
+        col(Delivery.message_id) == bindparam("mid"),
+        col(Delivery.action) == DeliveryAction.POST_ENTRY,
+    )
+    .limit(1)
+)
 _APPEND_ENTRY = insert(TimelineEntry).returning(col(TimelineEntry.id))
 _IN_UNIT: ContextVar[bool] = ContextVar("opsroom_in_unit", default=False)
 

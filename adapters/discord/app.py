@@ -660,10 +660,14 @@ class DiscordEdge:
                     return
                 actor = self.actor(payload.member) if payload.member is not None else \
                     await self.actor_by_id(payload.user_id)
-                await self.service.reaction_added(
+                reply = await self.service.reaction_added(
                     where=where, actor=actor, emoji=emoji, message_id=str(payload.message_id),
                     text=_text(message), author=message.author.display_name,
                     occurred_at=message.created_at)
+                if reply is not None and not reply.ok:
+                    # Outside an interaction Discord has no ephemeral message: say nothing.
+                    logger.info("discord: reaction on %s not recorded: %s", payload.message_id,
+                                reply.text)
 
 
 def _text(message: discord.Message) -> str:

@@ -35,7 +35,7 @@ def _due(text: str | None) -> c.DueSpec | None:
     if not text:
         return None
     try:
-        c.parse_due(text, discord.utils.utcnow())
+        c.read_due(text)  # its form only: the service resolves it on its own clock
     except ValueError as exc:
         raise c.UsageError(str(exc)) from None
     return c.DueSpec(text)

@@ -586,18 +586,25 @@ class SlackEdge:
             return
         actor = await self.actor(event["user"])
         author = await self.actor(message["user"]) if message.get("user") else None
-        await self.once(
-            body,
-            lambda: self.service.reaction_added(
-                where=self.where(channel),
-                actor=actor,
-                emoji=event["reaction"],
-                message_id=ts,
-                text=_message_text(message),
-                author=author.name if author else "",
-                occurred_at=ts_time(ts),
-            ),
-        )
+        replies: list[Reply | None] = []
+
+        async def mark() -> None:
+            replies.append(
+                await self.service.reaction_added(
+                    where=self.where(channel),
+                    actor=actor,
+                    emoji=event["reaction"],
+                    message_id=ts,
+                    text=_message_text(message),
+                    author=author.name if author else "",
+                    occurred_at=ts_time(ts),
+                )
+            )
+
+        await self.once(body, mark)
+        refused = next((r for r in replies if r is not None and not r.ok), None)
+        if refused is not None:  # a 📌 on the pinned summary or the timeline's first message
+            await self.tell(event["user"], channel, refused.text)
 
     async def on_reaction_removed(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         item = event.get("item", {})

@@ -94,6 +94,15 @@ CASES: dict[str, Case] = {
     "action edit nothing": Case("action edit 1", ("nothing to change", usage("action"))),
     "action edit x": Case("action edit x rename it", ('"x" is not a number',)),
     "action edit bad due": Case("action edit 1 due never", ('invalid date "never"',)),
+    "due 31 Feb": Case(
+        "action add fix it due 31 Feb", (), exact='invalid date "31 Feb": no such day'),
+    "due 15 Decmber": Case("action add fix it due 15 Decmber", ('invalid date "15 Decmber"',)),
+    "due end of week": Case("action add fix it due end of week", ('invalid date "end of week"',)),
+    "due in 99999999w": Case(
+        "action add fix it due in 99999999w", (),
+        exact='invalid date "in 99999999w": more than 5 years ahead'),
+    "due with the person after it": Case(
+        "action add fix it due 30 Feb @bob", (), exact='invalid date "30 Feb": no such day'),
     "action list extra": Case("action list all", ('unexpected "all"',)),
     "list sometimes": Case("list sometimes", ('unknown scope "sometimes"', usage("list"))),
     "timeline foo": Case("timeline foo", ('unknown option "foo"', usage("timeline"))),
@@ -154,6 +163,15 @@ CASES: dict[str, Case] = {
     "resolve without required field": Case(
         "#2 resolve", ("#2 cannot be resolved yet", "attack_vector"),
         setup=("declare type=security leaked deploy token",)),
+    "due in the past": Case("action add fix it due 2020-01-01", (), exact=(
+        'invalid date "2020-01-01": that is in the past (Wed 01 Jan 2020 17:00 UTC)')),
+    "due earlier today": Case("action add fix it @bob due today 9am", (), exact=(
+        'invalid date "today 9am": that is in the past (Wed 25 Nov 2026 09:00 UTC)')),
+    "edit due in the past": Case("action edit 1 due 2026-11-24", (
+        'invalid date "2026-11-24": that is in the past',)),
+    "due too far ahead": Case(
+        "action add fix it due 2040-01-01", (),
+        exact='invalid date "2040-01-01": more than 5 years ahead'),
     "outside incident channel": Case("severity sev1", ("no incident here",), general=True),
     "outside, action add": Case("action add rotate keys", ("no incident here",), general=True),
     "outside, unknown incident": Case("#999 note hello", ("no incident #999",), general=True),
