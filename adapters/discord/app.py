@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -417,8 +417,10 @@ class DiscordEdge:
             except discord.HTTPException as exc:  # e.g. the interaction expired meanwhile
                 logger.warning("discord: could not tell about an error: %s", exc)
 
-    async def run(self, interaction: discord.Interaction[Any], command: c.Command) -> None:
-        """A command from /incident: run it where it was used, answer ephemeral."""
+    async def run(self, interaction: discord.Interaction[Any], command: c.Command, *,
+                  note: str = "") -> None:
+        """A command from /incident: run it where it was used, answer ephemeral (with `note`
+        under a successful answer)."""
         actor = self.actor(interaction.user)
         where = self.where(interaction.channel or interaction.channel_id, interaction.guild_id)
         turn = self.order.claim(where.channel_id)  # taken on arrival, before any wait
@@ -426,9 +428,10 @@ class DiscordEdge:
         async def handle() -> Reply:
             try:
                 async with turn:
-                    return await self.service.handle(command, actor=actor, where=where)
+                    reply = await self.service.handle(command, actor=actor, where=where)
             finally:
                 turn.release()
+            return replace(reply, text=f"{reply.text}\n{note}") if note and reply.ok else reply
 
         await self.answer(interaction, handle())
 

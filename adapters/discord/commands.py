@@ -1,9 +1,15 @@
 """`/incident` as a Discord app-command group with typed options, and "Add to timeline".
 
-Each subcommand builds the same command dataclass `bot.commands.parse` would build from the
-text grammar, so a command means the same on every platform; names the catalog defines
+Each subcommand builds the same command the shared parser (`bot.commands.parse`) builds from
+the text grammar, either as the dataclass itself or by writing its options out as the text the
+parser reads, so a command means the same on every platform; names the catalog defines
 (statuses, severities, priorities, roles) are offered as choices, and values are still checked
 by the service, which names a bad one in its ephemeral answer.
+
+Discord allows 25 subcommands and groups in a command, 25 subcommands in a group, and groups one
+level deep, so the tree is not the flat grammar: the words that change one field of the incident
+sit under `set`, the role commands under `role` (`DISCORD_PATHS` maps each grammar word to its
+place). The text grammar is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +30,53 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 INCIDENT_HELP = "Incident number (implied inside an incident channel)"
 MAX_CHOICES = 25
+
+# Where each command word of the text grammar lives under /incident on Discord. Top level: the
+# commands people run most and the lifecycle, 16 subcommands and 4 groups (20 of Discord's 25,
+# with room for the later `close` and `reminders`); the groups are `set` (7 of 25, room for
+# `time`), `role`, `action` and `runbook` (room for check/skip/approve/cancel/retry).
+DISCORD_PATHS: dict[str, tuple[str, ...]] = {
+    "declare": ("declare",),
+    "list": ("list",),
+    "show": ("show",),
+    "help": ("help",),
+    "ack": ("ack",),
+    "update": ("update",),
+    "event": ("event",),
+    "note": ("note",),
+    "timeline": ("timeline",),
+    "catchup": ("catchup",),
+    "resolve": ("resolve",),
+    "reopen": ("reopen",),
+    "cancel": ("cancel",),
+    "page": ("page",),
+    "postmortem": ("postmortem",),
+    "mirror": ("mirror",),
+    "status": ("set", "status"),
+    "severity": ("set", "severity"),
+    "priority": ("set", "priority"),
+    "title": ("set", "title"),
+    "summary": ("set", "summary"),
+    "type": ("set", "type"),
+    "set": ("set", "field"),
+    "assign": ("role", "assign"),
+    "unassign": ("role", "unassign"),
+    "action": ("action",),
+    "runbook": ("runbook",),
+}
+
+
+def discord_help_note(topic: str | None) -> str:
+    """Where a grammar word is on Discord when its place differs from the text grammar's."""
+    if topic is not None:
+        path = DISCORD_PATHS.get(topic, (topic,))
+        return f"On Discord: /incident {' '.join(path)}" if path != (topic,) else ""
+    moved: dict[str, list[str]] = {}
+    for path in DISCORD_PATHS.values():
+        if len(path) == 2:
+            moved.setdefault(path[0], []).append(path[1])
+    return "On Discord: " + "; ".join(
+        f"/incident {group} {'|'.join(words)}" for group, words in moved.items()) + "."
 
 
 def _choices(names: list[str], upper: bool = False) -> list[Choice[str]]:
@@ -73,6 +126,10 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     catalog = edge.catalog
     group = app_commands.Group(name="incident", description="Run incidents with Opsroom",
                                guild_only=True)
+    set_ = app_commands.Group(name="set", description="Change the status, severity, title, "
+                              "type or a field", parent=group)
+    role = app_commands.Group(name="role", description="Give or take a role (commander, "
+                              "scribe...)", parent=group)
     action = app_commands.Group(name="action", description="Action items of an incident",
                                 parent=group)
     runbook = app_commands.Group(name="runbook", description="Runbooks of an incident",
@@ -83,6 +140,12 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
         """The optional `incident` option every command that acts on one incident takes."""
         fn = app_commands.describe(incident=INCIDENT_HELP)(fn)
         return app_commands.autocomplete(incident=edge.complete_incident)(fn)
+
+    async def run_text(interaction: discord.Interaction, text: str,
+                       incident: int | None) -> None:
+        """Run what `/incident [#<incident>] <text>` means in the text grammar."""
+        prefix = f"#{incident} " if incident is not None else ""
+        await run(interaction, c.parse(prefix + text))
 
     @group.command(name="declare", description="Declare an incident: review suggested fields, "
                    "then Create")
@@ -103,49 +166,27 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def show(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.Show(incident=incident))
 
+    async def complete_help(interaction: discord.Interaction,
+                            current: str) -> list[Choice[str]]:
+        wanted = current.strip().lower()
+        return [Choice(name=n, value=n) for n in c.USAGE if wanted in n][:MAX_CHOICES]
+
+    # Autocomplete, not choices: the grammar has more words than an option has choices.
     @group.command(name="help", description="How to use /incident")
-    @app_commands.choices(command=_choices(list(c.USAGE)))
+    @app_commands.describe(command="A command to explain")
+    @app_commands.autocomplete(command=complete_help)
     async def help_(interaction: discord.Interaction, command: str | None = None) -> None:
-        await run(interaction, c.Help(topic=command))
+        parsed = c.parse(f"help {command or ''}")
+        topic = parsed.topic if isinstance(parsed, c.Help) else None
+        await run(interaction, parsed, note=discord_help_note(topic))
 
-    @group.command(name="status", description="Change the status")
-    @app_commands.choices(status=_choices(catalog.status_names))
+    @group.command(name="ack", description="Acknowledge the incident: it is yours to run")
     @on_incident
-    async def status(interaction: discord.Interaction, status: str,
-                     incident: int | None = None) -> None:
-        await run(interaction, c.SetStatus(status=status, incident=incident))
+    async def ack(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.Acknowledge(incident=incident))
 
-    @group.command(name="severity", description="Change the severity")
-    @app_commands.choices(severity=_choices(catalog.severity_names, upper=True))
-    @on_incident
-    async def severity(interaction: discord.Interaction, severity: str,
-                       incident: int | None = None) -> None:
-        await run(interaction, c.SetSeverity(severity=severity, incident=incident))
-
-    @group.command(name="priority", description="Change the priority")
-    @app_commands.choices(priority=_choices(catalog.priority_names, upper=True))
-    @on_incident
-    async def priority(interaction: discord.Interaction, priority: str,
-                       incident: int | None = None) -> None:
-        await run(interaction, c.SetPriority(priority=priority, incident=incident))
-
-    @group.command(name="assign", description="Give someone a role (commander, scribe...)")
-    @app_commands.choices(role=_choices(catalog.role_names))
-    @app_commands.describe(person="Who takes the role")
-    @on_incident
-    async def assign(interaction: discord.Interaction, role: str, person: discord.Member,
-                     incident: int | None = None) -> None:
-        await run(interaction, c.AssignRole(role=role, user=f"<@{person.id}>", incident=incident))
-
-    @group.command(name="set", description="Set a custom field of the incident's type")
-    @app_commands.describe(field="Custom field", value="Its new value")
-    @app_commands.autocomplete(field=edge.complete_field, value=edge.complete_value)
-    @on_incident
-    async def set_(interaction: discord.Interaction, field: str, value: str,
-                   incident: int | None = None) -> None:
-        await run(interaction, c.SetField(field=field.lower(), value=value, incident=incident))
-
-    def text_command(name: str, description: str, make: Callable[[str, int | None], c.Command],
+    def text_command(parent: app_commands.Group, name: str, description: str,
+                     make: Callable[[str, int | None], c.Command],
                      required: bool = True) -> None:
         if required:
             async def with_text(interaction: discord.Interaction, text: str,
@@ -156,19 +197,15 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
                                 incident: int | None = None) -> None:
                 await run(interaction, make(text, incident))
         with_text = app_commands.describe(text=description)(with_text)
-        group.add_command(app_commands.Command(name=name, description=description,
-                                               callback=on_incident(with_text)))
+        parent.add_command(app_commands.Command(name=name, description=description,
+                                                callback=on_incident(with_text)))
 
-    text_command("title", "Change the title", lambda t, n: c.SetTitle(title=t, incident=n))
-    text_command("summary", "Change the summary", lambda t, n: c.SetSummary(summary=t, incident=n))
-    text_command("update", "Post a status update to stakeholders",
+    text_command(group, "update", "Post a status update to stakeholders",
                  lambda t, n: c.StatusUpdate(text=t, incident=n))
-    text_command("event", "Add a key event", lambda t, n: c.AddKeyEvent(text=t, incident=n))
-    text_command("note", "Add a note to the timeline", lambda t, n: c.AddNote(text=t, incident=n))
-    text_command("resolve", "Resolve the incident (with a closing note)",
-                 lambda t, n: c.Resolve(text=t, incident=n), required=False)
-    text_command("reopen", "Reopen a resolved incident",
-                 lambda t, n: c.Reopen(text=t, incident=n), required=False)
+    text_command(group, "event", "Add a key event",
+                 lambda t, n: c.AddKeyEvent(text=t, incident=n))
+    text_command(group, "note", "Add a note to the timeline",
+                 lambda t, n: c.AddNote(text=t, incident=n))
 
     @group.command(name="timeline", description="Show the timeline (or only key events)")
     @app_commands.describe(key="Only key events")
@@ -182,10 +219,17 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def catchup(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.CatchUp(incident=incident))
 
-    @group.command(name="ack", description="Acknowledge the incident: it is yours to run")
+    text_command(group, "resolve", "Resolve the incident (with a closing note)",
+                 lambda t, n: c.Resolve(text=t, incident=n), required=False)
+    text_command(group, "reopen", "Reopen a resolved or cancelled incident",
+                 lambda t, n: c.Reopen(text=t, incident=n), required=False)
+
+    @group.command(name="cancel", description="Cancel an incident declared by mistake")
+    @app_commands.describe(reason="Why it is not an incident")
     @on_incident
-    async def ack(interaction: discord.Interaction, incident: int | None = None) -> None:
-        await run(interaction, c.Acknowledge(incident=incident))
+    async def cancel(interaction: discord.Interaction, reason: str,
+                     incident: int | None = None) -> None:
+        await run_text(interaction, f"cancel {reason}", incident)
 
     @group.command(name="page", description="Page an escalation policy or a person")
     @app_commands.describe(policy="Escalation policy", person="Person to page")
@@ -209,6 +253,66 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def mirror(interaction: discord.Interaction, platform: str,
                      incident: int | None = None) -> None:
         await run(interaction, c.MirrorTo(platform=platform, incident=incident))
+
+    # --- set: one field of the incident -------------------------------------------------
+
+    @set_.command(name="status", description="Change the status")
+    @app_commands.choices(status=_choices(catalog.status_names))
+    @on_incident
+    async def status(interaction: discord.Interaction, status: str,
+                     incident: int | None = None) -> None:
+        await run(interaction, c.SetStatus(status=status, incident=incident))
+
+    @set_.command(name="severity", description="Change the severity")
+    @app_commands.choices(severity=_choices(catalog.severity_names, upper=True))
+    @on_incident
+    async def severity(interaction: discord.Interaction, severity: str,
+                       incident: int | None = None) -> None:
+        await run(interaction, c.SetSeverity(severity=severity, incident=incident))
+
+    @set_.command(name="priority", description="Change the priority")
+    @app_commands.choices(priority=_choices(catalog.priority_names, upper=True))
+    @on_incident
+    async def priority(interaction: discord.Interaction, priority: str,
+                       incident: int | None = None) -> None:
+        await run(interaction, c.SetPriority(priority=priority, incident=incident))
+
+    text_command(set_, "title", "Change the title", lambda t, n: c.SetTitle(title=t, incident=n))
+    text_command(set_, "summary", "Change the summary",
+                 lambda t, n: c.SetSummary(summary=t, incident=n))
+
+    @set_.command(name="type", description="Change the incident type (fields are checked again)")
+    @app_commands.describe(type="The new incident type")
+    @app_commands.autocomplete(type=edge.complete_type)
+    @on_incident
+    async def type_(interaction: discord.Interaction, type: str,
+                    incident: int | None = None) -> None:
+        await run_text(interaction, f"type {type}", incident)
+
+    @set_.command(name="field", description="Set a custom field of the incident's type")
+    @app_commands.describe(field="Custom field", value="Its new value")
+    @app_commands.autocomplete(field=edge.complete_field, value=edge.complete_value)
+    @on_incident
+    async def field(interaction: discord.Interaction, field: str, value: str,
+                    incident: int | None = None) -> None:
+        await run(interaction, c.SetField(field=field.lower(), value=value, incident=incident))
+
+    # --- roles --------------------------------------------------------------------------
+
+    @role.command(name="assign", description="Give someone a role (commander, scribe...)")
+    @app_commands.choices(role=_choices(catalog.role_names))
+    @app_commands.describe(person="Who takes the role")
+    @on_incident
+    async def assign(interaction: discord.Interaction, role: str, person: discord.Member,
+                     incident: int | None = None) -> None:
+        await run(interaction, c.AssignRole(role=role, user=f"<@{person.id}>", incident=incident))
+
+    @role.command(name="unassign", description="Leave a role empty again")
+    @app_commands.choices(role=_choices(catalog.role_names))
+    @on_incident
+    async def unassign(interaction: discord.Interaction, role: str,
+                       incident: int | None = None) -> None:
+        await run_text(interaction, f"unassign {role}", incident)
 
     # --- action items -------------------------------------------------------------------
 
@@ -247,6 +351,22 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
             raise c.UsageError(f"nothing to change. Usage: {c.USAGE['action']}")
         await run(interaction, c.ActionEdit(number=number, text=text, assignee=_mention(assignee),
                                             due=_due(due), incident=incident))
+
+    @action.command(name="reopen", description="Open a done or cancelled action item again")
+    @app_commands.describe(number="Action item number")
+    @on_incident
+    async def action_reopen(interaction: discord.Interaction,
+                            number: app_commands.Range[int, 1, None],
+                            incident: int | None = None) -> None:
+        await run_text(interaction, f"action reopen {number}", incident)
+
+    @action.command(name="cancel", description="Cancel an action item that is no longer needed")
+    @app_commands.describe(number="Action item number")
+    @on_incident
+    async def action_cancel(interaction: discord.Interaction,
+                            number: app_commands.Range[int, 1, None],
+                            incident: int | None = None) -> None:
+        await run_text(interaction, f"action cancel {number}", incident)
 
     # --- runbooks -----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import discord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.discord.app import DiscordEdge
+from adapters.discord.commands import DISCORD_PATHS
 from adapters.http import Readiness
 from bot.catalog import Catalog
 from bot.mirror import Backoff, Mirror
@@ -66,18 +67,24 @@ class DiscordRig:
     # --- people doing things ------------------------------------------------------------
 
     def options(self, path: tuple[str, ...], values: dict[str, Any]) -> list[JSON]:
-        """`/incident <path...>` options in Discord's shape, typed from the registered schema."""
+        """`/incident <path...>` options in Discord's shape, typed from the registered schema.
+        A lone grammar word is looked up where the tree has it (`DISCORD_PATHS`)."""
         registered = next(c for c in self.fake.commands(self.fake.guild_id)
                           if c["name"] == "incident")
         schema: list[JSON] = registered["options"]
+        if len(path) == 1 and not any(o["name"] == path[0] for o in schema):
+            # A grammar word that lives in a group on Discord: "assign" is "role assign".
+            path = DISCORD_PATHS.get(path[0], path)
         chain: list[JSON] = []
         for name in path:
-            node = next(o for o in schema if o["name"] == name)
+            node = next((o for o in schema if o["name"] == name), None)
+            assert node is not None, f"/incident has no {' '.join(path)}"
             chain.append(node)
             schema = node.get("options", [])
         leaf: list[JSON] = []
         for name, value in values.items():
-            option = next(o for o in schema if o["name"] == name)
+            option = next((o for o in schema if o["name"] == name), None)
+            assert option is not None, f"/incident {' '.join(path)} has no option {name}"
             if option["type"] == USER and not str(value).isdigit():
                 value = self.fake.user(str(value))["id"]
             leaf.append({"type": option["type"], "name": name, "value": value})
@@ -99,6 +106,26 @@ class DiscordRig:
         payload = await self.command(*path, **kwargs)
         await self.settle()
         return self.answer(payload)
+
+    async def autocomplete(self, *path: str, focused: str, user: str = "alice",
+                           channel_id: str | None = None, **values: Any) -> list[JSON]:
+        """Someone types into option `focused` of `/incident <path>`; returns the choices the
+        bot offered."""
+        options = self.options(path, values)
+        leaf = options
+        while leaf and "options" in leaf[0]:
+            leaf = leaf[0]["options"]
+        for option in leaf:
+            if option["name"] == focused:
+                option["focused"] = True
+        payload = self.fake.autocomplete_payload("incident", options, user=user,
+                                                 channel_id=channel_id)
+        await self.fake.dispatch("INTERACTION_CREATE", payload)
+        response = await self.fake.wait_for(lambda: self.fake.interaction_response(payload["id"]),
+                                            what="the autocomplete answer")
+        assert response["type"] == 8, response
+        choices: list[JSON] = response["data"]["choices"]
+        return choices
 
     def answer(self, payload: JSON) -> JSON:
         """The (last) message an interaction's answer left."""

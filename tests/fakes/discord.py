@@ -42,6 +42,8 @@ REST: the routes listed in ``FakeDiscord._routes``; every request is kept in ``f
 (channels, messages, pins, threads, commands, interaction responses) is kept and answered with
 documented object shapes; unknown routes answer ``404 {"message": "404: Not Found", "code": 0}``;
 ``fake.rate_limit(...)`` makes the next N calls of a route answer 429 with Discord's headers.
+Command registration (bulk PUT and POST, guild or global) is validated against Discord's limits
+(``tests/fakes/discord_commands.py``) and refused with 400 Invalid Form Body as Discord does.
 
 Limitations: one guild; JSON encoding only (``etf`` is refused with close code 4002) and
 ``zstd-stream`` is answered uncompressed; no permission checks; rate limits only when injected;
@@ -68,6 +70,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.discord_commands import MAX_COMMANDS, check_bulk, check_one
+
 JSON = dict[str, Any]
 
 API_VERSION = 10
@@ -80,9 +84,9 @@ THREAD_TYPES = {ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD}
 MESSAGEABLE_TYPES = {GUILD_TEXT, DM, GUILD_VOICE, GUILD_ANNOUNCEMENT, *THREAD_TYPES}
 
 # https://discord.com/developers/docs/interactions/receiving-and-responding
-APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 2, 3, 5
+APPLICATION_COMMAND, MESSAGE_COMPONENT, APPLICATION_COMMAND_AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE = 4, 5
-DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE, MODAL = 6, 7, 9
+DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE, AUTOCOMPLETE_RESULT, MODAL = 6, 7, 8, 9
 
 # https://discord.com/developers/docs/resources/message#message-object-message-flags
 FLAG_HAS_THREAD, FLAG_EPHEMERAL, FLAG_LOADING = 1 << 5, 1 << 6, 1 << 7
@@ -852,8 +856,25 @@ class FakeDiscord:
                               resolved: JSON | None = None) -> JSON:
         """INTERACTION_CREATE for a chat-input command (type 2). ``options`` is a list of raw
         option objects or ``{name: value}`` (str -> 3, int -> 4, bool -> 5, float -> 10).
-        The command id and ``guild_id`` come from the commands the bot registered.
         https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object"""
+        data = self._command_data(name, options)
+        if resolved:
+            data["resolved"] = resolved
+        return self._interaction(APPLICATION_COMMAND, data, user=user, channel_id=channel_id,
+                                 command_name=name)
+
+    def autocomplete_payload(self, name: str, options: list[JSON], *,
+                             user: JSON | str | None = None,
+                             channel_id: str | int | None = None) -> JSON:
+        """INTERACTION_CREATE for an autocomplete (type 4): ``options`` as the person has filled
+        them so far, the one being typed marked ``"focused": true``; the bot answers with
+        callback type 8 and ``data.choices``."""
+        return self._interaction(APPLICATION_COMMAND_AUTOCOMPLETE,
+                                 self._command_data(name, options), user=user,
+                                 channel_id=channel_id, command_name=name)
+
+    def _command_data(self, name: str, options: Mapping[str, Any] | list[JSON] | None) -> JSON:
+        """The command id and ``guild_id`` come from the commands the bot registered."""
         guild_command = next((c for c in self.commands(self.guild_id) if c["name"] == name), None)
         command = guild_command or next(
             (c for c in self.global_commands if c["name"] == name), None)
@@ -863,10 +884,7 @@ class FakeDiscord:
         }
         if guild_command is not None:
             data["guild_id"] = self.guild_id
-        if resolved:
-            data["resolved"] = resolved
-        return self._interaction(APPLICATION_COMMAND, data, user=user, channel_id=channel_id,
-                                 command_name=name)
+        return data
 
     def component_payload(self, message: JSON, custom_id: str | None = None, *,
                           user: JSON | str | None = None,
@@ -1576,21 +1594,6 @@ class FakeDiscord:
             command["dm_permission"] = body.get("dm_permission", True)
         return command
 
-    @staticmethod
-    def _invalid_command(body: Any, index: int | None) -> web.Response | None:
-        path: list[str | int] = [] if index is None else [index]
-        if not isinstance(body, dict) or not body.get("name"):
-            return _form_error([*path, "name"], "BASE_TYPE_REQUIRED", "This field is required")
-        kind = body.get("type", 1)
-        name = body["name"]
-        if kind == 1 and (not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower()):
-            return _form_error([*path, "name"], "APPLICATION_COMMAND_INVALID_NAME",
-                               "Command name is invalid")
-        if kind == 1 and not 1 <= len(body.get("description") or "") <= 100:
-            return _form_error([*path, "description"], "BASE_TYPE_BAD_LENGTH",
-                               "Must be between 1 and 100 in length.")
-        return None
-
     def _command_list(self, guild_id: str | None) -> list[JSON]:
         if guild_id is None:
             return self.global_commands
@@ -1607,10 +1610,10 @@ class FakeDiscord:
             return _error(403, "Missing Access", 50001)
         if guild_id is not None and guild_id != self.guild_id:
             return _error(403, "Missing Access", 50001)
-        bodies = call.json if isinstance(call.json, list) else []
-        for index, body in enumerate(bodies):
-            if (error := self._invalid_command(body, index)) is not None:
-                return error
+        errors = check_bulk(call.json)
+        if errors:
+            return _json_response(errors.body(), status=400)
+        bodies: list[JSON] = call.json
         existing = self._command_list(guild_id)
         commands = [self._command_object(body, guild_id, existing) for body in bodies]
         existing[:] = commands
@@ -1619,11 +1622,16 @@ class FakeDiscord:
     async def _create_command(self, call: Call, application_id: str,
                               guild_id: str | None = None) -> web.Response:
         """POST upsert of one command (201 when new, 200 when it replaced one by name)."""
-        if (error := self._invalid_command(call.json, None)) is not None:
-            return error
+        errors = check_one(call.json)
+        if errors:
+            return _json_response(errors.body(), status=400)
         existing = self._command_list(guild_id)
         command = self._command_object(call.json, guild_id, existing)
         replaced = any(c["id"] == command["id"] for c in existing)
+        limit = MAX_COMMANDS.get(command["type"])
+        if not replaced and limit is not None and \
+                sum(c["type"] == command["type"] for c in existing) >= limit:
+            return _error(400, f"Maximum number of application commands reached ({limit})", 30032)
         existing[:] = [c for c in existing if c["id"] != command["id"]] + [command]
         return _json_response(command, status=200 if replaced else 201)
 
