@@ -234,7 +234,10 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
         typer.echo(notice, err=True)
     mirror_task = asyncio.create_task(core.mirror.run())
     interactive = sys.stdin.isatty()
-    terminal = interactive and sys.stdout.isatty()
+    # A terminal to draw prompts on: stdout, or stderr when stdout is a pipe or a file. Reading
+    # a terminal through prompt_toolkit also lifts its cooked mode's 4 KB line limit.
+    screen = next((s for s in (sys.stdout, sys.stderr) if s.isatty()), None)
+    terminal = interactive and screen is not None
     session: ConsoleSession
     reader: LineReader
     if terminal:
@@ -244,6 +247,7 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
         reader = PromptReader(
             history=user_data_dir() / "console_history",
             completer=prompt_completer(completer),
+            prompts=None if screen is sys.stdout else screen,
         )
     else:
         reader = PipeReader(sys.stdin, prompts=sys.stdout if interactive else None)
@@ -259,7 +263,7 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, session.stop)
     try:
-        if terminal:
+        if terminal and screen is sys.stdout:
             from prompt_toolkit.patch_stdout import patch_stdout
 
             # Lines the mirror prints while someone types go above the prompt, not into it.

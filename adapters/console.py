@@ -254,9 +254,12 @@ class PromptReader:
     """A terminal through prompt_toolkit: line editing, history (kept in `history`) and
     completion of console commands, /incident subcommands and open incident numbers."""
 
-    def __init__(self, *, history: Path | None, completer: Any) -> None:
+    def __init__(
+        self, *, history: Path | None, completer: Any, prompts: TextIO | None = None
+    ) -> None:
         from prompt_toolkit import PromptSession
         from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+        from prompt_toolkit.output import create_output
 
         kept: History = InMemoryHistory()
         if history is not None:
@@ -266,8 +269,10 @@ class PromptReader:
                 kept = FileHistory(str(history))
             except OSError as exc:  # a read-only home: history for this session only
                 logger.warning("console history not kept: %s: %s", history, exc.strerror)
+        # `prompts`: the terminal to draw on when stdout is not one (`opsroom shell | tee`).
+        output = create_output(stdout=prompts) if prompts is not None else None
         self.session: Any = PromptSession(
-            history=kept, completer=completer, complete_while_typing=False
+            history=kept, completer=completer, complete_while_typing=False, output=output
         )
 
     async def read(self, prompt: str) -> str | None:

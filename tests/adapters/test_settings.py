@@ -68,3 +68,39 @@ def test_the_started_clock_starts_there_and_moves_on() -> None:
     second = clock.now()
     assert start <= first < start + timedelta(seconds=1)
     assert second - first >= timedelta(seconds=0.02)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_setting_is_in_env_example() -> None:
+    listed = {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert {name.upper() for name in Settings.model_fields} <= listed
+
+
+def test_every_catalog_key_is_documented() -> None:
+    """docs/catalog.md documents the format key by key: a new key needs its line there."""
+    from pydantic import BaseModel
+
+    from bot.catalog import Catalog
+
+    doc = (ROOT / "docs" / "catalog.md").read_text()
+    seen: set[type[BaseModel]] = set()
+
+    def keys(model: type[BaseModel]) -> set[str]:
+        if model in seen:
+            return set()
+        seen.add(model)
+        found = set(model.model_fields)
+        for info in model.model_fields.values():
+            for arg in (info.annotation, *getattr(info.annotation, "__args__", ())):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    found |= keys(arg)
+        return found
+
+    missing = sorted(k for k in keys(Catalog) if f"`{k}`" not in doc)
+    assert missing == []

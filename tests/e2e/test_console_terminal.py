@@ -80,7 +80,7 @@ def _own_terminal() -> None:
 class Pty:
     """`opsroom shell` on a pseudo-terminal, read as a person would see it."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, stdout_to_a_file: Path | None = None) -> None:
         self.env = shell_env(tmp_path)
         self.env.update({
             "DATABASE_URL": f"sqlite:///{tmp_path / 'opsroom.db'}",
@@ -93,10 +93,14 @@ class Pty:
         self.master, slave = pty.openpty()
         self.slave_modes = termios.tcgetattr(slave)
         self.slave = slave
+        out = stdout_to_a_file.open("w") if stdout_to_a_file else None
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "adapters.cli", "shell"], stdin=slave, stdout=slave,
-            stderr=subprocess.PIPE, cwd=tmp_path, env=self.env, preexec_fn=_own_terminal,
+            [sys.executable, "-m", "adapters.cli", "shell"], stdin=slave,
+            stdout=out or slave, stderr=slave if out else subprocess.PIPE,
+            cwd=tmp_path, env=self.env, preexec_fn=_own_terminal,
         )
+        if out:
+            out.close()
         self.raw = b""
 
     @property
@@ -188,3 +192,27 @@ def test_at_a_terminal(tmp_path: Path) -> None:
     history = (tmp_path / "home" / "data" / "opsroom" / "console_history").read_text()
     assert "+/incident #1 show" in history
     assert rows(db, "SELECT count(*) FROM delivery WHERE state != 'sent'") == [(0,)]
+
+
+def test_at_a_terminal_with_stdout_to_a_file(tmp_path: Path) -> None:
+    """`opsroom shell > log`: the prompts go to the terminal on stderr, the chat to the file,
+    and long lines still arrive whole."""
+    log = tmp_path / "session.log"
+    term = Pty(tmp_path, stdout_to_a_file=log)
+    description = "the search index is stale for every customer in the EU " * 100
+    try:
+        term.wait_for_prompt("#general> ")
+        term.type("/incident declare " + description + "\r")
+        term.wait_for_prompt(CONFIRM, timeout=30)
+        term.type("\r")  # Enter: yes
+        term.wait_for_prompt("> ")
+        term.type("/quit\r")
+        assert term.proc.wait(timeout=15) == 0
+    finally:
+        term.close()
+    assert rows(tmp_path / "opsroom.db", "SELECT description FROM incident") == [
+        (description.strip(),)
+    ]
+    shown = log.read_text()
+    assert "(only you) Declared incident #1" in shown
+    assert CONFIRM not in shown  # a prompt is for the person, not for the log
