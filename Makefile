@@ -13,9 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	@echo "Opsroom is installed in $(VENV): run its commands as $(BIN)/opsroom (e.g. $(BIN)/opsroom doctor), or '. $(BIN)/activate' first." >&2
 	$(BIN)/opsroom run
 
 shell: $(STAMP)
+	@echo "Opsroom is installed in $(VENV): run its commands as $(BIN)/opsroom (e.g. $(BIN)/opsroom doctor), or '. $(BIN)/activate' first." >&2
 	$(BIN)/opsroom shell
 
 lint: $(STAMP)

@@ -15,25 +15,69 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.clock import clock_from
 from adapters.console import ConsoleChat, ConsoleSession, console_user
-from adapters.settings import Settings
+from adapters.settings import (
+    DatabaseLocation,
+    Settings,
+    database_location,
+    prepare_database_dir,
+)
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.mirror import Mirror
-from bot.ports import ChatPort, Suggester, Suggestion, Summarizer
+from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
-from storage.engine import current_revision, make_engine, safe_url, upgrade
+from storage.engine import (
+    current_revision,
+    describe_error,
+    make_engine,
+    safe_url,
+    sqlite_problem,
+    upgrade,
+)
 from storage.store import SqlStore
 
 logger = logging.getLogger("opsroom")
 
-app = typer.Typer(
-    help="Opsroom: incident response from your chat.", no_args_is_help=True, add_completion=False
+HELP = """Opsroom: incident response from your chat.
+
+Settings come from the environment and from a .env file in the current directory (every one
+is listed in .env.example); none is needed for the console chat."""
+
+# Plain (not rich) help: rich help shows every flag as "--json <bool>".
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
+db_app = typer.Typer(
+    help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None
 )
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("opsroom")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"opsroom {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    pass
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -101,6 +145,32 @@ def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer
     )
 
 
+async def open_database(settings: Settings) -> tuple[AsyncEngine, DatabaseLocation]:
+    """The engine of the database in use, its schema created or migrated; any database that
+    cannot be used ends the command with one line saying which and why (never a traceback)."""
+    location = database_location(settings)
+    problem = None
+    try:
+        prepare_database_dir(location)
+    except OSError as exc:
+        problem = f"cannot create {location.path.parent if location.path else ''}: {exc.strerror}"
+    if problem is None and location.path is not None:
+        problem = sqlite_problem(location.path)
+    if problem is not None:
+        fail(f"cannot open the database {location.shown}: {problem}")
+    try:
+        engine = make_engine(location.url)
+    except ValueError as exc:  # an unsupported or unparseable URL, said without its password
+        fail(str(exc))
+    try:
+        await upgrade(engine)
+    except Exception as exc:
+        logger.debug("opening the database failed", exc_info=True)
+        await engine.dispose()
+        fail(f"cannot open the database {location.shown}: {describe_error(exc)}")
+    return engine, location
+
+
 @dataclass
 class Core:
     settings: Settings
@@ -109,6 +179,8 @@ class Core:
     store: SqlStore
     mirror: Mirror
     service: IncidentService
+    clock: Clock
+    database: DatabaseLocation
 
 
 async def build_core(
@@ -118,50 +190,90 @@ async def build_core(
     ports: Mapping[str, ChatPort] | None = None,
     suggester: Suggester | None = None,
     summarizer: Summarizer | None = None,
+    clock: Clock | None = None,
 ) -> Core:
     """Open the database (creating or migrating its schema) and wire the core to `ports`."""
     catalog = catalog or catalog_from(settings)
-    try:
-        engine = make_engine(settings.database_url)
-    except ValueError as exc:
-        fail(str(exc))
-    try:
-        await upgrade(engine)
-    except Exception as exc:
-        await engine.dispose()
-        fail(
-            f"cannot open the database {safe_url(settings.database_url)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
+    engine, location = await open_database(settings)
+    typer.echo(location.note, err=True)
+    clock = clock or clock_from(settings.opsroom_fake_now)
     store = SqlStore(engine)
-    mirror = Mirror(store=store, ports=ports or {}, catalog=catalog)
+    mirror = Mirror(store=store, ports=ports or {}, catalog=catalog, clock=clock)
     default_suggester, default_summarizer = ai_from(settings, catalog)
     service = IncidentService(
         store=store,
         catalog=catalog,
         suggester=suggester or default_suggester,
         summarizer=summarizer or default_summarizer,
+        clock=clock,
         platforms=settings.platforms(),
         notify=mirror.wake,
     )
-    return Core(settings, catalog, engine, store, mirror, service)
+    return Core(settings, catalog, engine, store, mirror, service, clock, location)
 
 
-async def run_console(settings: Settings) -> None:
-    chat = ConsoleChat(console_user(), out=print)
-    core = await build_core(settings, ports={"console": chat})
+async def run_console(settings: Settings, notice: str | None = None) -> None:
+    """The console chat until /quit, end of input, Ctrl-C, SIGINT or SIGTERM; what is in
+    flight is finished (the mirror drains) either way. `notice` goes to stderr once the
+    database is open."""
+    import signal
+
+    from adapters.console import (
+        ConsoleCompleter,
+        LineReader,
+        PipeReader,
+        PromptReader,
+        prompt_completer,
+    )
+    from adapters.settings import user_data_dir
+
+    clock = clock_from(settings.opsroom_fake_now)
+    chat = ConsoleChat(console_user(), out=print, clock=clock)
+    core = await build_core(settings, ports={"console": chat}, clock=clock)
+    if notice:
+        typer.echo(notice, err=True)
     mirror_task = asyncio.create_task(core.mirror.run())
+    interactive = sys.stdin.isatty()
+    # A terminal to draw prompts on: stdout, or stderr when stdout is a pipe or a file. Reading
+    # a terminal through prompt_toolkit also lifts its cooked mode's 4 KB line limit.
+    screen = next((s for s in (sys.stdout, sys.stderr) if s.isatty()), None)
+    terminal = interactive and screen is not None
+    session: ConsoleSession
+    reader: LineReader
+    if terminal:
+        completer = ConsoleCompleter(
+            incidents=lambda: session.open_incidents, channels=lambda: list(chat.channels)
+        )
+        reader = PromptReader(
+            history=user_data_dir() / "console_history",
+            completer=prompt_completer(completer),
+            prompts=None if screen is sys.stdout else screen,
+        )
+    else:
+        reader = PipeReader(sys.stdin, prompts=sys.stdout if interactive else None)
     session = ConsoleSession(
         service=core.service,
         mirror=core.mirror,
         store=core.store,
         chat=chat,
-        stdin=sys.stdin,
-        interactive=sys.stdin.isatty(),
+        reader=reader,
+        interactive=interactive,
     )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, session.stop)
     try:
-        await session.run()
+        if terminal and screen is sys.stdout:
+            from prompt_toolkit.patch_stdout import patch_stdout
+
+            # Lines the mirror prints while someone types go above the prompt, not into it.
+            with patch_stdout(raw=True):
+                await session.run()
+        else:
+            await session.run()
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await core.mirror.stop()
         mirror_task.cancel()
         await asyncio.gather(mirror_task, return_exceptions=True)
@@ -291,12 +403,13 @@ def run() -> None:
             "no chat platform configured (set SLACK_BOT_TOKEN or DISCORD_TOKEN); "
             "starting the console chat"
         )
-        typer.echo(
-            "No chat platform is configured (SLACK_BOT_TOKEN, DISCORD_TOKEN): "
-            "starting the console chat.",
-            err=True,
+        asyncio.run(
+            run_console(
+                settings,
+                notice="No chat platform is configured (SLACK_BOT_TOKEN, DISCORD_TOKEN): "
+                "starting the console chat.",
+            )
         )
-        asyncio.run(run_console(settings))
         return
     if settings.slack_enabled and not (settings.slack_signing_secret or settings.slack_app_token):
         fail(
@@ -319,21 +432,46 @@ def shell() -> None:
 def db_upgrade() -> None:
     """Create or migrate the database schema to the latest version."""
     settings = load_settings()
-    setup_logging(settings)
+    setup_logging(settings, default="WARNING")
 
-    async def go() -> str | None:
+    async def go() -> tuple[DatabaseLocation, str | None, str | None]:
+        location = database_location(settings)
+        before = None
+        if location.path is None or location.path.is_file():
+            before = await _revision_or_none(location.url)
+        engine, location = await open_database(settings)
         try:
-            engine = make_engine(settings.database_url)
-        except ValueError as exc:
-            fail(str(exc))
-        try:
-            await upgrade(engine)
-            return await current_revision(engine)
+            return location, before, await current_revision(engine)
+        except Exception as exc:
+            fail(f"cannot read the schema of {location.shown}: {describe_error(exc)}")
         finally:
             await engine.dispose()
 
-    revision = asyncio.run(go())
-    typer.echo(f"{safe_url(settings.database_url)} is at schema revision {revision}")
+    location, before, after = asyncio.run(go())
+    if location.origin != "DATABASE_URL":
+        typer.echo(location.note, err=True)
+    if before == after:
+        typer.echo(f"{location.shown} is at schema revision {after} (already the latest)")
+    else:
+        typer.echo(
+            f"{location.shown} is at schema revision {after} "
+            f"(upgraded from {before or 'an empty database'})"
+        )
+
+
+async def _revision_or_none(url: str) -> str | None:
+    """The schema revision before upgrading, for the report; None when it cannot be read (the
+    upgrade that follows then says why)."""
+    try:
+        engine = make_engine(url)
+    except ValueError:
+        return None
+    try:
+        return await current_revision(engine)
+    except Exception:
+        return None
+    finally:
+        await engine.dispose()
 
 
 def warn_unknown_variables(settings: Settings) -> None:
@@ -365,6 +503,11 @@ def suggest(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show what the suggester would fill in for a description, and where each value came from."""
+    if not text.strip():
+        fail(
+            "nothing to suggest from: describe what is happening, e.g. "
+            'opsroom suggest "checkout 500s in EU since the 14:05 deploy"'
+        )
     settings = load_settings()
     setup_logging(settings, default="WARNING")
     catalog = catalog_from(settings)
@@ -385,7 +528,11 @@ def suggest(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # Ctrl-C before the console or the service took over signals
+        typer.echo("opsroom: interrupted", err=True)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
