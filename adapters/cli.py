@@ -34,7 +34,6 @@ from storage.engine import (
     current_revision,
     describe_error,
     make_engine,
-    safe_url,
     sqlite_problem,
     upgrade,
 )

@@ -169,7 +169,7 @@ async def test_a_new_type_asks_for_its_own_fields_including_required_ones(
         "ddos or other; required before resolve): " in prompts
     )
     assert any('unknown attack_vector "guess"' in line for line in t.shown)
-    assert any('security_lead must be a person (write @name), not "bob"' in line
+    assert any('security_lead must be a person: "bob" is not a person (write @name)' in line
                for line in t.shown)
     [incident] = await t.incidents()
     assert (incident.type, incident.title) == ("security", "Suspicious logins on checkout")
@@ -238,7 +238,7 @@ def completer() -> ConsoleCompleter:
     ("/incident #", "#", ["#3", "#42"]),
     ("/incident #4", "#4", ["#42"]),
     ("/incident #42 sev", "sev", ["severity"]),
-    ("/incident action ", "", ["add", "list", "done", "edit"]),
+    ("/incident action ", "", ["add", "list", "done", "edit", "reopen", "cancel"]),
     ("/incident #3 action d", "d", ["done"]),
     ("/incident runbook ", "", ["list", "run", "status"]),
     ("/incident help ac", "ac", ["ack", "action"]),

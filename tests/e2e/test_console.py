@@ -186,7 +186,7 @@ def test_the_clock_starts_at_opsroom_fake_now_whatever_the_hour(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "    Next update due: Thu 26 Nov 00:40 UTC" in result.stdout.splitlines()
     assert any(
-        line.startswith("    23:40 UTC ℹ️ alice: Incident declared: ")
+        line.startswith("    e1 23:40 UTC ℹ️ alice: Incident declared: ")
         for line in result.stdout.splitlines()
     )
     declared = rows(tmp_path / "opsroom.db", "SELECT declared_at FROM incident")
