@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run shell test lint typecheck pytest bench clean
+.PHONY: run shell test lint typecheck pytest bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.timeline
+
+# 100,000 incidents and 10M timeline entries on PostgreSQL ($OPSROOM_TEST_DATABASE_URL);
+# seeding takes a while and is timed.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale --incidents 100000 --entries 10000000 --delivered 1000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

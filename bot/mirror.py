@@ -208,7 +208,7 @@ class Mirror:
             if self.troubled:
                 await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
             async with self.store.unit() as u:
-                pending = await u.pending_deliveries(per_queue=1)
+                pending = await u.any_pending()
             if not pending:
                 return True
             remaining = deadline - loop.time()
@@ -218,10 +218,9 @@ class Mirror:
 
     async def _seconds_to_next(self, cap: float) -> float:
         async with self.store.unit() as u:
-            pending = await u.pending_deliveries(per_queue=1)  # a queue waits on its head
-        if not pending:
+            soonest = await u.next_delivery_due()
+        if soonest is None:
             return cap
-        soonest = min(d.next_attempt_at for d in pending)
         return max(0.0, min(cap, (soonest - self.clock.now()).total_seconds()))
 
     async def deliver_due(self) -> int:
@@ -397,11 +396,14 @@ class Mirror:
             port = self.ports.get(link.platform)
             if port is None:
                 raise RuntimeError(f"{link.platform} is not connected")
+            summary_msg = None  # built only for the deliveries that show it
             if delivery.action is DeliveryAction.REFRESH_SUMMARY:
                 if await u.has_later_summary_refresh(delivery):
                     raise _Skip("superseded by a later refresh")
-            summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
+            if delivery.action in (DeliveryAction.OPEN_CHANNEL, DeliveryAction.REFRESH_SUMMARY):
+                summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
+            assert summary_msg is not None
             try:
                 return await self._open_channel(port, link, incident, summary_msg, delivery)
             except DeliveryRejected:
@@ -420,6 +422,7 @@ class Mirror:
         if delivery.action is DeliveryAction.REFRESH_SUMMARY:
             if link.summary_message_id is None:
                 raise _Skip("the channel has no summary message (its posting was refused)")
+            assert summary_msg is not None
             await self._refresh(port, link, incident, summary_msg)
             return link.summary_message_id
         if delivery.action is DeliveryAction.ARCHIVE_CHANNEL:

@@ -151,7 +151,12 @@ class IncidentCounter(SQLModel, table=True):
 
 
 class TimelineEntry(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("source", "external_id", name="uq_entry_external"),)
+    __table_args__ = (
+        sa.UniqueConstraint("source", "external_id", name="uq_entry_external"),
+        # An incident's timeline in order, and its key events (the pinned summary) in order.
+        sa.Index("ix_entry_incident_time", "incident_id", "occurred_at", "id"),
+        sa.Index("ix_entry_incident_kind_time", "incident_id", "kind", "occurred_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
@@ -185,7 +190,11 @@ class ActionItem(SQLModel, table=True):
 
 
 class ChannelLink(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("platform", "channel_id", name="uq_link_channel"),)
+    __table_args__ = (
+        sa.UniqueConstraint("platform", "channel_id", name="uq_link_channel"),
+        # Thread replies find their incident by the thread id.
+        sa.Index("ix_link_thread", "platform", "thread_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
@@ -207,16 +216,24 @@ class Delivery(SQLModel, table=True):
     """The outbox: one row per thing the mirror must send to one linked channel."""
 
     __table_args__ = (
-        sa.Index("ix_delivery_pending", "state", "next_attempt_at"),
         # A reaction on one of the bot's posts finds the entry it shows by the post's id.
         sa.Index("ix_delivery_message", "link_id", "message_id"),
+        # The outbox: only pending rows, in queue order. Sent rows (nearly all of them, in a
+        # database that has run for a while) are not in this index at all.
+        sa.Index(
+            "ix_delivery_queue_pending",
+            "link_id",
+            "id",
+            postgresql_where=sa.text("state = 'pending'"),
+            sqlite_where=sa.text("state = 'pending'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     incident_id: int = Field(foreign_key="incident.id", index=True)
     link_id: int = Field(foreign_key="channellink.id", index=True)
     action: DeliveryAction = Field(sa_type=_enum(DeliveryAction))
-    entry_id: int | None = Field(default=None, foreign_key="timelineentry.id")
+    entry_id: int | None = Field(default=None, foreign_key="timelineentry.id", index=True)
     state: DeliveryState = Field(default=DeliveryState.PENDING, sa_type=_enum(DeliveryState))
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

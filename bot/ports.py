@@ -264,6 +264,14 @@ class Unit(Protocol):
         """Record an inbound event key; False when it was already recorded."""
         ...
 
+    async def next_delivery_due(self) -> datetime | None:
+        """When the soonest pending queue head is due (None: nothing is pending)."""
+        ...
+
+    async def any_pending(self) -> bool:
+        """Whether any delivery is pending."""
+        ...
+
     async def pending_deliveries(self, *, per_queue: int) -> list[Delivery]:
         """The first `per_queue` pending deliveries of every queue (a channel link; its
         announcements form a queue of their own), in the order they were queued."""

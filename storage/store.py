@@ -9,10 +9,11 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, or_, update
+from sqlalchemy import bindparam, exists, func, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from bot.models import (
@@ -37,17 +38,23 @@ from storage import claims
 # entry got ~15% faster with these prebuilt (see bench/timeline.py).
 # The incident whose channel or thread this is, with all its links, in one round trip: the
 # links are what recording an entry needs next.
-_OWNER = (
+# The channel, else the thread: two index lookups (uq_link_channel, ix_link_thread); an OR of
+# the two columns would scan every link.
+_OWNER = func.coalesce(
     select(col(ChannelLink.incident_id))
     .where(
         col(ChannelLink.platform) == bindparam("platform"),
-        or_(
-            col(ChannelLink.channel_id) == bindparam("channel_id"),
-            col(ChannelLink.thread_id) == bindparam("channel_id"),
-        ),
+        col(ChannelLink.channel_id) == bindparam("channel_id"),
     )
     .limit(1)
-    .scalar_subquery()
+    .scalar_subquery(),
+    select(col(ChannelLink.incident_id))
+    .where(
+        col(ChannelLink.platform) == bindparam("platform"),
+        col(ChannelLink.thread_id) == bindparam("channel_id"),
+    )
+    .limit(1)
+    .scalar_subquery(),
 )
 _INCIDENT_FOR_CHANNEL = (
     select(Incident, ChannelLink)
@@ -64,28 +71,29 @@ _LINKS = (
 # The first rows of every delivery queue: one queue per channel link, with its announcements
 # in a queue of their own. A window, not a global LIMIT, so a channel with thousands of rows
 # waiting (a long outage) can never hide another incident's deliveries.
+# The pending rows come from the partial index ix_delivery_queue_pending alone; selecting every
+# column in the window (instead of joining back) never touches the sent rows.
+_PENDING = col(Delivery.state) == DeliveryState.PENDING
+_QUEUE = (col(Delivery.link_id), col(Delivery.action) == DeliveryAction.ANNOUNCE)
 _QUEUE_RANK = (
     select(
-        col(Delivery.id).label("id"),
-        func.row_number()
-        .over(
-            partition_by=(
-                col(Delivery.link_id),
-                col(Delivery.action) == DeliveryAction.ANNOUNCE,
-            ),
-            order_by=col(Delivery.id),
-        )
-        .label("rank"),
+        Delivery,
+        func.row_number().over(partition_by=_QUEUE, order_by=col(Delivery.id)).label("rank"),
     )
-    .where(col(Delivery.state) == DeliveryState.PENDING)
+    .where(_PENDING)
     .subquery()
 )
+_RANKED = aliased(Delivery, _QUEUE_RANK)
 _PENDING_DELIVERIES = (
-    select(Delivery)
-    .join(_QUEUE_RANK, _QUEUE_RANK.c.id == col(Delivery.id))
+    select(_RANKED)
     .where(_QUEUE_RANK.c.rank <= bindparam("per_queue"))
-    .order_by(col(Delivery.id))
+    .order_by(_QUEUE_RANK.c.id)
 )
+# When the soonest queue head is due: a queue waits on its head, so only heads count.
+_NEXT_DUE = select(func.min(col(Delivery.next_attempt_at))).where(
+    col(Delivery.id).in_(select(func.min(col(Delivery.id))).where(_PENDING).group_by(*_QUEUE))
+)
+_ANY_PENDING = select(exists().where(_PENDING))
 _LATER_SUMMARY_REFRESH = select(
     exists().where(
         col(Delivery.link_id) == bindparam("link_id"),
@@ -274,6 +282,12 @@ class SqlUnit:
             .returning(col(InboundEvent.id))
         )
         return result.scalar_one_or_none() is not None
+
+    async def next_delivery_due(self) -> datetime | None:
+        return (await self.session.execute(_NEXT_DUE)).scalar_one_or_none()
+
+    async def any_pending(self) -> bool:
+        return bool((await self.session.execute(_ANY_PENDING)).scalar())
 
     async def pending_deliveries(self, *, per_queue: int) -> list[Delivery]:
         result = await self.session.execute(_PENDING_DELIVERIES, {"per_queue": per_queue})
