@@ -233,6 +233,11 @@ class MirrorTo(Command):
     platform: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShowReminders(Command):
+    pass
+
+
 # --- grammar --------------------------------------------------------------------------------
 
 USAGE: dict[str, str] = {
@@ -263,6 +268,7 @@ USAGE: dict[str, str] = {
     "page": "/incident page <policy|@user>",
     "postmortem": "/incident postmortem",
     "mirror": "/incident mirror <slack|discord>",
+    "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
 }
 
 HELP_TEXT = (
@@ -488,6 +494,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "page": lambda r: Page(target=_need_text("page", r)),
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
+    "reminders": lambda r: _bare("reminders", r, ShowReminders),
 }
 _ALIASES = {
     "sev": "severity",

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import commands as c
+from bot import reminders
 from bot.ai import PlainSummarizer
 from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
 from bot.mirror import summary_for
@@ -56,6 +57,8 @@ _CHANGES_INCIDENT = frozenset(
         EntryKind.STATUS_UPDATE,
     }
 )
+# Entries whose change can schedule, move or cancel reminders (see bot/reminders.py).
+_PLANS_REMINDERS = _CHANGES_INCIDENT | {EntryKind.SYSTEM, EntryKind.ACTION_ITEM}
 
 
 class ServiceError(Exception):
@@ -149,6 +152,7 @@ class IncidentService:
             c.ShowTimeline: self._timeline,
             c.CatchUp: self._catchup,
             c.ActionList: self._action_list,
+            c.ShowReminders: self._reminders,
         }
         self._changes: dict[
             type[c.Command], Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
@@ -284,7 +288,11 @@ class IncidentService:
                 actions.append(DeliveryAction.ANNOUNCE)
             outbox += [_delivery(link, action, now, entry) for action in actions]
         await u.queue(outbox)
+        if kind in _PLANS_REMINDERS:
+            await reminders.after_change(u, self.catalog, incident, entry, actor.platform, now)
         return entry
+
+    record = _record  # job handlers (bot/jobs.py) record the same way
 
     async def _refresh_only(self, u: Unit, incident: Incident) -> None:
         """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""
@@ -473,6 +481,12 @@ class IncidentService:
         now = self.clock.now()
         lines = [f"Action items of #{incident.number}:"] + [action_line(a, now) for a in items]
         return Reply("\n".join(lines), incident=incident.number)
+
+    async def _reminders(self, cmd: c.ShowReminders, actor: Actor, where: ChannelRef) -> Reply:
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, cmd.incident, where)
+            text = await reminders.describe(u, self.catalog, incident, self.clock.now())
+        return Reply(text, incident=incident.number)
 
     # --- changes ------------------------------------------------------------------------
 
