@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     opsroom_log_level: str = "INFO"
     opsroom_http_host: str = "127.0.0.1"
     opsroom_http_port: int = Field(default=8080, ge=0, le=65535)
+    opsroom_tick_s: float = Field(default=15.0, gt=0)  # the job worker's safety tick
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
