@@ -6,8 +6,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, NoReturn
 
 import typer
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import clock_from
 from adapters.console import ConsoleChat, ConsoleSession, console_user
+from adapters.scheduler import JobScheduler
 from adapters.settings import (
     DatabaseLocation,
     Settings,
@@ -25,7 +27,9 @@ from adapters.settings import (
 )
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
+from bot.jobs import JobWorker
 from bot.mirror import Mirror
+from bot.models import Job, JobState
 from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
 from bot.service import IncidentService
@@ -180,6 +184,20 @@ class Core:
     service: IncidentService
     clock: Clock
     database: DatabaseLocation
+    worker: JobWorker
+    wakers: list[Callable[[], None]] = field(default_factory=list)  # run after each commit
+
+    def scheduler(self) -> JobScheduler:
+        """The job scheduler, woken after every commit like the mirror."""
+        scheduler = JobScheduler(
+            worker=self.worker,
+            store=self.store,
+            catalog=self.catalog,
+            tick_s=self.settings.opsroom_tick_s,
+            clock=self.clock,
+        )
+        self.wakers.append(scheduler.wake)
+        return scheduler
 
 
 async def build_core(
@@ -199,6 +217,12 @@ async def build_core(
     store = SqlStore(engine)
     mirror = Mirror(store=store, ports=ports or {}, catalog=catalog, clock=clock)
     default_suggester, default_summarizer = ai_from(settings, catalog)
+    wakers: list[Callable[[], None]] = [mirror.wake]
+
+    def notify() -> None:
+        for wake in wakers:
+            wake()
+
     service = IncidentService(
         store=store,
         catalog=catalog,
@@ -206,9 +230,17 @@ async def build_core(
         summarizer=summarizer or default_summarizer,
         clock=clock,
         platforms=settings.platforms(),
-        notify=mirror.wake,
+        notify=notify,
     )
-    return Core(settings, catalog, engine, store, mirror, service, clock, location)
+    worker = JobWorker(
+        store=store,
+        catalog=catalog,
+        record=service.record,
+        clock=clock,
+        notify=mirror.wake,
+        tick=timedelta(seconds=settings.opsroom_tick_s),
+    )
+    return Core(settings, catalog, engine, store, mirror, service, clock, location, worker, wakers)
 
 
 async def run_console(settings: Settings, notice: str | None = None) -> None:
@@ -250,6 +282,8 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
         )
     else:
         reader = PipeReader(sys.stdin, prompts=sys.stdout if interactive else None)
+    scheduler = core.scheduler()
+    await scheduler.start()
     session = ConsoleSession(
         service=core.service,
         mirror=core.mirror,
@@ -273,6 +307,7 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await scheduler.stop()
         await core.mirror.stop()
         mirror_task.cancel()
         await asyncio.gather(mirror_task, return_exceptions=True)
@@ -292,6 +327,7 @@ async def run_service(settings: Settings) -> None:
     readiness = Readiness()
     core = await build_core(settings)
     background: list[asyncio.Task[None]] = [asyncio.create_task(core.mirror.run())]
+    scheduler = core.scheduler()
     slack: SlackEdge | None = None
     socket_handler = None
     if settings.slack_bot_token is not None:
@@ -353,6 +389,7 @@ async def run_service(settings: Settings) -> None:
         signal.signal(sig, lambda *_: None)
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     try:
+        await scheduler.start()
         await server.serve()
     finally:
         logger.info("stopping: finishing in-flight work")
@@ -360,6 +397,7 @@ async def run_service(settings: Settings) -> None:
             await socket_handler.close_async()
         if slack is not None:
             await slack.drain_tasks()
+        await scheduler.stop()  # before the mirror, so what its last pass queued is sent
         await core.mirror.stop()
         if discord_edge is not None:
             await discord_edge.stop()  # after the mirror, so in-flight deliveries still arrive
@@ -493,6 +531,57 @@ def doctor(
     from adapters.doctor import run_doctor
 
     raise typer.Exit(run_doctor(as_json=as_json, timeout=timeout, echo=typer.echo))
+
+
+@app.command()
+def jobs(
+    failed: bool = typer.Option(False, "--failed", help="List failed jobs, with why they failed."),
+) -> None:
+    """List the pending jobs (reminders...) of the whole database, soonest first."""
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+    catalog = catalog_from(settings)
+
+    async def go() -> list[str]:
+        engine, location = await open_database(settings)
+        try:
+            async with SqlStore(engine).unit() as u:
+                states = [JobState.FAILED] if failed else [JobState.PENDING, JobState.RUNNING]
+                rows = await u.jobs(states=states, limit=1000)
+                numbers = {i.id: i.number for i in await u.incidents(include_closed=True)}
+            return [job_line(job, numbers.get(job.incident_id), catalog) for job in rows]
+        except Exception as exc:
+            fail(f"cannot read jobs from {location.shown}: {describe_error(exc)}")
+        finally:
+            await engine.dispose()
+
+    lines = asyncio.run(go())
+    what = "failed" if failed else "pending"
+    if not lines:
+        typer.echo(f"No {what} jobs.")
+        return
+    more = " (the first 1000)" if len(lines) == 1000 else ""
+    typer.echo(f"{len(lines)} {what} job{'s' if len(lines) != 1 else ''}{more}:")
+    for line in lines:
+        typer.echo(line)
+
+
+def job_line(job: Job, incident: int | None, catalog: Catalog) -> str:
+    due = job.due_at.astimezone(catalog.tz)
+    parts = [
+        f"{job.id:>6}",
+        f"{due:%Y-%m-%d %H:%M:%S} {due.tzname()}",
+        f"{job.state.value:<8}",
+        f"#{incident}" if incident is not None else "-",
+        job.kind,
+        job.key,
+        f"attempts {job.attempts}",
+    ]
+    if job.state is JobState.RUNNING and job.claimed_by:
+        parts.append(f"claimed by {job.claimed_by}")
+    if job.last_error:
+        parts.append(f"last error: {job.last_error}")
+    return "  ".join(parts)
 
 
 @app.command()

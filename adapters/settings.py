@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     opsroom_http_port: int = Field(default=8080, ge=0, le=65535)
     # Test-only: the instant the process's clock starts at (it then moves with real time).
     opsroom_fake_now: datetime | None = None
+    opsroom_tick_s: float = Field(default=15.0, gt=0)  # the job worker's safety tick
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from bot import commands as c
+from bot import reminders
 from bot.catalog import (
     ANYONE,
     ANYONE_IF_NO_COMMANDER,
@@ -57,6 +58,8 @@ _CHANGES_INCIDENT = frozenset(
         EntryKind.STATUS_UPDATE,
     }
 )
+# Entries whose change can schedule, move or cancel reminders (see bot/reminders.py).
+_PLANS_REMINDERS = _CHANGES_INCIDENT | {EntryKind.SYSTEM, EntryKind.ACTION_ITEM}
 
 
 TITLE_LIMIT = 200  # characters; longer titles do not fit a channel topic or an announcement
@@ -235,7 +238,11 @@ class ServiceBase:
                 actions.append(DeliveryAction.ANNOUNCE)
             outbox += [_delivery(link, action, now, entry) for action in actions]
         await u.queue(outbox)
+        if kind in _PLANS_REMINDERS:
+            await reminders.after_change(u, self.catalog, incident, entry, actor.platform, now)
         return entry
+
+    record = _record  # job handlers (bot/jobs.py) record the same way
 
     async def _refresh_only(self, u: Unit, incident: Incident) -> None:
         """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""

@@ -13,29 +13,21 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.models import Status
+from bot.timing import check_cron, parse_duration, zone
 
 # libyaml's loader when PyYAML was built with it: parsing is then ~10x faster.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
-DURATION_RE = re.compile(r"^(\d+)\s*([mhd])$")
 
 
 class CatalogError(Exception):
     """The catalog file cannot be used; the message says where and why."""
-
-
-def parse_duration(text: str) -> timedelta:
-    m = DURATION_RE.match(text.strip().lower())
-    if not m:
-        raise ValueError(f'"{text}" is not a duration like 30m, 2h or 1d')
-    n, unit = int(m.group(1)), m.group(2)
-    return {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n)}[unit]
 
 
 class _Strict(BaseModel):
@@ -54,19 +46,27 @@ class Severity(_Strict):
     name: str
     description: str
     update_every: str = Field(description="status-update cadence, e.g. 30m, 2h, 1d")
+    # How long an incident may stay triggered before its channel and the announcement
+    # channel are told; none when unset.
+    ack_within: str | None = None
     keywords: list[str] = []
 
     _name = field_validator("name")(_check_name)
 
-    @field_validator("update_every")
+    @field_validator("update_every", "ack_within")
     @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
         return value
 
     @property
     def update_interval(self) -> timedelta:
         return parse_duration(self.update_every)
+
+    @property
+    def ack_interval(self) -> timedelta | None:
+        return parse_duration(self.ack_within) if self.ack_within else None
 
 
 class Priority(_Strict):
@@ -179,18 +179,37 @@ class Catalog(_Strict):
     catchup_on_join: bool = False
     discord_category: str = "Incidents"  # Discord category incident channels are created in
     permissions: Permissions = Permissions()
-    # The IANA time zone people's dates are read in ("due friday") and times are shown in.
+    # The IANA time zone people's dates are read in ("due friday"), times are shown in, and cron
+    # schedules run in.
     timezone: str = "UTC"
+    # No status-update reminders while an incident is in one of these.
+    quiet_statuses: list[Status] = [Status.MONITORING]
+    # When the daily digest of overdue action items is posted (crontab, in `timezone`); null: never.
+    action_digest: str | None = "0 9 * * *"
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        _zone_info(value)
+        zone(value)
         return value
 
     @property
     def tz(self) -> ZoneInfo:
-        return _zone_info(self.timezone)
+        return zone(self.timezone)
+
+    @field_validator("quiet_statuses", mode="before")
+    @classmethod
+    def _statuses(cls, value: Any) -> Any:
+        names = [s.value for s in Status]
+        for item in value if isinstance(value, list) else []:
+            if item not in names:
+                raise ValueError(f'"{item}" is not a status: use {", ".join(names)}')
+        return value
+
+    @field_validator("action_digest")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return None if value is None else check_cron(value)
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:
@@ -262,17 +281,6 @@ class Catalog(_Strict):
 
     def incident_type(self, name: str) -> IncidentType | None:
         return next((t for t in self.incident_types if t.name == name), None)
-
-
-def _zone_info(name: str) -> ZoneInfo:
-    """The zone called `name`, or ValueError naming it and the nearest real names."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        pass
-    close = difflib.get_close_matches(name, sorted(available_timezones()), n=2)
-    hint = f"did you mean {' or '.join(close)}?" if close else "use an IANA name like Europe/Paris"
-    raise ValueError(f'unknown time zone "{name}": {hint}')
 
 
 def _location(loc: tuple[int | str, ...], data: Any) -> str:

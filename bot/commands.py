@@ -221,6 +221,11 @@ class MirrorTo(Command):
     platform: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShowReminders(Command):
+    pass
+
+
 # --- grammar --------------------------------------------------------------------------------
 
 USAGE: dict[str, str] = {
@@ -254,6 +259,7 @@ USAGE: dict[str, str] = {
     "page": "/incident page <policy|@user>",
     "postmortem": "/incident postmortem",
     "mirror": "/incident mirror <slack|discord>",
+    "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
 }
 
 # What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
@@ -520,6 +526,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "page": lambda r: Page(target=_need_text("page", r)),
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
+    "reminders": lambda r: _bare("reminders", r, ShowReminders),
 }
 _ALIASES = {
     "sev": "severity",

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from bot import commands as c
+from bot import reminders
 from bot.base import (
     _GONE,
     Reply,
@@ -46,6 +47,7 @@ class Lifecycle(ServiceBase):
         c.Declare: "_declare_command",
         c.ListIncidents: "_list",
         c.Show: "_show",
+        c.ShowReminders: "_reminders",
     }
     CHANGES: ClassVar[dict[type[c.Command], str]] = {
         c.SetStatus: "_set_status",
@@ -189,6 +191,12 @@ class Lifecycle(ServiceBase):
             incident = await self._resolve_incident(u, cmd.incident, where)
             message = await summary_for(u, incident, self.catalog, self.clock.now())
         return Reply(message.text, message=message, incident=incident.number)
+
+    async def _reminders(self, cmd: c.ShowReminders, actor: Actor, where: ChannelRef) -> Reply:
+        async with self.store.unit() as u:
+            incident = await self._resolve_incident(u, cmd.incident, where)
+            text = await reminders.describe(u, self.catalog, incident, self.clock.now())
+        return Reply(text, incident=incident.number)
 
     async def _set_status(self, u: Unit, inc: Incident, cmd: c.SetStatus, actor: Actor) -> Reply:
         if cmd.status == Status.CANCELLED.value:

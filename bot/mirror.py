@@ -100,7 +100,10 @@ async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: dateti
     )
 
 
-def update_cadence(catalog: Catalog, incident: Incident) -> timedelta:
+def update_cadence(catalog: Catalog, incident: Incident) -> timedelta | None:
+    """The status-update cadence; None in a quiet status, where no update is asked for."""
+    if incident.status in catalog.quiet_statuses:
+        return None
     severity = catalog.severity(incident.severity) or catalog.severities[-1]
     return severity.update_interval
 
@@ -409,6 +412,14 @@ class Mirror:
             except DeliveryRejected:
                 await self._save_link(link, state=LinkState.FAILED)
                 raise
+        if delivery.action is DeliveryAction.DIRECT_MESSAGE:
+            assert entry is not None
+            user = entry.data.get("dm")
+            if not user:
+                raise _Skip("nobody to message")
+            message = entry_message(entry, incident, cross_platform=False)
+            await port.send_dm(user=str(user), message=message)
+            return None
         if delivery.action is DeliveryAction.ANNOUNCE:
             assert entry is not None
             waited = (self.clock.now() - delivery.created_at).total_seconds()

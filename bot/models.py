@@ -88,6 +88,14 @@ class ActionStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class JobState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"  # claimed by a worker (see claimed_by / claimed_until)
+    DONE = "done"
+    CANCELLED = "cancelled"  # its reason went away before it was due
+    FAILED = "failed"  # its handler raised on every attempt (see last_error)
+
+
 class LinkState(StrEnum):
     PENDING = "pending"  # the channel is queued for creation
     OPEN = "open"
@@ -101,6 +109,7 @@ class DeliveryAction(StrEnum):
     REFRESH_SUMMARY = "refresh_summary"  # edit the pinned summary (and topic) in place
     ANNOUNCE = "announce"  # a timeline entry to the platform's announcement channel
     ARCHIVE_CHANNEL = "archive_channel"  # the incident was cancelled: archive its channel
+    DIRECT_MESSAGE = "direct_message"  # a timeline entry to one person (entry.data["dm"])
 
 
 class DeliveryState(StrEnum):
@@ -263,3 +272,29 @@ class Lease(SQLModel, table=True):
     name: str = Field(unique=True)
     claimed_by: str | None = None
     claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+
+
+class Job(SQLModel, table=True):
+    """Something to do at a time, at least once, effectively once (see bot/jobs.py).
+
+    `key` is unique, so scheduling the same thing twice is one row. A worker claims a due job
+    (storage/claims.py), runs its kind's handler and commits the handler's effects with the
+    job's completion; a claim left by a dead process expires and is taken over.
+    """
+
+    __table_args__ = (sa.Index("ix_job_ready", "state", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    key: str = Field(unique=True)
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    state: JobState = Field(default=JobState.PENDING, sa_type=_enum(JobState))
+    attempts: int = 0
+    claimed_by: str | None = None
+    # A claim's expiry; on a pending job, the end of a retry's backoff (claimed by nobody).
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    last_error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

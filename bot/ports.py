@@ -15,6 +15,8 @@ from bot.models import (
     ChannelLink,
     Delivery,
     Incident,
+    Job,
+    JobState,
     TimelineEntry,
 )
 from bot.render import Message
@@ -280,6 +282,55 @@ class Unit(Protocol):
     async def delivery(self, delivery_id: int) -> Delivery | None: ...
 
     async def has_later_summary_refresh(self, delivery: Delivery) -> bool: ...
+
+    # --- jobs (bot/jobs.py) -------------------------------------------------------------
+
+    async def schedule(self, job: Job, *, move: bool = False) -> None:
+        """Insert `job` unless one with its key exists. A cancelled one with that key becomes
+        pending again (its reason is back) with `job`'s due time and payload; with `move`, a
+        pending one takes them too. Running, done and failed ones are left alone."""
+        ...
+
+    async def cancel_jobs(
+        self,
+        *,
+        now: datetime,
+        incident_id: int | None = None,
+        key: str | None = None,
+        prefix: str | None = None,
+        keep: Sequence[str] = (),
+    ) -> int:
+        """Cancel the pending jobs with `key`, or whose key starts with `prefix` (of
+        `incident_id`), except those whose key is in `keep`; return how many."""
+        ...
+
+    async def pending_jobs(self, incident_id: int) -> list[Job]:
+        """The incident's pending and running jobs, soonest first."""
+        ...
+
+    async def jobs(self, *, states: Sequence[JobState], limit: int) -> list[Job]:
+        """Jobs of the whole database in `states`, soonest first."""
+        ...
+
+    async def claim_jobs(
+        self, *, holder: str, now: datetime, ttl: timedelta, limit: int
+    ) -> list[Job]:
+        """Claim up to `limit` ready jobs (pending and due, or running under an expired claim)
+        for `holder` until `now + ttl`; they are running from now on, one attempt more."""
+        ...
+
+    async def locked_job(self, job_id: int) -> Job | None:
+        """A job read again under a row lock (lock its incident first)."""
+        ...
+
+    async def next_job_at(self) -> datetime | None:
+        """When a job next needs a worker: the earliest unclaimed pending due time, or the
+        earliest claim or backoff that ends."""
+        ...
+
+    async def overdue_action_items(self, now: datetime) -> list[ActionItem]:
+        """Open action items due before `now`, of every incident, by incident and number."""
+        ...
 
 
 class Store(Protocol):

@@ -92,18 +92,22 @@ def incident_ref(incident: Incident) -> str:
     return f"#{incident.number}"
 
 
-def next_update_due(incident: Incident, cadence: timedelta) -> datetime | None:
-    if not incident.status.is_open:
+def next_update_due(incident: Incident, cadence: timedelta | None) -> datetime | None:
+    if not incident.status.is_open or cadence is None:
         return None
     return (incident.last_update_at or incident.declared_at) + cadence
 
 
-def topic(incident: Incident, cadence: timedelta, now: datetime, tz: tzinfo = UTC) -> str:
+def due_text(due: datetime, now: datetime, tz: tzinfo = UTC) -> str:
+    return when(due, now, tz) + (" (overdue)" if due <= now else "")
+
+
+def topic(incident: Incident, cadence: timedelta | None, now: datetime, tz: tzinfo = UTC) -> str:
     parts = [incident.severity.upper(), incident.status.value]
     parts.append(f"Commander {incident.commander}" if incident.commander else "No commander")
     due = next_update_due(incident, cadence)
     if due is not None:
-        parts.append(f"next update due {when(due, now, tz)}")
+        parts.append(f"next update due {due_text(due, now, tz)}")
     return " · ".join(parts)
 
 
@@ -166,6 +170,8 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
         text = f"{icon} Key event by {author}{via}{marked}:\n> {clip(entry.text)}"
     elif entry.kind is EntryKind.MESSAGE:
         text = f"{icon} {author}{via}: {entry.text}"
+    elif entry.kind is EntryKind.REMINDER:
+        text = f"{icon} {entry.text}"  # the bot's own nudge: no "(Opsroom)" after it
     elif entry.kind is EntryKind.STATUS_UPDATE:
         head = f"Status update on #{incident.number} {incident.title} by {author}{via}"
         text = f"{icon} {head}:\n{entry.text}"
@@ -189,7 +195,7 @@ def announcement(entry: TimelineEntry, incident: Incident, channel_name: str | N
 def summary(
     incident: Incident,
     *,
-    cadence: timedelta,
+    cadence: timedelta | None,
     actions: Sequence[ActionItem],
     key_events: Sequence[TimelineEntry],
     field_labels: dict[str, str],
@@ -219,7 +225,7 @@ def summary(
             fields.append(Field(field_labels.get(name, name), shown))
     due = next_update_due(incident, cadence)
     if due is not None:
-        fields.append(Field("Next update due", when(due, now, tz)))
+        fields.append(Field("Next update due", due_text(due, now, tz)))
     if incident.resolved_at is not None:
         fields.append(Field("Resolved", when(incident.resolved_at, now, tz)))
 

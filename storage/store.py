@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -18,6 +18,7 @@ from sqlmodel import col, select
 
 from bot.models import (
     ActionItem,
+    ActionStatus,
     ChannelLink,
     Delivery,
     DeliveryAction,
@@ -26,12 +27,15 @@ from bot.models import (
     InboundEvent,
     Incident,
     IncidentCounter,
+    Job,
+    JobState,
     Lease,
     Status,
     TimelineEntry,
 )
 from bot.ports import LeaseTake
 from storage import claims
+from storage.claims import claim
 
 # The lookups made for every command and every delivery, built once. Building a select and
 # computing its cache key costs about as much Python time as running it; recording a timeline
@@ -301,6 +305,148 @@ class SqlUnit:
             _LATER_SUMMARY_REFRESH, {"link_id": delivery.link_id, "delivery_id": delivery.id}
         )
         return bool(result.scalar())
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def _insert(self) -> Any:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        return pg_insert if dialect == "postgresql" else sqlite_insert
+
+    async def schedule(self, job: Job, *, move: bool = False) -> None:
+        stmt = self._insert()(Job).values(**job.model_dump(exclude={"id"}))
+        again = [JobState.CANCELLED, JobState.PENDING] if move else [JobState.CANCELLED]
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["key"],
+                set_={
+                    "due_at": stmt.excluded.due_at,
+                    "payload": stmt.excluded.payload,
+                    "state": JobState.PENDING,
+                    "attempts": 0,
+                    "claimed_by": None,
+                    "claimed_until": None,
+                    "last_error": None,
+                    "finished_at": None,
+                },
+                where=col(Job.state).in_(again),
+            )
+        )
+
+    async def cancel_jobs(
+        self,
+        *,
+        now: datetime,
+        incident_id: int | None = None,
+        key: str | None = None,
+        prefix: str | None = None,
+        keep: Sequence[str] = (),
+    ) -> int:
+        if key is None and prefix is None:
+            raise ValueError("cancel_jobs needs a key or a key prefix")
+        where = [col(Job.state) == JobState.PENDING]
+        if incident_id is not None:
+            where.append(col(Job.incident_id) == incident_id)
+        if key is not None:
+            where.append(col(Job.key) == key)
+        if prefix is not None:
+            where.append(col(Job.key).startswith(prefix, autoescape=True))
+        if keep:
+            where.append(col(Job.key).not_in(list(keep)))
+        result = await self.session.execute(
+            update(Job)
+            .where(*where)
+            .values(
+                state=JobState.CANCELLED, finished_at=now, claimed_by=None, claimed_until=None
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def pending_jobs(self, incident_id: int) -> list[Job]:
+        result = await self.session.execute(
+            select(Job)
+            .where(
+                col(Job.incident_id) == incident_id,
+                col(Job.state).in_([JobState.PENDING, JobState.RUNNING]),
+            )
+            .order_by(col(Job.due_at), col(Job.id))
+        )
+        return list(result.scalars())
+
+    async def jobs(self, *, states: Sequence[JobState], limit: int) -> list[Job]:
+        result = await self.session.execute(
+            select(Job)
+            .where(col(Job.state).in_(list(states)))
+            .order_by(col(Job.due_at), col(Job.id))
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def claim_jobs(
+        self, *, holder: str, now: datetime, ttl: timedelta, limit: int
+    ) -> list[Job]:
+        ids = await claim(
+            self.session,
+            Job,
+            ready=or_(
+                and_(col(Job.state) == JobState.PENDING, col(Job.due_at) <= now),
+                col(Job.state) == JobState.RUNNING,
+            ),
+            order_by=[col(Job.due_at), col(Job.id)],
+            limit=limit,
+            holder=holder,
+            now=now,
+            ttl=ttl,
+        )
+        if not ids:
+            return []
+        # Attempts are counted when claimed, so a job whose handler kills the process every
+        # time still runs out of attempts.
+        result = await self.session.execute(
+            update(Job)
+            .where(col(Job.id).in_(ids))
+            .values(state=JobState.RUNNING, attempts=col(Job.attempts) + 1)
+            .returning(Job)
+            .execution_options(populate_existing=True)
+        )
+        return sorted(result.scalars(), key=lambda j: (j.due_at, j.id or 0))
+
+    async def locked_job(self, job_id: int) -> Job | None:
+        return await self.session.get(
+            Job, job_id, with_for_update=True, populate_existing=True
+        )
+
+    async def next_job_at(self) -> datetime | None:
+        free = (
+            await self.session.execute(
+                select(col(Job.due_at))
+                .where(col(Job.state) == JobState.PENDING, col(Job.claimed_until).is_(None))
+                .order_by(col(Job.state), col(Job.due_at))
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        held = (
+            await self.session.execute(
+                select(func.min(col(Job.claimed_until))).where(
+                    col(Job.claimed_until).is_not(None),
+                    col(Job.state).in_([JobState.PENDING, JobState.RUNNING]),
+                )
+            )
+        ).scalar_one_or_none()
+        times = [t for t in (free, held) if t is not None]
+        return min(times) if times else None
+
+    async def overdue_action_items(self, now: datetime) -> list[ActionItem]:
+        result = await self.session.execute(
+            select(ActionItem)
+            .where(
+                col(ActionItem.status) == ActionStatus.OPEN,
+                col(ActionItem.due_at).is_not(None),
+                col(ActionItem.due_at) < now,
+            )
+            .order_by(col(ActionItem.incident_id), col(ActionItem.number))
+        )
+        return list(result.scalars())
 
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.

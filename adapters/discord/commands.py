@@ -46,6 +46,7 @@ DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "note": ("note",),
     "timeline": ("timeline",),
     "catchup": ("catchup",),
+    "reminders": ("reminders",),
     "resolve": ("resolve",),
     "reopen": ("reopen",),
     "cancel": ("cancel",),
@@ -218,6 +219,12 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     @on_incident
     async def catchup(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.CatchUp(incident=incident))
+
+    @group.command(name="reminders", description="What is scheduled: update, ack and action "
+                   "item reminders")
+    @on_incident
+    async def reminders(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.ShowReminders(incident=incident))
 
     text_command(group, "resolve", "Resolve the incident (with a closing note)",
                  lambda t, n: c.Resolve(text=t, incident=n), required=False)

@@ -218,7 +218,7 @@ BROKEN: dict[str, tuple[Mutation, str]] = {
         'incident_types[3] (data).default_priority: "urgent" is not one of p1, p2, p3, p4'),
     "bad duration": (
         _set(("severities", 2, "update_every"), "soon"),
-        'severities[2] (sev3).update_every: "soon" is not a duration like 30m, 2h or 1d'),
+        'severities[2] (sev3).update_every: "soon" is not a duration like 30s, 5m, 1h30m or 1d'),
     "bad name": (
         _set(("roles", 1, "name"), "Scribe Person"),
         'roles[1] (Scribe Person).name: "Scribe Person" must be lowercase letters'),
