@@ -132,7 +132,8 @@ def test_reminder_keys_from_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
-        ("timezone", "Mars/Olympus", 'timezone: unknown time zone "Mars/Olympus": use an IANA name'),
+        ("timezone", "Mars/Olympus",
+         'timezone: unknown time zone "Mars/Olympus": use an IANA name'),
         ("action_digest", "every morning", 'action_digest: "every morning" is not a cron'),
         (
             "quiet_statuses",
