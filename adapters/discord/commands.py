@@ -182,6 +182,11 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def catchup(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.CatchUp(incident=incident))
 
+    @group.command(name="reminders", description="What Opsroom will nudge about, and when")
+    @on_incident
+    async def reminders(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.ShowReminders(incident=incident))
+
     @group.command(name="ack", description="Acknowledge the incident: it is yours to run")
     @on_incident
     async def ack(interaction: discord.Interaction, incident: int | None = None) -> None:
