@@ -168,9 +168,17 @@ class JobWorker:
                     claimed = await u.claim_jobs(
                         holder=self.holder, now=self.clock.now(), ttl=self.ttl, limit=self.batch
                     )
-                done += sum(await asyncio.gather(*(self._run_in_slot(job) for job in claimed)))
+                results = await asyncio.gather(
+                    *(self._run_in_slot(job) for job in claimed), return_exceptions=True
+                )
+                done += sum(r for r in results if isinstance(r, int))
+                failures = [r for r in results if isinstance(r, BaseException)]
                 if claimed:
                     self._notify()  # the handlers queued deliveries
+                if failures:
+                    # Recording a failure failed too (the database is gone): the claims expire
+                    # and these jobs are taken over; the caller logs it.
+                    raise failures[0]
                 if len(claimed) < self.batch:
                     return done
 

@@ -27,7 +27,7 @@ from tests.e2e.test_service import free_port, wait_healthy
 from tests.fakes import slack as fs
 
 ROOT = str(Path(__file__).resolve().parents[2])
-INCIDENTS = 4
+INCIDENTS = 8
 LATE = "Opsroom was not running"
 
 pytestmark = pytest.mark.e2e
@@ -86,32 +86,30 @@ async def test_reminders_survive_kill_9_and_arrive_once(tmp_path: Path) -> None:
                                   suggester=HeuristicSuggester(), platforms=["slack"])
         alice = Actor("slack", fs.ALICE, "alice", f"<@{fs.ALICE}>")
         where = ChannelRef("slack", fake.general_id, workspace=fs.TEAM_ID)
-        first = await start(env, tmp_path)
-        await wait_healthy(f"http://127.0.0.1:{port}/healthz", first)
-        # Declared once it runs, so their first reminders come due while it is watched.
         for n in range(INCIDENTS):
             await service.declare(actor=alice, where=where, description=f"api {n} is down",
                                   title=f"API {n} down", type="outage", severity="sev1",
                                   priority="p1")
-        # Kill it while it holds claims: as soon as a job runs, take the database's write
-        # lock so the claimed jobs cannot finish, then kill -9.
-        # One connection watches and then locks: no time lost between seeing and locking.
-        lock = sqlite3.connect(db, timeout=30, isolation_level=None)
-        for _ in range(20000):
-            running = lock.execute("SELECT count(*) FROM job WHERE state = 'running'")
-            if running.fetchone()[0]:
-                lock.execute("BEGIN IMMEDIATE")
+
+        first = await start(env, tmp_path)
+        await wait_healthy(f"http://127.0.0.1:{port}/healthz", first)
+        # Kill it while it holds claims: freeze it (SIGSTOP) the moment a job is running; if
+        # its claims are still held then, kill -9; if it had just finished, thaw it and wait
+        # for the next period.
+        held = 0
+        for _ in range(5):
+            for _ in range(3000):
+                if rows(db, "SELECT count(*) FROM job WHERE state = 'running'")[0][0]:
+                    break
+                await asyncio.sleep(0.002)
+            first.send_signal(signal.SIGSTOP)
+            held = rows(db, "SELECT count(*) FROM job WHERE state = 'running'")[0][0]
+            if held:
                 break
-            await asyncio.sleep(0.0005)
-        else:
-            lock.execute("BEGIN IMMEDIATE")
+            first.send_signal(signal.SIGCONT)
         first.kill()
         await first.wait()
-        lock.execute("ROLLBACK")
-        lock.close()
-        held = rows(db, "SELECT count(*) FROM job WHERE state = 'running'")[0][0]
         assert held >= 1, "no job was claimed when the process was killed"
-
         await asyncio.sleep(5)  # down: the next period ends meanwhile
         second = await start(env, tmp_path)
         try:
