@@ -36,12 +36,17 @@ class ApiRig:
     def auth(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[name]}"}
 
-    async def declare(self, title: str = "checkout 500s", **extra: object) -> int:
+    async def declare(
+        self, title: str = "checkout 500s", *, type: str | None = None, severity: str | None = None
+    ) -> int:
         """An incident declared from chat (the console), as people do."""
-        words = " ".join(f"{k}={v}" for k, v in extra.items())
-        reply = await self.core.run(f"/incident declare {words} {title}".replace("  ", " "))
+        typed = f"type={type} " if type else ""
+        reply = await self.core.run(f"/incident declare {typed}{title}")
         assert reply.ok, reply.text
         assert reply.incident is not None
+        if severity:
+            changed = await self.core.run(f"/incident #{reply.incident} severity {severity}")
+            assert changed.ok, changed.text
         return reply.incident
 
 

@@ -89,7 +89,7 @@ async def test_an_incident_carries_its_number_and_page_link(rig: ApiRig) -> None
 async def test_list_filters_by_status_severity_type_and_declared_time(rig: ApiRig) -> None:
     first = await rig.declare("checkout down", severity="sev1")
     rig.core.clock.advance(hours=2)
-    second = await rig.declare("search slow", type="performance", severity="sev3")
+    second = await rig.declare("search slow", type="performance", severity="sev4")
     await rig.core.run(f"/incident #{first} status resolved")
     h = rig.auth("dashboard")
 
@@ -101,7 +101,7 @@ async def test_list_filters_by_status_severity_type_and_declared_time(rig: ApiRi
     assert await numbers("") == [second, first]  # newest first
     assert await numbers("status=resolved") == [first]
     assert await numbers("status=triggered&status=resolved") == [second, first]
-    assert await numbers("severity=SEV3") == [second]
+    assert await numbers("severity=SEV4") == [second]
     assert await numbers("type=performance") == [second]
     assert await numbers("declared_since=2026-11-25T15:00:00Z") == [second]
     assert await numbers("declared_until=2026-11-25T15:00:00Z") == [first]
