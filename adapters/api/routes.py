@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from adapters.api.auth import Principal, authenticate
 from adapters.api.context import WebContext
@@ -51,6 +51,8 @@ _WRITE = {
     409: {"description": "A declare with that key is running", "content": _PROBLEM_CONTENT},
 }
 
+Number = Annotated[int, Path(ge=1, le=2_147_483_647, description="The incident's number")]
+Item = Annotated[int, Path(ge=1, le=2_147_483_647, description="The action item's number")]
 StatusQ = Annotated[list[Status] | None, Query(description="Repeat for several")]
 
 
@@ -114,7 +116,7 @@ def api_router(ctx: WebContext) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     catalog = ctx.service.catalog
 
-    async def visible(number: int, who: Principal) -> Incident:
+    async def visible(number: Number, who: Principal) -> Incident:
         async with ctx.store.unit() as u:
             incident = await u.incident_view(number, include_private=who.private)
         if incident is None:  # a private incident is as absent as a missing one
@@ -247,13 +249,13 @@ def api_router(ctx: WebContext) -> APIRouter:
     @router.get(
         "/incidents/{number}", response_model=IncidentOut, responses=_ONE, tags=["incidents"]
     )
-    async def get_incident(number: int, who: Reader) -> IncidentOut:
+    async def get_incident(number: Number, who: Reader) -> IncidentOut:
         return IncidentOut.of(await visible(number, who), ctx.base)
 
     @router.patch(
         "/incidents/{number}", response_model=IncidentOut, responses=_ONE, tags=["incidents"]
     )
-    async def patch_incident(number: int, body: IncidentPatch, who: Writer) -> IncidentOut:
+    async def patch_incident(number: Number, body: IncidentPatch, who: Writer) -> IncidentOut:
         """Change several fields at once: all of them, or (on any refusal) none."""
         await visible(number, who)
         given = body.model_dump(exclude_unset=True)
@@ -311,7 +313,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         tags=["timeline"],
     )
     async def timeline(
-        number: int,
+        number: Number,
         who: Reader,
         kind: Annotated[list[EntryKind] | None, Query()] = None,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -339,7 +341,9 @@ def api_router(ctx: WebContext) -> APIRouter:
             else None,
         )
 
-    async def _entry(number: int, who: Principal, command: c.Command, kind: EntryKind) -> EntryOut:
+    async def _entry(
+        number: Number, who: Principal, command: c.Command, kind: EntryKind
+    ) -> EntryOut:
         incident = await visible(number, who)
         assert incident.id is not None
         reply = await ctx.service.handle(command, actor=who.actor, where=ctx.declare_where())
@@ -357,7 +361,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         responses=_ONE,
         tags=["timeline"],
     )
-    async def add_note(number: int, body: TextIn, who: Writer) -> EntryOut:
+    async def add_note(number: Number, body: TextIn, who: Writer) -> EntryOut:
         """A note on the timeline (as `/incident note`)."""
         return await _entry(
             number, who, c.AddNote(incident=number, text=body.text), EntryKind.MESSAGE
@@ -370,7 +374,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         responses=_ONE,
         tags=["timeline"],
     )
-    async def add_key_event(number: int, body: TextIn, who: Writer) -> EntryOut:
+    async def add_key_event(number: Number, body: TextIn, who: Writer) -> EntryOut:
         """A key event (as `/incident event`)."""
         return await _entry(
             number, who, c.AddKeyEvent(incident=number, text=body.text), EntryKind.KEY_EVENT
@@ -383,7 +387,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         responses=_ONE,
         tags=["timeline"],
     )
-    async def add_update(number: int, body: TextIn, who: Writer) -> EntryOut:
+    async def add_update(number: Number, body: TextIn, who: Writer) -> EntryOut:
         """A status update to stakeholders (as `/incident update`)."""
         return await _entry(
             number, who, c.StatusUpdate(incident=number, text=body.text), EntryKind.STATUS_UPDATE
@@ -397,7 +401,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         responses=_ONE,
         tags=["action items"],
     )
-    async def action_items(number: int, who: Reader) -> list[ActionItemOut]:
+    async def action_items(number: Number, who: Reader) -> list[ActionItemOut]:
         incident = await visible(number, who)
         assert incident.id is not None
         async with ctx.store.unit() as u:
@@ -422,7 +426,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         responses=_ONE,
         tags=["action items"],
     )
-    async def add_action_item(number: int, body: ActionItemIn, who: Writer) -> ActionItemOut:
+    async def add_action_item(number: Number, body: ActionItemIn, who: Writer) -> ActionItemOut:
         incident = await visible(number, who)
         assert incident.id is not None
         command = c.ActionAdd(
@@ -446,7 +450,7 @@ def api_router(ctx: WebContext) -> APIRouter:
         tags=["action items"],
     )
     async def patch_action_item(
-        number: int, n: int, body: ActionItemPatch, who: Writer
+        number: Number, n: Item, body: ActionItemPatch, who: Writer
     ) -> ActionItemOut:
         """Edit an action item and/or mark it done, open or cancelled: all or nothing."""
         incident = await visible(number, who)
@@ -488,7 +492,7 @@ def api_router(ctx: WebContext) -> APIRouter:
     return router
 
 
-def _status_command(number: int, status: Status) -> c.Command:
+def _status_command(number: Number, status: Status) -> c.Command:
     if status is Status.ACKNOWLEDGED:
         return c.Acknowledge(incident=number)
     return c.SetStatus(incident=number, status=status.value)
