@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -53,6 +53,9 @@ _WRITE = {
 
 Number = Annotated[int, Path(ge=1, le=2_147_483_647, description="The incident's number")]
 Item = Annotated[int, Path(ge=1, le=2_147_483_647, description="The action item's number")]
+# A declare takes seconds at most (the suggester's budget is 8 s); a key still unsettled after
+# this is left from a request that died, and is taken over.
+STALE_CLAIM = timedelta(minutes=2)
 StatusQ = Annotated[list[Status] | None, Query(description="Repeat for several")]
 
 
@@ -192,11 +195,21 @@ def api_router(ctx: WebContext) -> APIRouter:
             fingerprint = hashlib.sha256(
                 json.dumps(given, sort_keys=True, default=str).encode()
             ).hexdigest()
+            now = ctx.service.clock.now()
             async with ctx.store.unit() as u:
                 first = await u.claim_idempotency_key(
-                    who.token_id, key, fingerprint=fingerprint, now=ctx.service.clock.now()
+                    who.token_id, key, fingerprint=fingerprint, now=now
                 )
                 row = None if first else await u.idempotency_key(who.token_id, key)
+                if (
+                    row is not None
+                    and row.incident_number is None
+                    and (now - row.created_at > STALE_CLAIM)
+                ):
+                    # The first request died mid-declare (no incident came of it, or its
+                    # commit was never recorded here): this one takes the key over.
+                    row.created_at, row.fingerprint = now, fingerprint
+                    row = None
             if row is not None:
                 if row.fingerprint != fingerprint:
                     raise Problem(
@@ -286,7 +299,8 @@ def api_router(ctx: WebContext) -> APIRouter:
                 (f"custom_fields.{name}", c.SetField(incident=number, field=name, value=shown))
             )
         if body.status is not None:
-            steps.append(("status", _status_command(number, body.status)))
+            # As `/incident status <status>` in chat (acknowledged, resolved... included).
+            steps.append(("status", c.SetStatus(incident=number, status=body.status.value)))
         if not steps:
             raise Problem(422, "nothing to change: give at least one field")
         await _together(steps, who)
@@ -490,12 +504,6 @@ def api_router(ctx: WebContext) -> APIRouter:
         return ActionItemOut.of(item)
 
     return router
-
-
-def _status_command(number: Number, status: Status) -> c.Command:
-    if status is Status.ACKNOWLEDGED:
-        return c.Acknowledge(incident=number)
-    return c.SetStatus(incident=number, status=status.value)
 
 
 def problem_schema_components(openapi: dict[str, Any]) -> dict[str, Any]:

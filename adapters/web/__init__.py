@@ -146,7 +146,9 @@ def web_router(ctx: WebContext) -> APIRouter:
     async def check_form(request: Request) -> dict[str, str] | None:
         """The form's fields when its CSRF token matches the cookie and it came from here."""
         origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+        # Behind a proxy the Host may be internal; the public address is ours too.
+        ours = {request.url.netloc, urlsplit(ctx.public_url or "").netloc} - {""}
+        if origin and origin != "null" and urlsplit(origin).netloc not in ours:
             return None
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}

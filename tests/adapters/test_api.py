@@ -3,6 +3,8 @@ all-or-nothing PATCH, entries written by the token's name, problem answers."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -452,3 +454,39 @@ async def test_openapi_document_and_offline_docs(rig: ApiRig) -> None:
     asset = await rig.http.get("/docs/assets/swagger-ui-bundle.js")
     assert asset.status_code == 200 and len(asset.content) > 100_000
     assert (await rig.http.get("/docs/assets/..%2F__init__.py")).status_code == 404
+
+
+async def test_a_key_left_by_a_request_that_died_is_taken_over_later(rig: ApiRig) -> None:
+    async with rig.core.store.unit() as u:  # a declare that claimed its key, then its process died
+        token = await u.token_by_name("deploy-bot")
+        assert token is not None and token.id is not None
+        body = json.dumps({"description": "disk full on db-3"}, sort_keys=True)
+        same = hashlib.sha256(body.encode()).hexdigest()  # the same request as below
+        await u.claim_idempotency_key(token.id, "k9", fingerprint=same, now=rig.core.clock.now())
+    h = rig.auth("deploy-bot")
+    request = {"description": "disk full on db-3", "idempotency_key": "k9"}
+    running = await rig.http.post("/api/v1/incidents", json=request, headers=h)
+    assert running.status_code == 409 and "k9" in running.json()["detail"]
+    rig.core.clock.advance(minutes=3)
+    taken = await rig.http.post("/api/v1/incidents", json=request, headers=h)
+    assert taken.status_code == 201, taken.text
+    again = await rig.http.post("/api/v1/incidents", json=request, headers=h)
+    assert (again.status_code, again.json()["number"]) == (200, taken.json()["number"])
+
+
+async def test_patch_status_follows_the_chat_lifecycle(rig: ApiRig) -> None:
+    number = await rig.declare("search slow", type="performance")
+    h = rig.auth("deploy-bot")
+    acked = await rig.http.patch(
+        f"/api/v1/incidents/{number}", json={"status": "acknowledged"}, headers=h
+    )
+    assert acked.status_code == 200 and acked.json()["acknowledged_at"] is not None
+    resolved = await rig.http.patch(
+        f"/api/v1/incidents/{number}", json={"status": "resolved"}, headers=h
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["status"] == "resolved" and resolved.json()["resolved_at"]
+    again = await rig.http.patch(
+        f"/api/v1/incidents/{number}", json={"status": "resolved"}, headers=h
+    )
+    assert again.status_code == 422 and "already" in again.json()["detail"]
