@@ -2,7 +2,8 @@
 
 Sign in with a token, open the list, open an incident, see an entry recorded while the page is
 open arrive by itself, and see a note holding `<script>` shown as text and never run.
-Screenshots go to test-artifacts/browser/ (or $OPSROOM_TEST_ARTIFACTS/browser/).
+The API docs page renders offline. Screenshots go to test-artifacts/browser/ (or
+$OPSROOM_TEST_ARTIFACTS/browser/).
 """
 
 from __future__ import annotations
@@ -108,5 +109,20 @@ async def test_sign_in_list_incident_live_entry_and_escaped_script(
                     page.locator("#timeline li", has_text="checked from the browser")
                 ).to_contain_text("alice-browser")
                 await page.screenshot(path=str(shots / "4-note-added.png"), full_page=True)
+
+                # The API docs render from the app alone (no CDN), under their own CSP.
+                blocked: list[str] = []
+                # (leaving the incident page ends its live stream: not a failure of the docs)
+                page.on(
+                    "requestfailed",
+                    lambda r: None if "/events" in r.url else blocked.append(r.url),
+                )
+                await page.goto(f"{rig.url}/docs")
+                await expect(page.locator(".opblock-summary-path").first).to_be_visible()
+                await expect(
+                    page.locator('.opblock-summary-path[data-path="/api/v1/incidents"]').first
+                ).to_be_visible()
+                assert blocked == []
+                await page.screenshot(path=str(shots / "5-api-docs.png"), full_page=False)
             finally:
                 await browser.close()
