@@ -56,6 +56,10 @@ db_app = typer.Typer(
     help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(db_app, name="db")
+token_app = typer.Typer(
+    help="API tokens (REST API and web view).", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(token_app, name="token")
 
 
 def version() -> str:
@@ -215,7 +219,10 @@ async def build_core(
     typer.echo(location.note, err=True)
     clock = clock or clock_from(settings.opsroom_fake_now)
     store = SqlStore(engine)
-    mirror = Mirror(store=store, ports=ports or {}, catalog=catalog, clock=clock)
+    mirror = Mirror(
+        store=store, ports=ports or {}, catalog=catalog, clock=clock,
+        public_url=settings.opsroom_public_url,
+    )
     default_suggester, default_summarizer = ai_from(settings, catalog)
     wakers: list[Callable[[], None]] = [mirror.wake]
 
@@ -321,6 +328,7 @@ async def run_service(settings: Settings) -> None:
     import uvicorn
     from slack_sdk.web.async_client import AsyncWebClient
 
+    from adapters.api import WebContext
     from adapters.http import Readiness, create_app
     from adapters.slack.app import SlackEdge
 
@@ -371,11 +379,21 @@ async def run_service(settings: Settings) -> None:
         core.mirror.ports["discord"] = discord_edge.chat
         await discord_edge.start(readiness)  # ready on gateway READY + commands synced
 
+    web = WebContext(
+        service=core.service,
+        store=core.store,
+        public_url=settings.opsroom_public_url,
+        trusted_header=settings.opsroom_web_trusted_header,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             # In Socket Mode without a signing secret Slack never posts to us, and Bolt could
             # not verify what came: /slack/events is mounted only with a secret to check.
-            create_app(readiness, slack.app if slack and settings.slack_signing_secret else None),
+            create_app(
+                readiness,
+                slack.app if slack and settings.slack_signing_secret else None,
+                web=web,
+            ),
             host=settings.opsroom_http_host,
             port=settings.opsroom_http_port,
             log_level="warning",
@@ -388,11 +406,13 @@ async def run_service(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
+    background.append(asyncio.create_task(_end_streams_on_exit(server, web.stopping)))
     try:
         await scheduler.start()
         await server.serve()
     finally:
         logger.info("stopping: finishing in-flight work")
+        web.stopping.set()  # open live pages' streams end
         if socket_handler is not None:
             await socket_handler.close_async()
         if slack is not None:
@@ -406,6 +426,14 @@ async def run_service(settings: Settings) -> None:
         await asyncio.gather(*background, return_exceptions=True)
         await core.engine.dispose()
     logger.info("stopped")
+
+
+async def _end_streams_on_exit(server: Any, stopping: asyncio.Event) -> None:
+    """Live pages' streams never end by themselves: uvicorn waits for open responses before it
+    stops, so they are told to end as soon as it starts stopping."""
+    while not server.should_exit:
+        await asyncio.sleep(0.2)
+    stopping.set()
 
 
 async def _start_slack(slack: Any, readiness: Any, socket_handler: Any) -> None:
@@ -509,6 +537,88 @@ async def _revision_or_none(url: str) -> str | None:
         return None
     finally:
         await engine.dispose()
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Option(..., "--name", help="Who uses it: entries it writes show this."),
+    scope: str = typer.Option(..., "--scope", help="read, or write (read and change)."),
+    private: bool = typer.Option(False, "--private", help="It also sees private incidents."),
+) -> None:
+    """Make a token; it is shown once, alone on the last line (only its hash is kept)."""
+    from adapters.api.auth import TokenError, create_token
+
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+
+    async def go() -> str:
+        engine, _ = await open_database(settings)
+        try:
+            _, token = await create_token(
+                SqlStore(engine), name=name, scope=scope, private=private,
+                now=clock_from(settings.opsroom_fake_now).now(),
+            )
+            return token
+        except TokenError as exc:
+            fail(str(exc))
+        finally:
+            await engine.dispose()
+
+    token = asyncio.run(go())
+    seen = "private and public incidents" if private else "public incidents"
+    typer.echo(f"Token {name} ({scope.lower()}, {seen}). Shown once; keep it secret:")
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token: name, scope, what it sees, when made, revoked or not (never the token)."""
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+
+    async def go() -> list[Any]:
+        engine, _ = await open_database(settings)
+        try:
+            async with SqlStore(engine).unit() as u:
+                return await u.tokens()
+        finally:
+            await engine.dispose()
+
+    rows = asyncio.run(go())
+    if not rows:
+        typer.echo("No tokens yet: make one with opsroom token create --name NAME --scope read")
+        return
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        seen = "private too" if row.private else "public only"
+        typer.echo(
+            f"{row.name}\t{row.scope.value}\t{seen}\tcreated {row.created_at:%Y-%m-%d %H:%M}"
+            f"\t{state}"
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+
+    async def go() -> tuple[bool, list[str]]:
+        engine, _ = await open_database(settings)
+        try:
+            async with SqlStore(engine).unit() as u:
+                done = await u.revoke_token(
+                    name, now=clock_from(settings.opsroom_fake_now).now()
+                )
+                names = [t.name for t in await u.tokens() if t.revoked_at is None]
+            return done, names
+        finally:
+            await engine.dispose()
+
+    done, active = asyncio.run(go())
+    if not done:
+        fail(f'no active token named "{name}": active ones are {", ".join(active) or "none"}')
+    typer.echo(f"Revoked {name}.")
 
 
 def warn_unknown_variables(settings: Settings) -> None:

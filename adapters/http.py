@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+
+if TYPE_CHECKING:
+    from adapters.api import WebContext
 
 
 @dataclass
@@ -31,7 +35,9 @@ class Readiness:
         return self.waiting_for <= self.ready
 
 
-def create_app(readiness: Readiness, slack: AsyncApp | None = None) -> FastAPI:
+def create_app(
+    readiness: Readiness, slack: AsyncApp | None = None, web: WebContext | None = None
+) -> FastAPI:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/healthz")
@@ -49,4 +55,8 @@ def create_app(readiness: Readiness, slack: AsyncApp | None = None) -> FastAPI:
         async def slack_events(request: Request) -> Response:
             return await handler.handle(request)
 
+    if web is not None:  # the REST API, its docs and the web view (adapters/api, adapters/web)
+        from adapters.api import mount
+
+        mount(app, web)
     return app

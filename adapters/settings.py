@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     opsroom_log_level: str = "INFO"
     opsroom_http_host: str = "127.0.0.1"
     opsroom_http_port: int = Field(default=8080, ge=0, le=65535)
+    # Where people reach the web view (https://opsroom.example.com): channel summaries link
+    # to each incident's page there.
+    opsroom_public_url: str | None = None
+    # The header an SSO proxy in front sets to the signed-in user (e.g. X-Forwarded-User).
+    # Unset by default: only set it when every request comes through that proxy.
+    opsroom_web_trusted_header: str | None = None
     # Test-only: the instant the process's clock starts at (it then moves with real time).
     opsroom_fake_now: datetime | None = None
     opsroom_tick_s: float = Field(default=15.0, gt=0)  # the job worker's safety tick

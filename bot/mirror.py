@@ -81,8 +81,11 @@ def in_thread(entry: TimelineEntry) -> bool:
     )
 
 
-async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: datetime) -> Message:
-    """The pinned summary of `incident` as the record in `u` has it."""
+async def summary_for(
+    u: Unit, incident: Incident, catalog: Catalog, now: datetime, public_url: str | None = None
+) -> Message:
+    """The pinned summary of `incident` as the record in `u` has it; with `public_url` (the
+    web view's address) it links to the incident's page."""
     assert incident.id is not None
     itype = catalog.incident_type(incident.type)
     own = {f.name: f.display for f in itype.fields} if itype else {}
@@ -97,6 +100,7 @@ async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: dateti
         now=now,
         extra_fields=[n for n in incident.custom_fields if n not in own] if itype else (),
         tz=catalog.tz,
+        page_url=f"{public_url.rstrip('/')}/incidents/{incident.number}" if public_url else None,
     )
 
 
@@ -141,8 +145,10 @@ class Mirror:
         backoff: Backoff | None = None,
         holder: str | None = None,
         lease_ttl: float = LEASE_TTL,
+        public_url: str | None = None,
     ) -> None:
         self.store = store
+        self.public_url = public_url  # OPSROOM_PUBLIC_URL: summaries link to the web view
         self.ports = dict(ports)
         self.catalog = catalog
         self.clock: Clock = clock or SystemClock()
@@ -404,7 +410,9 @@ class Mirror:
                 if await u.has_later_summary_refresh(delivery):
                     raise _Skip("superseded by a later refresh")
             if delivery.action in (DeliveryAction.OPEN_CHANNEL, DeliveryAction.REFRESH_SUMMARY):
-                summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
+                summary_msg = await summary_for(
+                    u, incident, self.catalog, self.clock.now(), self.public_url
+                )
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
             assert summary_msg is not None
             try:

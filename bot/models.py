@@ -298,3 +298,35 @@ class Job(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TokenScope(StrEnum):
+    READ = "read"
+    WRITE = "write"  # read and write
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the REST API and the web view. Only its SHA-256 is kept: the token
+    itself is shown once, when it is created."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    scope: TokenScope = Field(sa_type=_enum(TokenScope))
+    private: bool = False  # sees private incidents
+    token_hash: str = Field(unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ApiIdempotency(SQLModel, table=True):
+    """An API declare's idempotency key, per token: a retried declare returns the incident the
+    first one made instead of declaring another."""
+
+    __table_args__ = (sa.UniqueConstraint("token_id", "key", name="uq_idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_id: int = Field(foreign_key="apitoken.id")
+    key: str
+    fingerprint: str  # the request body's hash: the same key with another body is refused
+    incident_number: int | None = None  # None while the first request is still declaring
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

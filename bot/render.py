@@ -202,6 +202,7 @@ def summary(
     now: datetime,
     extra_fields: Collection[str] = (),
     tz: tzinfo = UTC,
+    page_url: str | None = None,
 ) -> Message:
     """The pinned summary: the current state of the incident, edited in place on every change.
 
@@ -240,6 +241,8 @@ def summary(
     if open_items:
         lines = [action_line(a, now, tz) for a in open_items]
         sections.append("Open action items:\n" + "\n".join(lines))
+    if page_url:
+        sections.append(f"Incident page: {page_url}")
 
     ref = str(incident.number)
     buttons: list[Button] = []

@@ -100,6 +100,25 @@ class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
                 ok=False,
             )
 
+    async def handle_together(
+        self, commands: Sequence[c.Command], *, actor: Actor, where: ChannelRef
+    ) -> tuple[Reply, int | None]:
+        """Run changes in one transaction, all or none (an API PATCH); returns the last reply,
+        or the first refusal with the index of the command refused (nothing is then kept)."""
+        replies: list[Reply] = []
+        try:
+            async with self.store.unit() as u:
+                for command in commands:
+                    change = self._changes.get(type(command))
+                    if change is None:
+                        raise ServiceError(f"{type(command).__name__} is not a change")
+                    incident = await self._resolve_incident(u, command.incident, where)
+                    replies.append(await change(u, incident, command, actor))
+        except ServiceError as exc:  # the unit rolled back: nothing of the batch was kept
+            return Reply(str(exc), ok=False), len(replies)
+        self._notify()
+        return (replies[-1] if replies else Reply("Nothing to change.")), None
+
     def _not_configured(self, command: c.Command) -> Reply:
         what = {
             c.RunbookList: "Runbooks arrive",

@@ -36,6 +36,7 @@ from bot.models import (
 from bot.ports import LeaseTake
 from storage import claims
 from storage.claims import claim
+from storage.reads import ReadQueries
 
 # The lookups made for every command and every delivery, built once. Building a select and
 # computing its cache key costs about as much Python time as running it; recording a timeline
@@ -108,7 +109,7 @@ _LATER_SUMMARY_REFRESH = select(
 )
 
 
-class SqlUnit:
+class SqlUnit(ReadQueries):
     """One transaction on one session; implements `bot.ports.Unit`."""
 
     def __init__(self, session: AsyncSession) -> None:
