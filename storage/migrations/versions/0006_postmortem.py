@@ -1,0 +1,49 @@
+"""postmortem: impact_started_at on incidents, postmortem versions
+
+Revision ID: 0006_postmortem
+Revises: 0005
+Create Date: 2026-12-05
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+import bot.models
+
+
+revision = '0006_postmortem'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('incident', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('impact_started_at', bot.models.UTCDateTime(), nullable=True))
+    # Incidents declared before this column existed: their impact is known to start at the declare.
+    op.execute('UPDATE incident SET impact_started_at = declared_at WHERE impact_started_at IS NULL')
+    op.create_table('postmortem',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('markdown', sa.String(), nullable=False),
+    sa.Column('draft', sa.Boolean(), nullable=False),
+    sa.Column('model', sa.String(), nullable=False),
+    sa.Column('removed_citations', sa.Integer(), nullable=False),
+    sa.Column('created_by', sa.String(), nullable=False),
+    sa.Column('created_at', bot.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['incident_id'], ['incident.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('incident_id', 'version', name='uq_postmortem_version')
+    )
+    with op.batch_alter_table('postmortem', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_postmortem_incident_id'), ['incident_id'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('postmortem', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_postmortem_incident_id'))
+    op.drop_table('postmortem')
+    with op.batch_alter_table('incident', schema=None) as batch_op:
+        batch_op.drop_column('impact_started_at')
