@@ -497,6 +497,10 @@ class Postmortems(Lifecycle):
         reply = await super()._move(u, inc, new, actor, note=note, after=after)
         due = self.catalog.postmortem_due
         if new is Status.RESOLVED and due is not None and inc.resolved_at is not None:
+            # After a reopen, the reminder counts from the last resolve.
+            await u.cancel_jobs(
+                now=self.clock.now(), incident_id=_id(inc), prefix=f"{POSTMORTEM_DUE}:{_id(inc)}:"
+            )
             await u.schedule(
                 new_job(
                     POSTMORTEM_DUE,
