@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.metrics import CommandTimer, metrics_router
 from bot.catalog import Catalog
 from bot.report import build
+from storage import metrics as db
 from tests.conftest import ALICE, Core, build_core
 from tests.fakes.clock import FakeClock
 from tests.storage.support import same_database
-from storage import metrics as db
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # a Wednesday; its week starts Mon 23 Nov
 
