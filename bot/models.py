@@ -136,7 +136,8 @@ class Incident(SQLModel, table=True):
     custom_fields: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     declared_by: str
     declared_on: str  # platform name
-    declared_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Indexed: reports read the incidents declared in a period.
+    declared_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     # When the impact began (may be before the declare); set at declare, corrected with
     # `/incident time impact_started <when>` (see bot/postmortem.py).
     impact_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -21,6 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('incident', schema=None) as batch_op:
         batch_op.add_column(sa.Column('impact_started_at', bot.models.UTCDateTime(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_incident_declared_at'), ['declared_at'], unique=False)
     # Incidents declared before this column existed: their impact is known to start at the declare.
     op.execute('UPDATE incident SET impact_started_at = declared_at WHERE impact_started_at IS NULL')
     op.create_table('postmortem',
@@ -46,4 +47,5 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_postmortem_incident_id'))
     op.drop_table('postmortem')
     with op.batch_alter_table('incident', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_incident_declared_at'))
         batch_op.drop_column('impact_started_at')
