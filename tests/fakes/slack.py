@@ -110,7 +110,7 @@ BOT_SCOPES = (
     "commands", "chat:write", "chat:write.public", "channels:manage", "groups:write",
     "channels:read", "groups:read", "channels:history", "groups:history", "channels:join",
     "pins:write", "pins:read", "reactions:read", "reactions:write", "users:read",
-    "users:read.email", "im:write",
+    "users:read.email", "im:write", "files:write",
 )
 
 ALICE = "U0ALICE0001"
