@@ -19,9 +19,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('incident', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('impact_started_at', bot.models.UTCDateTime(), nullable=True))
-        batch_op.create_index(batch_op.f('ix_incident_declared_at'), ['declared_at'], unique=False)
+    # Plain ALTERs, not a batch: on SQLite a batch copies the table, and dropping `incident`
+    # is refused while other tables point at it.
+    op.add_column('incident', sa.Column('impact_started_at', bot.models.UTCDateTime(), nullable=True))
+    op.create_index('ix_incident_declared_at', 'incident', ['declared_at'], unique=False)
     # Incidents declared before this column existed: their impact is known to start at the declare.
     op.execute('UPDATE incident SET impact_started_at = declared_at WHERE impact_started_at IS NULL')
     op.create_table('postmortem',
@@ -46,6 +47,5 @@ def downgrade() -> None:
     with op.batch_alter_table('postmortem', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_postmortem_incident_id'))
     op.drop_table('postmortem')
-    with op.batch_alter_table('incident', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_incident_declared_at'))
-        batch_op.drop_column('impact_started_at')
+    op.drop_index('ix_incident_declared_at', table_name='incident')
+    op.execute('ALTER TABLE incident DROP COLUMN impact_started_at')  # SQLite 3.35+ too
