@@ -89,3 +89,19 @@ async def test_discord_gets_the_postmortem_as_an_attachment(drig: DiscordRig) ->
         assert inc is not None and inc.id is not None
         (doc,) = await u.postmortems(inc.id)
     assert attachment["size"] == len(doc.markdown.encode())
+
+
+async def test_the_console_writes_the_file_and_says_where(tmp_path: Path) -> None:
+    from adapters.console import ConsoleChat
+
+    shown: list[str] = []
+    chat = ConsoleChat("alice", out=shown.append, files_dir=tmp_path / "files")
+    await chat.upload_file(channel_id="inc-1-checkout", filename="postmortem-1-v1.md",
+                           content=b"# Postmortem\n", title="Postmortem #1 v1",
+                           comment="Postmortem v1 of #1: postmortem-1-v1.md")
+    written = tmp_path / "files" / "postmortem-1-v1.md"
+    assert written.read_bytes() == b"# Postmortem\n"
+    assert shown == [
+        "[#inc-1-checkout] (1) opsroom: Postmortem v1 of #1: postmortem-1-v1.md",
+        f"    File written to {written}",
+    ]
