@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -385,6 +386,10 @@ async def run_service(settings: Settings) -> None:
         public_url=settings.opsroom_public_url,
         trusted_header=settings.opsroom_web_trusted_header,
     )
+    from adapters.metrics import CommandTimer, metrics_router
+
+    timer = CommandTimer()
+    timer.instrument(core.service)
     server = uvicorn.Server(
         uvicorn.Config(
             # In Socket Mode without a signing secret Slack never posts to us, and Bolt could
@@ -393,6 +398,7 @@ async def run_service(settings: Settings) -> None:
                 readiness,
                 slack.app if slack and settings.slack_signing_secret else None,
                 web=web,
+                metrics=metrics_router(core.engine, core.clock.now, timer),
             ),
             host=settings.opsroom_http_host,
             port=settings.opsroom_http_port,
@@ -723,6 +729,121 @@ def suggest(
 
     s = asyncio.run(go())
     typer.echo(suggestion_json(s) if as_json else suggestion_text(s))
+
+
+@app.command()
+def postmortem(
+    number: int = typer.Argument(..., help="The incident number."),
+    out_file: str | None = typer.Option(None, "--out", help="Write it to FILE (default: stdout)."),
+    fmt: str = typer.Option("md", "--format", help="md (Markdown) or html."),
+) -> None:
+    """Generate a new postmortem version of an incident (stored; its channel gets the file
+    when the bot runs) and print or write it."""
+    out = Path(out_file) if out_file else None
+    if fmt not in ("md", "html"):
+        fail(f'unknown format "{fmt}": use md or html')
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+
+    async def go() -> tuple[str, str]:
+        from bot.base import ServiceError
+        from bot.ports import Actor
+
+        core = await build_core(settings)
+        try:
+            actor = Actor(platform="cli", user_id=console_user(), name=console_user())
+            try:
+                reply, doc = await core.service.postmortem_for(number, actor)
+            except ServiceError as exc:
+                fail(str(exc))
+            return reply.text, doc.markdown
+        except Exception as exc:
+            if isinstance(exc, (SystemExit, typer.Exit)):
+                raise
+            fail(f"cannot make the postmortem of #{number}: {describe_error(exc)}")
+        finally:
+            await core.engine.dispose()
+
+    said, markdown = asyncio.run(go())
+    from bot.postmortem import to_html
+
+    text = to_html(markdown, f"Postmortem #{number}") if fmt == "html" else markdown
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}")
+        typer.echo(f"{said} Written to {out}.", err=True)
+
+
+@app.command()
+def report(
+    since: str = typer.Option("30d", "--since", help="How far back: 7d, 30d, 12w, 24h."),
+    by: str | None = typer.Option(None, "--by", help="Group by type, severity or week."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    chart_file: str | None = typer.Option(None, "--chart", help="Draw FILE.png or FILE.svg too."),
+) -> None:
+    """Response times of the incidents declared in a period: count, mean, p50 and p90 time to
+    acknowledge and to resolve, open and overdue action items."""
+    from adapters import reporting
+    from bot.report import GROUPS, build
+    from bot.timing import parse_duration
+    from storage import metrics as db
+
+    chart = Path(chart_file) if chart_file else None
+    try:
+        back = parse_duration(since)
+    except ValueError:
+        back = _weeks(since)
+    if by is not None and by not in GROUPS:
+        fail(f'cannot group by "{by}": use {", ".join(GROUPS)}')
+    if as_json and as_csv:
+        fail("choose one of --json and --csv")
+    if chart is not None and chart.suffix.lower() not in reporting.CHART_FORMATS:
+        fail(f'unknown chart format "{chart.suffix or chart.name}": use a .png or .svg file')
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+    catalog = catalog_from(settings)
+    clock = clock_from(settings.opsroom_fake_now)
+    now = clock.now()
+    start = now - back
+
+    async def go() -> tuple[list[Any], tuple[int, int]]:
+        engine, location = await open_database(settings)
+        try:
+            return await db.incident_rows(engine, start), await db.action_counts(engine, now, start)
+        except Exception as exc:
+            fail(f"cannot read incidents from {location.shown}: {describe_error(exc)}")
+        finally:
+            await engine.dispose()
+
+    rows, actions = asyncio.run(go())
+    lines = build(rows, by, catalog.tz)
+    if as_json:
+        typer.echo(reporting.as_json(lines, since=start, by=by, actions=actions))
+    elif as_csv:
+        typer.echo(reporting.as_csv(lines), nl=False)
+    else:
+        typer.echo(reporting.as_text(lines, since=start, by=by, actions=actions, tz=catalog.tz))
+    if chart is not None:
+        try:
+            reporting.chart(rows, chart, catalog.tz)
+        except OSError as exc:
+            fail(f"cannot write {chart}: {exc.strerror or exc}")
+        typer.echo(f"Chart written to {chart}.", err=True)
+
+
+def _weeks(text: str) -> timedelta:
+    """`12w` (weeks), which catalog durations do not take; anything else is refused."""
+    import re
+
+    m = re.fullmatch(r"(\d{1,4})w", text.strip())
+    if m is None:
+        fail(f'invalid --since "{text}": use a duration like 24h, 7d, 30d or 12w')
+    return timedelta(weeks=int(m.group(1)))
 
 
 def main() -> None:

@@ -78,8 +78,13 @@ class ConsoleChat:
     platform = PLATFORM
 
     def __init__(
-        self, user: str, out: Callable[[str], None], clock: Clock | None = None
+        self,
+        user: str,
+        out: Callable[[str], None],
+        clock: Clock | None = None,
+        files_dir: Path | None = None,
     ) -> None:
+        self.files_dir = files_dir  # where shared files are written (default: the data dir)
         self.user = user
         self.out = out
         self.clock: Clock = clock or SystemClock()
@@ -193,6 +198,21 @@ class ConsoleChat:
 
     async def send_dm(self, *, user: str, message: Message) -> None:
         self.out(f"[DM to {user}] {message.text}")
+
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        """A terminal cannot show a file: it is written to disk and the channel says where."""
+        if self.files_dir is None:
+            from adapters.settings import user_data_dir
+
+            self.files_dir = user_data_dir() / "files"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        path = self.files_dir / filename
+        path.write_bytes(content)
+        text = f"{comment}\nFile written to {path}"
+        self._channel(channel_id)
+        return self.message_id(self.add_message(channel_id, BOT_NAME, text))
 
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         return name if name in self.channels else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -36,9 +36,14 @@ class Readiness:
 
 
 def create_app(
-    readiness: Readiness, slack: AsyncApp | None = None, web: WebContext | None = None
+    readiness: Readiness,
+    slack: AsyncApp | None = None,
+    web: WebContext | None = None,
+    metrics: APIRouter | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
+    if metrics is not None:  # GET /metrics (adapters/metrics.py)
+        app.include_router(metrics)
 
     @app.get("/healthz")
     async def healthz() -> Response:

@@ -37,7 +37,7 @@ from bot.ai import (
 )
 from bot.catalog import Catalog
 from bot.models import Incident, TimelineEntry
-from bot.ports import Suggester, Suggestion
+from bot.ports import Suggester, Suggestion, Written
 from bot.redact import Redactor
 from bot.suggest import HeuristicSuggester, ai_off_types_mentioned
 
@@ -315,3 +315,19 @@ class OpenAISummarizer(_Chat):
                 f"{plain}"
             ), removed
         return text, removed
+
+    async def write(self, *, system: str, prompt: str) -> Written:
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": self.redactor.redact(prompt)},
+        ]
+        started = time.monotonic()
+        try:
+            content, _ = await asyncio.wait_for(
+                self._complete(messages, None, started + self.budget_s), timeout=self.budget_s
+            )
+        except Exception as exc:
+            reason = _reason(exc, self.budget_s, self.endpoint)
+            logger.warning("AI writing by %s %s", self.origin, reason)
+            return Written(None, model=self.model, note=f"the AI model {reason} ({self.origin})")
+        return Written(content, model=self.model)

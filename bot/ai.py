@@ -23,7 +23,7 @@ from typing import Any
 
 from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
 from bot.models import EntryKind, Incident, TimelineEntry
-from bot.ports import FieldSource, Suggestion
+from bot.ports import FieldSource, Suggestion, Written
 from bot.render import clip, hhmm, icon, short_id, when
 
 SCHEMA_NAME = "incident_fields"
@@ -567,3 +567,6 @@ class PlainSummarizer:
         tz: tzinfo = UTC,
     ) -> tuple[str, int]:
         return plain_catchup(entries, incident=incident, now=now, tz=tz), 0
+
+    async def write(self, *, system: str, prompt: str) -> Written:
+        return Written(None, note="no AI model is configured")

@@ -50,6 +50,9 @@ class Severity(_Strict):
     # channel are told; none when unset.
     ack_within: str | None = None
     keywords: list[str] = []
+    # Whether closing needs every action item done or cancelled and a postmortem (unless the
+    # commander or declarer forces it with a reason).
+    close_requires_postmortem: bool = True
 
     _name = field_validator("name")(_check_name)
 
@@ -186,6 +189,8 @@ class Catalog(_Strict):
     quiet_statuses: list[Status] = [Status.MONITORING]
     # When the daily digest of overdue action items is posted (crontab, in `timezone`); null: never.
     action_digest: str | None = "0 9 * * *"
+    # How long after resolution the commander is reminded of a missing postmortem; null: never.
+    postmortem_due: str | None = "5d"
 
     @field_validator("timezone")
     @classmethod
@@ -204,6 +209,13 @@ class Catalog(_Strict):
         for item in value if isinstance(value, list) else []:
             if item not in names:
                 raise ValueError(f'"{item}" is not a status: use {", ".join(names)}')
+        return value
+
+    @field_validator("postmortem_due")
+    @classmethod
+    def _postmortem_due(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
         return value
 
     @field_validator("action_digest")

@@ -226,6 +226,21 @@ class ShowReminders(Command):
     pass
 
 
+# The incident times `/incident time` corrects, in the order they must keep.
+TIME_NAMES = ("impact_started", "declared", "acknowledged", "mitigated", "resolved", "closed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetTime(Command):
+    which: str  # one of TIME_NAMES
+    when: str  # as written; read in the catalog timezone by the service
+
+
+@dataclass(frozen=True, kw_only=True)
+class Close(Command):
+    force_reason: str | None = None  # `close force <reason>`: close despite open work
+
+
 # --- grammar --------------------------------------------------------------------------------
 
 USAGE: dict[str, str] = {
@@ -257,13 +272,27 @@ USAGE: dict[str, str] = {
     ),
     "runbook": "/incident runbook list | runbook run <name> | runbook status",
     "page": "/incident page <policy|@user>",
-    "postmortem": "/incident postmortem",
+    "postmortem": "/incident postmortem   (a new version of the postmortem, posted as a file)",
+    "time": (
+        "/incident time <impact_started|declared|acknowledged|mitigated|resolved|closed> <when>"
+    ),
+    "close": "/incident close [force <reason>]",
     "mirror": "/incident mirror <slack|discord>",
     "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
 }
 
 # What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
 DETAILS: dict[str, str] = {
+    "time": (
+        "When: 14:05 (the latest 14:05 not in the future), yesterday 14:05, 2026-12-15 14:05, "
+        "15 Dec 14:05, 20m ago, 2h ago; times are in {timezone}. The times keep their order: "
+        "impact_started <= declared <= acknowledged <= mitigated <= resolved <= closed "
+        "(impact may start before the declare)."
+    ),
+    "close": (
+        "Closing needs every action item done or cancelled and a postmortem, unless the "
+        "commander or declarer forces it: /incident close force <reason>."
+    ),
     "action": (
         f"Due dates: {DUE_FORMS}, or any of them with a time (friday 3pm). A weekday is the "
         "next one, next friday is next week's, and a day already past this year is next "
@@ -527,7 +556,32 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
     "reminders": lambda r: _bare("reminders", r, ShowReminders),
+    "time": lambda r: _parse_time(r),
+    "close": lambda r: _parse_close(r),
 }
+def _parse_time(rest: str) -> Command:
+    which, _, when = rest.partition(" ")
+    which = which.lower().replace("-", "_")
+    if not which:
+        raise _usage("time", "missing which time")
+    if which not in TIME_NAMES:
+        raise _usage("time", f'unknown time "{which}": use {", ".join(TIME_NAMES)}')
+    if not when.strip():
+        raise _usage("time", f"missing when {which}")
+    return SetTime(which=which, when=when.strip())
+
+
+def _parse_close(rest: str) -> Command:
+    if not rest:
+        return Close()
+    word, _, reason = rest.partition(" ")
+    if word.lower() != "force":
+        raise _usage("close", f'unexpected "{rest}"')
+    if not reason.strip():
+        raise _usage("close", "missing reason after force")
+    return Close(force_reason=reason.strip())
+
+
 _ALIASES = {
     "sev": "severity",
     "acknowledge": "ack",

@@ -149,6 +149,9 @@ class Lifecycle(ServiceBase):
                 declared_by=actor.ref,
                 declared_on=actor.platform,
                 declared_at=now,
+                # Until alerts are linked to incidents (their earliest start would be the
+                # default), impact is known to start at the declare; /incident time corrects it.
+                impact_started_at=now,
                 updated_at=now,
             )
             await u.add(incident)

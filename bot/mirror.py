@@ -413,6 +413,9 @@ class Mirror:
                 summary_msg = await summary_for(
                     u, incident, self.catalog, self.clock.now(), self.public_url
                 )
+            doc = None
+            if delivery.action is DeliveryAction.UPLOAD_FILE and entry is not None:
+                doc = await u.postmortem(int(entry.data.get("postmortem") or 0))
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
             assert summary_msg is not None
             try:
@@ -448,6 +451,16 @@ class Mirror:
             await port.archive(channel_id=link.channel_id)
             await self._save_link(link, state=LinkState.ARCHIVED)
             return None
+        if delivery.action is DeliveryAction.UPLOAD_FILE:
+            if doc is None or entry is None:
+                raise _Skip("the postmortem version is gone")
+            return await port.upload_file(
+                channel_id=link.channel_id,
+                filename=str(entry.data.get("filename") or f"postmortem-v{doc.version}.md"),
+                content=doc.markdown.encode(),
+                title=f"Postmortem #{incident.number} v{doc.version}",
+                comment=entry.text,
+            )
         assert entry is not None
         return await self._post_entry(port, link, incident, entry, delivery)
 

@@ -110,6 +110,7 @@ class DeliveryAction(StrEnum):
     ANNOUNCE = "announce"  # a timeline entry to the platform's announcement channel
     ARCHIVE_CHANNEL = "archive_channel"  # the incident was cancelled: archive its channel
     DIRECT_MESSAGE = "direct_message"  # a timeline entry to one person (entry.data["dm"])
+    UPLOAD_FILE = "upload_file"  # a postmortem version as a file (entry.data["postmortem"])
 
 
 class DeliveryState(StrEnum):
@@ -135,7 +136,11 @@ class Incident(SQLModel, table=True):
     custom_fields: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     declared_by: str
     declared_on: str  # platform name
-    declared_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Indexed: reports read the incidents declared in a period.
+    declared_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    # When the impact began (may be before the declare); set at declare, corrected with
+    # `/incident time impact_started <when>` (see bot/postmortem.py).
+    impact_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     mitigated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -329,4 +334,20 @@ class ApiIdempotency(SQLModel, table=True):
     key: str
     fingerprint: str  # the request body's hash: the same key with another body is refused
     incident_number: int | None = None  # None while the first request is still declaring
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Postmortem(SQLModel, table=True):
+    """One generated version of an incident's postmortem (each `/incident postmortem` adds one)."""
+
+    __table_args__ = (sa.UniqueConstraint("incident_id", "version", name="uq_postmortem_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    version: int  # 1, 2, 3... within the incident
+    markdown: str
+    draft: bool = True  # generated before the incident was resolved
+    model: str = ""  # the model that wrote the narrative, "" for the skeleton
+    removed_citations: int = 0  # narrative sentences dropped for citing no existing entry
+    created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

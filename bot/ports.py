@@ -17,6 +17,7 @@ from bot.models import (
     Incident,
     Job,
     JobState,
+    Postmortem,
     TimelineEntry,
 )
 from bot.render import Message
@@ -131,6 +132,13 @@ class ChatPort(Protocol):
         attempt's that was never recorded), else None."""
         ...
 
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        """Share a file in the channel with `comment` as its message; return the message (or
+        file) id. The console writes it to a directory and says where."""
+        ...
+
 
 FieldSource = Literal["model", "heuristic", "default", "person"]
 
@@ -157,6 +165,16 @@ class Suggester(Protocol):
     ) -> Suggestion: ...
 
 
+@dataclass(frozen=True)
+class Written:
+    """What `Summarizer.write` got: the text (None: no model, or it failed), the model that
+    wrote it ("" for none) and a note for people when it did not."""
+
+    text: str | None
+    model: str = ""
+    note: str = ""
+
+
 class Summarizer(Protocol):
     async def summarize(
         self,
@@ -169,6 +187,12 @@ class Summarizer(Protocol):
         """A catch-up of `entries` (of `incident`, as it stands at `now`; times in `tz`) citing
         them as [e12], and how many citations of entries that do not exist were removed from
         it. Never raises."""
+        ...
+
+    async def write(self, *, system: str, prompt: str) -> Written:
+        """Free text from the model for `prompt` (redacted before it is sent), e.g. a
+        postmortem's narrative. Never raises: without a model, or when it fails, the text is
+        None and `note` says why."""
         ...
 
 
@@ -331,6 +355,14 @@ class Unit(Protocol):
     async def overdue_action_items(self, now: datetime) -> list[ActionItem]:
         """Open action items due before `now`, of every incident, by incident and number."""
         ...
+
+    # --- postmortems (bot/postmortem.py) ------------------------------------------------
+
+    async def postmortems(self, incident_id: int) -> list[Postmortem]:
+        """The incident's postmortem versions, oldest first."""
+        ...
+
+    async def postmortem(self, postmortem_id: int) -> Postmortem | None: ...
 
 
 class Store(Protocol):

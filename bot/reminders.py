@@ -173,6 +173,7 @@ async def describe(u: Unit, catalog: Catalog, incident: Incident, now: datetime)
             UPDATE: "status update",
             ACK: "acknowledgement",
             ACTION: f"action {job.payload.get('number', '?')}",
+            "postmortem_due": "postmortem",
         }.get(job.kind, job.kind.replace("_", " "))
         when = local_when(job.due_at, now, catalog.tz)
         if job.due_at <= now:

@@ -32,6 +32,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
+from bot.postmortem import Postmortems
 from bot.timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ Read = Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
 Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
-class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
+class IncidentService(Postmortems, Lifecycle, Timeline, ActionItems, ServiceBase):
     def __init__(
         self,
         *,
@@ -125,7 +126,6 @@ class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
             c.RunbookRun: "Runbooks arrive",
             c.RunbookStatus: "Runbooks arrive",
             c.Page: "Paging arrives",
-            c.Postmortem: "Postmortems arrive",
         }.get(type(command), "This command arrives")
         return Reply(f"{what} in a later version of Opsroom; nothing was done.", ok=False)
 

@@ -30,6 +30,7 @@ from bot.models import (
     Job,
     JobState,
     Lease,
+    Postmortem,
     Status,
     TimelineEntry,
 )
@@ -448,6 +449,19 @@ class SqlUnit(ReadQueries):
             .order_by(col(ActionItem.incident_id), col(ActionItem.number))
         )
         return list(result.scalars())
+
+    # --- postmortems (bot/postmortem.py) ----------------------------------------------------
+
+    async def postmortems(self, incident_id: int) -> list[Postmortem]:
+        result = await self.session.execute(
+            select(Postmortem)
+            .where(col(Postmortem.incident_id) == incident_id)
+            .order_by(col(Postmortem.version))
+        )
+        return list(result.scalars())
+
+    async def postmortem(self, postmortem_id: int) -> Postmortem | None:
+        return await self.session.get(Postmortem, postmortem_id)
 
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.

@@ -9,6 +9,7 @@ which the mirror retries after the delay (everything else it retries with backof
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -304,6 +305,18 @@ class DiscordChat:
             with handle_message_parameters(**render(message).kwargs(),
                                            allowed_mentions=ALLOWED_MENTIONS) as params:
                 await http.send_message(dm["id"], params=params)
+
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        """The file as an attachment of one message whose content is `comment`."""
+        http = self.http
+        file = discord.File(io.BytesIO(content), filename=filename, description=title[:1024])
+        with handle_message_parameters(content=comment[:2000], file=file,
+                                       allowed_mentions=ALLOWED_MENTIONS) as params:
+            async with _api("upload_file"):
+                sent = await http.send_message(channel_id, params=params)
+        return str(sent["id"])
 
     async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
         """A text channel called `name` in the bot's incident category (Discord records no

@@ -52,6 +52,7 @@ DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "cancel": ("cancel",),
     "page": ("page",),
     "postmortem": ("postmortem",),
+    "close": ("close",),
     "mirror": ("mirror",),
     "status": ("set", "status"),
     "severity": ("set", "severity"),
@@ -60,6 +61,7 @@ DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "summary": ("set", "summary"),
     "type": ("set", "type"),
     "set": ("set", "field"),
+    "time": ("set", "time"),
     "assign": ("role", "assign"),
     "unassign": ("role", "unassign"),
     "action": ("action",),
@@ -248,10 +250,17 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
             raise c.UsageError(f"name a policy or a person. Usage: {c.USAGE['page']}")
         await run(interaction, c.Page(target=target, incident=incident))
 
-    @group.command(name="postmortem", description="Start the postmortem")
+    @group.command(name="postmortem", description="Write a new postmortem version (a file)")
     @on_incident
     async def postmortem(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.Postmortem(incident=incident))
+
+    @group.command(name="close", description="Close a resolved incident")
+    @app_commands.describe(force="Close anyway (commander or declarer): why")
+    @on_incident
+    async def close(interaction: discord.Interaction, force: str | None = None,
+                    incident: int | None = None) -> None:
+        await run_text(interaction, f"close force {force}" if force else "close", incident)
 
     @group.command(name="mirror", description="Give the incident a channel on another platform")
     @app_commands.choices(platform=[Choice(name="slack", value="slack"),
@@ -295,6 +304,14 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def type_(interaction: discord.Interaction, type: str,
                     incident: int | None = None) -> None:
         await run_text(interaction, f"type {type}", incident)
+
+    @set_.command(name="time", description="Correct one of the incident's times")
+    @app_commands.choices(which=_choices(list(c.TIME_NAMES)))
+    @app_commands.describe(which="Which time", when="When: 14:05, yesterday 9am, 20m ago...")
+    @on_incident
+    async def time_(interaction: discord.Interaction, which: str, when: str,
+                    incident: int | None = None) -> None:
+        await run(interaction, c.SetTime(which=which, when=when, incident=incident))
 
     @set_.command(name="field", description="Set a custom field of the incident's type")
     @app_commands.describe(field="Custom field", value="Its new value")

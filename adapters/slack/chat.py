@@ -245,6 +245,24 @@ class SlackChat:
         except SlackApiError as exc:
             _reraise(exc)
 
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        # files.upload is retired: the SDK runs the external flow (files.getUploadURLExternal,
+        # a POST of the bytes to the URL it gives, files.completeUploadExternal with the
+        # channel and the comment).
+        try:
+            response = await self.client.files_upload_v2(
+                channel=channel_id,
+                filename=filename,
+                content=content,
+                title=title,
+                initial_comment=comment,
+            )
+        except SlackApiError as exc:
+            _reraise(exc)
+        return str(response["files"][0]["id"])
+
     async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
         found = await self._channel_named(name)
         if found is None:

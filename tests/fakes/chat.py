@@ -25,6 +25,7 @@ class Posted:
     thread_id: str | None = None
     edits: int = 0
     key: str | None = None  # what the poster named it (Slack metadata, Discord nonce)
+    file: tuple[str, bytes] | None = None  # (filename, content) of a shared file
 
 
 @dataclass
@@ -184,6 +185,17 @@ class RecordingChat:
     async def send_dm(self, *, user: str, message: Message) -> None:
         self._call("send_dm")
         self.dms.append((user, message))
+
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        self._call("upload_file")
+        if self.channels[channel_id].archived:
+            raise DeliveryRejected("is_archived")
+        posted = Posted(id=self._next_id("F"), text=comment, message=Message(text=comment),
+                        file=(filename, content))
+        self.channels[channel_id].messages.append(posted)
+        return posted.id
 
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         self._call("find_channel")

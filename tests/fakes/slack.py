@@ -110,7 +110,7 @@ BOT_SCOPES = (
     "commands", "chat:write", "chat:write.public", "channels:manage", "groups:write",
     "channels:read", "groups:read", "channels:history", "groups:history", "channels:join",
     "pins:write", "pins:read", "reactions:read", "reactions:write", "users:read",
-    "users:read.email", "im:write",
+    "users:read.email", "im:write", "files:write",
 )
 
 ALICE = "U0ALICE0001"
@@ -888,6 +888,9 @@ class FakeSlack:
         self.ephemerals: list[dict[str, Any]] = []
         self.response_posts: list[dict[str, Any]] = []
         self._channels: dict[str, _Channel] = {}
+        # Files of the external upload flow, by id: name, length, title, the bytes once
+        # uploaded, and whether files.completeUploadExternal finished them.
+        self.files: dict[str, dict[str, Any]] = {}
         self._used_triggers: set[str] = set()
         self._modal_stack: list[str] = []
         self._home_views: dict[str, str] = {}
@@ -905,6 +908,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/hooks/{path:.*}", self._handle_hook)
+        app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -1840,6 +1844,109 @@ class FakeSlack:
             message["subtype"] = "thread_broadcast"
         self._store(channel, message, thread_ts)
         return {"channel": channel.id, "ts": message["ts"], "message": copy.deepcopy(message)}
+
+    # -- files: the external upload flow ------------------------------------------------------
+
+    @_api("files.getUploadURLExternal")
+    def _files_get_upload_url(self, p: _Params) -> dict[str, Any]:
+        """``files.getUploadURLExternal``: a file id and the URL its bytes are POSTed to."""
+        filename = p.required("filename", "invalid_arguments")
+        length = p.text("length")
+        if length is None or not length.isdigit() or int(length) < 1:
+            raise SlackError("invalid_arguments")
+        file_id = _random_id("F", self._rng)
+        self.files[file_id] = {
+            "id": file_id,
+            "name": filename,
+            "length": int(length),
+            "title": filename,
+            "data": None,
+            "completed": False,
+        }
+        return {"upload_url": f"{self.base_url}/upload/v1/{file_id}", "file_id": file_id}
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: takes the bytes (raw or a multipart ``file`` part) once."""
+        file = self.files.get(request.match_info["file_id"])
+        if file is None or file["completed"]:
+            return web.Response(status=404, text="Not Found")
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            part = form.get("file")
+            data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
+        else:
+            data = await request.read()
+        file["data"] = data
+        return web.Response(status=200, text=f"OK - {len(data)}")
+
+    @_api("files.completeUploadExternal")
+    def _files_complete_upload(self, p: _Params) -> dict[str, Any]:
+        """``files.completeUploadExternal``: finishes uploaded files and, with ``channel_id``,
+        shares them there in one message whose text is ``initial_comment``."""
+        raw = p.get("files")
+        try:
+            items = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        if not isinstance(items, list) or not items:
+            raise SlackError("invalid_arguments")
+        files = []
+        for item in items:
+            file = self.files.get(str(item.get("id"))) if isinstance(item, dict) else None
+            if file is None or file["completed"]:
+                raise SlackError("file_not_found")
+            if file["data"] is None:
+                raise SlackError("file_upload_not_found")  # nothing was POSTed to the URL
+            if len(file["data"]) != file["length"]:
+                raise SlackError("file_size_mismatch")
+            files.append((file, item.get("title")))
+        channel = None
+        if p.text("channel_id"):
+            channel = self._writable(self._visible(p, "channel_id"))
+            if self.bot_user_id not in channel.members:
+                raise SlackError("not_in_channel")
+        shown = []
+        for file, title in files:
+            file["completed"] = True
+            file["title"] = title or file["name"]
+            file["channels"] = [channel.id] if channel else []
+            shown.append(self._file_object(file))
+        if channel is not None:
+            message = self._bot_message(
+                text=p.text("initial_comment", default="") or "",
+                blocks=None,
+                attachments=None,
+                metadata=None,
+            )
+            message["files"] = copy.deepcopy(shown)
+            message["upload"] = True
+            message["display_as_bot"] = False
+            self._store(channel, message, p.text("thread_ts"))
+        return {"files": [{"id": f["id"], "title": f["title"]} for f in shown]}
+
+    def _file_object(self, file: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": file["id"],
+            "created": self._now(),
+            "timestamp": self._now(),
+            "name": file["name"],
+            "title": file["title"],
+            "mimetype": "text/markdown" if file["name"].endswith(".md") else "text/plain",
+            "filetype": "markdown" if file["name"].endswith(".md") else "text",
+            "pretty_type": "Markdown" if file["name"].endswith(".md") else "Plain Text",
+            "user": self.bot_user_id,
+            "size": file["length"],
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": not file["channels"] or not self._channels[file["channels"][0]].is_private,
+            "channels": list(file["channels"]),
+            "url_private": f"{self.base_url}/files-pri/{self.team_id}-{file['id']}/{file['name']}",
+        }
+
+    def file_content(self, file_id: str) -> bytes | None:
+        """The bytes uploaded for ``file_id`` (a test helper)."""
+        file = self.files.get(file_id)
+        return None if file is None else file["data"]
 
     @_api("chat.update")
     def _chat_update(self, p: _Params) -> dict[str, Any]:

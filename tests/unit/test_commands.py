@@ -26,6 +26,7 @@ from bot.commands import (
     AssignRole,
     Cancel,
     ChangeType,
+    Close,
     Command,
     Declare,
     DueSpec,
@@ -44,6 +45,7 @@ from bot.commands import (
     SetSeverity,
     SetStatus,
     SetSummary,
+    SetTime,
     SetTitle,
     Show,
     ShowTimeline,
@@ -152,6 +154,10 @@ PARSED: list[tuple[str, Command]] = [
     ("page database-oncall", Page(target="database-oncall")),
     ("page @bob", Page(target="@bob")),
     ("postmortem", Postmortem()),
+    ("time impact_started 14:05", SetTime(which="impact_started", when="14:05")),
+    ("time Mitigated yesterday 9am", SetTime(which="mitigated", when="yesterday 9am")),
+    ("close", Close()),
+    ("close force duplicate of #3", Close(force_reason="duplicate of #3")),
     ("mirror slack", MirrorTo(platform="slack")),
     ("mirror Discord", MirrorTo(platform="discord")),
     # aliases
@@ -536,3 +542,20 @@ def test_odd_digits_and_huge_numbers_are_usage_errors(text: str) -> None:
 def test_due_in_ordinary_sentences_is_text(text: str) -> None:
     spec = parse(f"action add {text}")
     assert isinstance(spec, ActionAdd) and (spec.text, spec.due) == (text, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time", "missing which time. Usage: /incident time <impact_started|declared|"),
+        ("time lunch 12:00", 'unknown time "lunch": use impact_started, declared, acknowledged, '
+                             "mitigated, resolved, closed. Usage:"),
+        ("time resolved", "missing when resolved. Usage:"),
+        ("close now", 'unexpected "now". Usage: /incident close [force <reason>]'),
+        ("close force", "missing reason after force. Usage: /incident close [force <reason>]"),
+    ],
+)
+def test_time_and_close_usage_errors_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    assert str(caught.value).startswith(message)
