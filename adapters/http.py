@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+
+if TYPE_CHECKING:
+    from adapters.alerts_http import AlertAuth
+    from bot.alerts import Alerts
 
 
 @dataclass
@@ -31,8 +36,17 @@ class Readiness:
         return self.waiting_for <= self.ready
 
 
-def create_app(readiness: Readiness, slack: AsyncApp | None = None) -> FastAPI:
+def create_app(
+    readiness: Readiness,
+    slack: AsyncApp | None = None,
+    alerts: tuple[Alerts, AlertAuth] | None = None,
+) -> FastAPI:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
+
+    if alerts is not None:
+        from adapters.alerts_http import alerts_router
+
+        app.include_router(alerts_router(*alerts))
 
     @app.get("/healthz")
     async def healthz() -> Response:

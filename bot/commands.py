@@ -226,6 +226,11 @@ class ShowReminders(Command):
     pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShowAlerts(Command):
+    pass
+
+
 # --- grammar --------------------------------------------------------------------------------
 
 USAGE: dict[str, str] = {
@@ -260,6 +265,7 @@ USAGE: dict[str, str] = {
     "postmortem": "/incident postmortem",
     "mirror": "/incident mirror <slack|discord>",
     "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
+    "alerts": "/incident alerts   (the monitoring alerts of this incident)",
 }
 
 # What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
@@ -527,6 +533,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
     "reminders": lambda r: _bare("reminders", r, ShowReminders),
+    "alerts": lambda r: _bare("alerts", r, ShowAlerts),
 }
 _ALIASES = {
     "sev": "severity",

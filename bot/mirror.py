@@ -97,6 +97,7 @@ async def summary_for(u: Unit, incident: Incident, catalog: Catalog, now: dateti
         now=now,
         extra_fields=[n for n in incident.custom_fields if n not in own] if itype else (),
         tz=catalog.tz,
+        alerts_firing=await u.firing_alerts(incident.id),
     )
 
 

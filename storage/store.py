@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from bot.models import (
     ActionItem,
     ActionStatus,
+    Alert,
     ChannelLink,
     Delivery,
     DeliveryAction,
@@ -448,6 +449,112 @@ class SqlUnit:
         )
         return list(result.scalars())
 
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    async def lock_name(self, name: str) -> None:
+        if self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:key, hashtext(:name))"),
+                {"key": _ALERT_LOCK_KEY, "name": name},
+            )
+
+    async def record_alert(self, alert: Alert) -> tuple[Alert, bool]:
+        stmt = self._insert()(Alert).values(**alert.model_dump(exclude={"id"}))
+        result = await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["source", "fingerprint", "starts_at", "status"],
+                set_={
+                    "count": col(Alert.count) + 1,
+                    "last_received_at": stmt.excluded.last_received_at,
+                },
+            ).returning(col(Alert.id), col(Alert.count))
+        )
+        alert_id, count = result.one()
+        row = await self.session.get(Alert, alert_id, populate_existing=True)
+        assert row is not None
+        return row, count == 1
+
+    async def latest_alert(self, source: str, fingerprint: str) -> Alert | None:
+        result = await self.session.execute(
+            select(Alert)
+            .where(col(Alert.source) == source, col(Alert.fingerprint) == fingerprint)
+            .order_by(col(Alert.id).desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def alert_event(
+        self, source: str, fingerprint: str, starts_at: datetime, status: str
+    ) -> Alert | None:
+        result = await self.session.execute(
+            select(Alert).where(
+                col(Alert.source) == source,
+                col(Alert.fingerprint) == fingerprint,
+                col(Alert.starts_at) == starts_at,
+                col(Alert.status) == status,
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def alert_group_incident(self, group_key: str) -> tuple[Incident, bool] | None:
+        result = await self.session.execute(
+            select(Incident, col(Alert.storm))
+            .join(Alert, col(Alert.incident_id) == col(Incident.id))
+            .where(col(Alert.group_key) == group_key, _OPEN_INCIDENT)
+            .order_by(col(Alert.id).desc())
+            .limit(1)
+            .with_for_update(of=Incident)
+        )
+        row = result.first()
+        return None if row is None else (row[0], bool(row[1]))
+
+    async def new_alert_groups(self, route: str, since: datetime) -> int:
+        result = await self.session.execute(
+            select(func.count()).where(
+                col(Alert.route) == route,
+                col(Alert.first_received_at) >= since,
+                col(Alert.new_group) == True,  # noqa: E712
+            )
+        )
+        return int(result.scalar_one())
+
+    async def storm_incident(self, route: str) -> Incident | None:
+        result = await self.session.execute(
+            select(Incident)
+            .join(Alert, col(Alert.incident_id) == col(Incident.id))
+            .where(col(Alert.route) == route, col(Alert.storm) == True, _OPEN_INCIDENT)  # noqa: E712
+            .order_by(col(Alert.id).desc())
+            .limit(1)
+            .with_for_update(of=Incident)
+        )
+        return result.scalars().first()
+
+    async def firing_alerts(self, incident_id: int) -> int:
+        resolved = aliased(Alert)
+        result = await self.session.execute(
+            select(func.count()).where(
+                col(Alert.incident_id) == incident_id,
+                col(Alert.status) == "firing",
+                ~exists().where(
+                    col(resolved.source) == col(Alert.source),
+                    col(resolved.fingerprint) == col(Alert.fingerprint),
+                    col(resolved.starts_at) == col(Alert.starts_at),
+                    col(resolved.status) == "resolved",
+                ),
+            )
+        )
+        return int(result.scalar_one())
+
+    async def alerts(self, incident_id: int) -> list[Alert]:
+        result = await self.session.execute(
+            select(Alert).where(col(Alert.incident_id) == incident_id).order_by(col(Alert.id))
+        )
+        return list(result.scalars())
+
+
+_ALERT_LOCK_KEY = 7_315_013  # advisory-lock namespace of alert routes (see lock_name)
+_OPEN_INCIDENT = col(Incident.status).not_in([s for s in Status if not s.is_open])
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
 _POSTED_ENTRY = (
