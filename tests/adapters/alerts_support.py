@@ -83,8 +83,9 @@ def am_payload(alerts: list[dict[str, Any]], receiver: str = "opsroom") -> dict[
         "commonAnnotations": {},
         "externalURL": "http://alertmanager.example.com:9093",
         "version": "4",
-        "groupKey": '{}:{alertname="%s", service="%s"}'
-        % (group.get("alertname", ""), group.get("service", "")),
+        "groupKey": "{}:{"
+        + f'alertname="{group.get("alertname", "")}", service="{group.get("service", "")}"'
+        + "}",
         "truncatedAlerts": 0,
     }
 

@@ -71,7 +71,8 @@ async def test_later_alerts_of_the_group_join_once_each_and_resends_only_count(
     assert len(await rig.incidents()) == 1
     firing = alerts_of(await rig.entries())
     assert firing == [
-        "firing: HighErrorRate on checkout (instance=checkout-b:8080, job=checkout-api, namespace=prod, service=checkout)"
+        "firing: HighErrorRate on checkout "
+        "(instance=checkout-b:8080, job=checkout-api, namespace=prod, service=checkout)"
     ]
     rows = await rig.alert_rows()
     assert [(r.labels["instance"], r.count) for r in rows] == [
@@ -118,7 +119,7 @@ async def test_resolved_alerts_move_the_incident_to_monitoring_after_resolve_aft
 
 async def test_a_flapping_alert_keeps_one_incident_where_it_is(rig: AlertRig) -> None:
     clock = rig.core.clock
-    for flap in range(3):
+    for _ in range(3):
         start = clock.now()
         await rig.post(AM, am_payload([am_alert(starts=start)]))
         clock.advance(minutes=1)
