@@ -274,8 +274,11 @@ class Alerts(Lifecycle):
     ) -> Incident:
         """Declare an incident for `alert` as a person would, but with no commander."""
         itype = self._type(route.type) if route.type else self.catalog.incident_types[0]
-        severity = route.severity.get(alert.severity) or itype.default_severity
         ranks = self.catalog.severity_names
+        severity = route.severity.get(alert.severity) or itype.default_severity
+        if severity not in ranks:  # the default map on a catalog with other severities
+            rank = SEVERITIES.index(alert.severity) if alert.severity in SEVERITIES else 1
+            severity = ranks[min(rank, len(ranks) - 1)]
         priorities = self.catalog.priority_names
         priority = priorities[min(ranks.index(severity), len(priorities) - 1)]
         if storm:
