@@ -13,7 +13,7 @@ from sqlalchemy import and_, bindparam, exists, func, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlmodel import col, select
 
 from bot.models import (
@@ -460,20 +460,27 @@ class SqlUnit:
             )
 
     async def record_alert(self, alert: Alert) -> tuple[Alert, bool]:
-        stmt = self._insert()(Alert).values(**alert.model_dump(exclude={"id"}))
-        result = await self.session.execute(
-            stmt.on_conflict_do_update(
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        stmt = _RECORD_ALERT.get(dialect)
+        if stmt is None:
+            # Built once per dialect: a statement made with .values() each time is compiled
+            # each time, which cost more than running it.
+            insert_ = self._insert()(Alert)
+            stmt = _RECORD_ALERT[dialect] = insert_.on_conflict_do_update(
                 index_elements=["source", "fingerprint", "starts_at", "status"],
                 set_={
                     "count": col(Alert.count) + 1,
-                    "last_received_at": stmt.excluded.last_received_at,
+                    "last_received_at": insert_.excluded.last_received_at,
                 },
-            ).returning(col(Alert.id), col(Alert.count))
-        )
-        alert_id, count = result.one()
-        row = await self.session.get(Alert, alert_id, populate_existing=True)
-        assert row is not None
-        return row, count == 1
+            ).returning(*Alert.__table__.columns)  # type: ignore[attr-defined]
+        result = await self.session.execute(stmt, alert.model_dump(exclude={"id"}))
+        values = dict(result.one()._mapping)
+        # The row as stored, tracked without reading it again: what the caller changes on it
+        # (its incident, storm) is flushed as an UPDATE.
+        stored = Alert.model_validate(values)
+        make_transient_to_detached(stored)
+        row = await self.session.merge(stored, load=False)
+        return row, values["count"] == 1
 
     async def latest_alert(self, source: str, fingerprint: str) -> Alert | None:
         result = await self.session.execute(
@@ -553,6 +560,7 @@ class SqlUnit:
         return list(result.scalars())
 
 
+_RECORD_ALERT: dict[str, Any] = {}
 _ALERT_LOCK_KEY = 7_315_013  # advisory-lock namespace of alert routes (see lock_name)
 _OPEN_INCIDENT = col(Incident.status).not_in([s for s in Status if not s.is_open])
 
