@@ -25,38 +25,9 @@ def free_port() -> int:
 
 
 def alert_file(tmp_path: Path) -> Path:
-    path = tmp_path / "alert.json"
-    path.write_text(
-        json.dumps(
-            {
-                "receiver": "opsroom",
-                "status": "firing",
-                "alerts": [
-                    {
-                        "status": "firing",
-                        "labels": {
-                            "alertname": "CheckoutDown",
-                            "service": "checkout",
-                            "severity": "critical",
-                            "instance": "checkout-1:8080",
-                        },
-                        "annotations": {"summary": "Checkout is down in eu-west-1"},
-                        "startsAt": "2026-11-25T14:18:03.157076541Z",
-                        "endsAt": "0001-01-01T00:00:00Z",
-                        "generatorURL": "http://prometheus:9090/graph?g0.expr=up%3D%3D0",
-                        "fingerprint": "5c0f1e2d3a4b5c6d",
-                    }
-                ],
-                "groupLabels": {"alertname": "CheckoutDown"},
-                "commonLabels": {"alertname": "CheckoutDown", "service": "checkout"},
-                "commonAnnotations": {"summary": "Checkout is down in eu-west-1"},
-                "externalURL": "http://alertmanager:9093",
-                "version": "4",
-                "groupKey": '{}:{alertname="CheckoutDown"}',
-                "truncatedAlerts": 0,
-            }
-        )
-    )
+    """The README's example: a complete Alertmanager webhook body."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "alert.json"
+    assert json.loads(path.read_text())["version"] == "4"
     return path
 
 
