@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from bot import commands as c
-from bot.base import TITLE_LIMIT, Reply, ServiceError, _id
+from bot.base import TITLE_LIMIT, Reply, ServiceError, _id, coerce_field
 from bot.catalog import MATCHER_RE, AlertRoute, Catalog, IncidentType
 from bot.jobs import JobContext, handler, new_job
 from bot.lifecycle import Lifecycle
@@ -359,15 +359,10 @@ class Alerts(Lifecycle):
             if not raw:
                 continue
             try:
-                values[definition.name] = self._coerce(definition, raw)
+                values[definition.name] = coerce_field(definition, raw, not_people=self.not_people)
             except ServiceError:
                 continue
         return values
-
-    def _coerce(self, definition: Any, raw: str) -> Any:
-        from bot.base import coerce_field
-
-        return coerce_field(definition, raw, not_people=self.not_people)
 
     # --- resolved, acknowledged ---------------------------------------------------------------
 
