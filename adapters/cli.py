@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -292,6 +292,7 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
         reader = PipeReader(sys.stdin, prompts=sys.stdout if interactive else None)
     scheduler = core.scheduler()
     await scheduler.start()
+    http = await _console_http(settings, core) if terminal or _port_set(settings) else None
     session = ConsoleSession(
         service=core.service,
         mirror=core.mirror,
@@ -315,11 +316,84 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        if http is not None:
+            http.should_exit = True
+            await asyncio.gather(*_http_tasks, return_exceptions=True)
         await scheduler.stop()
         await core.mirror.stop()
         mirror_task.cancel()
         await asyncio.gather(mirror_task, return_exceptions=True)
         await core.engine.dispose()
+
+
+def alert_auth(settings: Settings, catalog: Catalog) -> Any:
+    """The secrets the alert endpoints check (adapters/alerts_http.py)."""
+    from adapters.alerts_http import AlertAuth
+
+    token = settings.opsroom_alert_token
+    return AlertAuth.from_env(catalog, token.get_secret_value() if token else None)
+
+
+def _port_set(settings: Settings) -> bool:
+    return "opsroom_http_port" in settings.model_fields_set
+
+
+_http_tasks: list[asyncio.Task[None]] = []
+
+
+def _beside_console_server() -> Any:
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class BesideConsole(uvicorn.Server):
+        """uvicorn leaving SIGINT and SIGTERM to the console, which stops it itself."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return BesideConsole
+
+
+async def _console_http(settings: Settings, core: Any) -> Any:
+    """The HTTP app (alerts, health) beside the console, so alerts sent from another terminal
+    open incidents here. A port in use is one line; the console runs on without HTTP."""
+    import socket
+
+    import uvicorn
+
+    from adapters.http import Readiness, create_app
+
+    host, port = settings.opsroom_http_host, settings.opsroom_http_port
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(
+            f"opsroom: HTTP not served: {host}:{port}: {exc.strerror or exc}; the console runs "
+            "without it (set OPSROOM_HTTP_PORT to a free port)",
+            err=True,
+        )
+        return None
+    from adapters.metrics import CommandTimer, metrics_router
+
+    timer = CommandTimer()
+    timer.instrument(core.service)
+    app = create_app(
+        Readiness(),
+        alerts=(core.service, alert_auth(settings, core.catalog)),
+        metrics=metrics_router(core.engine, core.clock.now, timer),
+    )
+    server = _beside_console_server()(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+    )
+    _http_tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+    logger.info("console: serving HTTP on %s:%d", host, sock.getsockname()[1])
+    return server
 
 
 async def run_service(settings: Settings) -> None:
@@ -399,6 +473,7 @@ async def run_service(settings: Settings) -> None:
                 slack.app if slack and settings.slack_signing_secret else None,
                 web=web,
                 metrics=metrics_router(core.engine, core.clock.now, timer),
+                alerts=(core.service, alert_auth(settings, core.catalog)),
             ),
             host=settings.opsroom_http_host,
             port=settings.opsroom_http_port,
@@ -497,6 +572,62 @@ def shell() -> None:
     warn_unknown_variables(settings)
     setup_logging(settings, default="WARNING")
     asyncio.run(run_console(settings))
+
+
+alert_app = typer.Typer(help="Alerts from monitoring.", no_args_is_help=True)
+app.add_typer(alert_app, name="alert")
+ALERT_PATHS = {
+    "alertmanager": "/alerts/alertmanager",
+    "grafana": "/alerts/grafana",
+    "pagerduty": "/v2/enqueue",
+    "generic": "/alerts/generic",
+}
+
+
+@alert_app.command("send")
+def alert_send(
+    file: Annotated[Path, typer.Argument(help="the alert payload, JSON")],
+    source: str = typer.Option(
+        "alertmanager", "--source", help="alertmanager, grafana, pagerduty or generic"
+    ),
+    url: str = typer.Option("", "--url", help="the bot's base URL (default: OPSROOM_HTTP_*)"),
+) -> None:
+    """Post an alert payload to the running bot, as the source would (to try routes)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = load_settings()
+    if source not in ALERT_PATHS:
+        fail(f'unknown source "{source}": use {", ".join(ALERT_PATHS)}')
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror}")
+    token = settings.opsroom_alert_token.get_secret_value() if settings.opsroom_alert_token else ""
+    if source == "pagerduty" and token:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and not data.get("routing_key"):
+            body = json.dumps(data | {"routing_key": token}).encode()
+    base = url or f"http://{settings.opsroom_http_host}:{settings.opsroom_http_port}"
+    request = urllib.request.Request(
+        base.rstrip("/") + ALERT_PATHS[source],
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"}
+        | ({"Authorization": f"Bearer {token}"} if token else {}),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            typer.echo(f"{response.status} {response.read().decode('utf-8', 'replace')}")
+    except urllib.error.HTTPError as exc:
+        fail(f"{exc.code} {exc.read().decode('utf-8', 'replace')}", code=1)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        fail(f"cannot reach {base}: {reason}; is `opsroom run` running?", code=1)
 
 
 @db_app.command("upgrade")

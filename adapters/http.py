@@ -11,7 +11,9 @@ from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 
 if TYPE_CHECKING:
+    from adapters.alerts_http import AlertAuth
     from adapters.api import WebContext
+    from bot.alerts import Alerts
 
 
 @dataclass
@@ -40,10 +42,16 @@ def create_app(
     slack: AsyncApp | None = None,
     web: WebContext | None = None,
     metrics: APIRouter | None = None,
+    alerts: tuple[Alerts, AlertAuth] | None = None,
 ) -> FastAPI:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
     if metrics is not None:  # GET /metrics (adapters/metrics.py)
         app.include_router(metrics)
+
+    if alerts is not None:
+        from adapters.alerts_http import alerts_router
+
+        app.include_router(alerts_router(*alerts))
 
     @app.get("/healthz")
     async def healthz() -> Response:

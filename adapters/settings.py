@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     # Test-only: the instant the process's clock starts at (it then moves with real time).
     opsroom_fake_now: datetime | None = None
     opsroom_tick_s: float = Field(default=15.0, gt=0)  # the job worker's safety tick
+    # The token Alertmanager, Grafana, PagerDuty-speaking tools and generic senders present.
+    opsroom_alert_token: SecretStr | None = None
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

@@ -166,6 +166,86 @@ class Permissions(_Strict):
         return value
 
 
+# Alert routes (`alert_routes:`, see bot/alerts.py): label matchers like Alertmanager's.
+MATCHER_RE = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
+ALERT_MODES = ("declare", "triage", "ignore")
+AUTO_RESOLVE = ("monitoring", "resolved")
+DEFAULT_ALERT_SEVERITIES = {"critical": "sev1", "error": "sev2", "warning": "sev3", "info": "sev4"}
+
+
+class AlertRoute(_Strict):
+    """Where alerts go: the first route whose matchers all hold takes an alert."""
+
+    name: str = ""
+    match: list[str] = []  # `label=value`, `label!=value`, `label=~regex`, `label!~regex`
+    type: str | None = None  # the incident type declared; none: the catalog's first type
+    severity: dict[str, str] = DEFAULT_ALERT_SEVERITIES  # the alert's severity -> ours
+    group_by: list[str] = ["alertname", "service"]
+    mode: str = "declare"
+    resolve_after: str = "5m"
+    auto_resolve: str = "monitoring"
+    storm_threshold: int = Field(default=10, ge=1)
+    # An escalation policy to page when this route declares (wired with on-call).
+    page: str | None = None
+
+    @field_validator("match")
+    @classmethod
+    def _matchers(cls, value: list[str]) -> list[str]:
+        for item in value:
+            found = MATCHER_RE.match(item)
+            if found is None:
+                raise ValueError(
+                    f'"{item}" is not a matcher: use label=value, label!=value, '
+                    "label=~regex or label!~regex"
+                )
+            if found.group(2) in ("=~", "!~"):
+                try:
+                    re.compile(found.group(3))
+                except re.error as exc:
+                    raise ValueError(f'"{item}": bad regular expression: {exc}') from None
+        return value
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ALERT_MODES:
+            raise ValueError(f'"{value}" is not a mode: use {", ".join(ALERT_MODES)}')
+        return value
+
+    @field_validator("auto_resolve")
+    @classmethod
+    def _auto(cls, value: str) -> str:
+        if value not in AUTO_RESOLVE:
+            raise ValueError(f'"{value}" is not a status to move to: use monitoring or resolved')
+        return value
+
+    @field_validator("resolve_after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def resolve_interval(self) -> timedelta:
+        return parse_duration(self.resolve_after)
+
+
+class AlertSource(_Strict):
+    """Per alert source, the environment variables holding its own secrets."""
+
+    token_env: str | None = None  # instead of OPSROOM_ALERT_TOKEN
+    hmac_secret_env: str | None = None  # Grafana: verify its HMAC-SHA256 signature
+
+
+ALERT_SOURCES = ("alertmanager", "grafana", "pagerduty", "generic")
+
+
+DEFAULT_ALERT_ROUTES = [
+    AlertRoute(name="urgent", match=['severity=~"critical|error"'], mode="declare"),
+    AlertRoute(name="everything-else", mode="triage"),
+]
+
+
 class Catalog(_Strict):
     severities: list[Severity]
     priorities: list[Priority]
@@ -191,6 +271,20 @@ class Catalog(_Strict):
     action_digest: str | None = "0 9 * * *"
     # How long after resolution the commander is reminded of a missing postmortem; null: never.
     postmortem_due: str | None = "5d"
+    # Where alerts from monitoring go (bot/alerts.py); first match wins.
+    alert_routes: list[AlertRoute] = DEFAULT_ALERT_ROUTES
+    # Per platform, the channel triage-mode alerts are posted in.
+    triage_channels: dict[str, str] = {}
+    # Per source (alertmanager, grafana, pagerduty, generic): its own secret variables.
+    alert_sources: dict[str, AlertSource] = {}
+
+    @field_validator("alert_sources")
+    @classmethod
+    def _sources(cls, value: dict[str, AlertSource]) -> dict[str, AlertSource]:
+        for name in value:
+            if name not in ALERT_SOURCES:
+                raise ValueError(f'"{name}" is not an alert source: use {", ".join(ALERT_SOURCES)}')
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -266,7 +360,31 @@ class Catalog(_Strict):
                     f'{where}.default_priority: "{t.default_priority}" is not one of '
                     f"{', '.join(self.priority_names)}"
                 )
+        for i, route in enumerate(self.alert_routes):
+            where = f"alert_routes[{i}]" + (f" ({route.name})" if route.name else "")
+            if route.type is not None and route.type not in self.type_names:
+                raise ValueError(
+                    f'{where}.type: "{route.type}" is not one of {", ".join(self.type_names)}'
+                )
+            # The default map names sev1..sev4; a catalog with other severities gets the one
+            # at the same rank (bot/alerts.py), so only a map written out is checked.
+            given = route.severity if "severity" in route.model_fields_set else {}
+            for theirs, ours in given.items():
+                if ours not in self.severity_names:
+                    raise ValueError(
+                        f'{where}.severity.{theirs}: "{ours}" is not one of '
+                        f"{', '.join(self.severity_names)}"
+                    )
         return self
+
+    @property
+    def routes(self) -> list[AlertRoute]:
+        """The alert routes, each with a name (`route1`, `route2`... when the catalog gives
+        none): the name keys storms and the record."""
+        return [
+            r if r.name else r.model_copy(update={"name": f"route{i + 1}"})
+            for i, r in enumerate(self.alert_routes)
+        ]
 
     @property
     def severity_names(self) -> list[str]:

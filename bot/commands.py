@@ -239,6 +239,9 @@ class SetTime(Command):
 @dataclass(frozen=True, kw_only=True)
 class Close(Command):
     force_reason: str | None = None  # `close force <reason>`: close despite open work
+@dataclass(frozen=True, kw_only=True)
+class ShowAlerts(Command):
+    pass
 
 
 # --- grammar --------------------------------------------------------------------------------
@@ -279,6 +282,7 @@ USAGE: dict[str, str] = {
     "close": "/incident close [force <reason>]",
     "mirror": "/incident mirror <slack|discord>",
     "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
+    "alerts": "/incident alerts   (the monitoring alerts of this incident)",
 }
 
 # What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
@@ -558,6 +562,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "reminders": lambda r: _bare("reminders", r, ShowReminders),
     "time": lambda r: _parse_time(r),
     "close": lambda r: _parse_close(r),
+    "alerts": lambda r: _bare("alerts", r, ShowAlerts),
 }
 def _parse_time(rest: str) -> Command:
     which, _, when = rest.partition(" ")

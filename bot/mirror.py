@@ -101,6 +101,7 @@ async def summary_for(
         extra_fields=[n for n in incident.custom_fields if n not in own] if itype else (),
         tz=catalog.tz,
         page_url=f"{public_url.rstrip('/')}/incidents/{incident.number}" if public_url else None,
+        alerts_firing=await u.firing_alerts(incident.id),
     )
 
 

@@ -351,3 +351,41 @@ class Postmortem(SQLModel, table=True):
     removed_citations: int = 0  # narrative sentences dropped for citing no existing entry
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Alert(SQLModel, table=True):
+    """One event received from monitoring (see bot/alerts.py), stored once.
+
+    The key (source, fingerprint, starts_at, status) makes an Alertmanager HA pair, a resend or a
+    retried webhook one row: a repeat only bumps `count` and `last_received_at`. A firing alert
+    and its resolution are two rows of one episode (same source, fingerprint and starts_at).
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("source", "fingerprint", "starts_at", "status", name="uq_alert_event"),
+        # An open incident for a group; the new groups of a route in the last minute (storms).
+        sa.Index("ix_alert_group", "group_key", "id"),
+        sa.Index("ix_alert_route_received", "route", "first_received_at"),
+        sa.Index("ix_alert_episode", "source", "fingerprint", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str  # alertmanager, grafana, pagerduty, generic
+    fingerprint: str  # the source's fingerprint or dedup key
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    status: str  # firing, resolved, acknowledged
+    ends_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    summary: str = ""
+    severity: str = ""  # as the source said it (critical, error, warning, info)
+    labels: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)
+    annotations: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)
+    link: str = ""
+    route: str = ""  # the catalog route that took it
+    mode: str = ""  # declare, triage, ignore (the route's, when it was received)
+    group_key: str = ""
+    new_group: bool = False  # it opened (or was collected as) a group of its own
+    storm: bool = False  # collected into its route's alert-storm incident
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    count: int = 1
+    first_received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 from bot.catalog import Catalog
 from bot.models import (
     ActionItem,
+    Alert,
     ChannelLink,
     Delivery,
     Incident,
@@ -363,6 +364,44 @@ class Unit(Protocol):
         ...
 
     async def postmortem(self, postmortem_id: int) -> Postmortem | None: ...
+    # --- alerts (bot/alerts.py) ---------------------------------------------------------
+
+    async def lock_name(self, name: str) -> None:
+        """Hold a lock named `name` until the unit ends (PostgreSQL: an advisory transaction
+        lock, so replicas agree; SQLite's write lock already serializes units)."""
+        ...
+
+    async def record_alert(self, alert: Alert) -> tuple[Alert, bool]:
+        """Insert `alert`, or bump the count and last-received time of the row with its key
+        (source, fingerprint, starts_at, status); the row (tracked) and whether it is new."""
+        ...
+
+    async def latest_alert(self, source: str, fingerprint: str) -> Alert | None: ...
+
+    async def alert_event(
+        self, source: str, fingerprint: str, starts_at: datetime, status: str
+    ) -> Alert | None: ...
+
+    async def alert_group_incident(self, group_key: str) -> tuple[Incident, bool] | None:
+        """The open incident (locked) the group's latest alert is on, and whether it was
+        collected there by a storm."""
+        ...
+
+    async def new_alert_groups(self, route: str, since: datetime) -> int:
+        """How many alerts opened a group of their own on `route` since `since`."""
+        ...
+
+    async def storm_incident(self, route: str) -> Incident | None:
+        """The open alert-storm incident of `route` (locked), if any."""
+        ...
+
+    async def firing_alerts(self, incident_id: int) -> int:
+        """How many of the incident's alerts fire: firing rows with no resolution."""
+        ...
+
+    async def alerts(self, incident_id: int) -> list[Alert]:
+        """Every alert row of the incident, oldest first."""
+        ...
 
 
 class Store(Protocol):

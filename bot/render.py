@@ -139,7 +139,7 @@ _ENTRY_ICON = {
     EntryKind.ACTION_ITEM: "☑️",
     EntryKind.STATUS_UPDATE: "📣",
     EntryKind.RUNBOOK: "📖",
-    EntryKind.ALERT: "🚨",
+    EntryKind.ALERT: "🔔",
     EntryKind.REMINDER: "⏰",
     EntryKind.SYSTEM: "ℹ️",
 }
@@ -203,6 +203,7 @@ def summary(
     extra_fields: Collection[str] = (),
     tz: tzinfo = UTC,
     page_url: str | None = None,
+    alerts_firing: int = 0,
 ) -> Message:
     """The pinned summary: the current state of the incident, edited in place on every change.
 
@@ -217,6 +218,8 @@ def summary(
         Field("Type", incident.type),
     ]
     fields += [Field(role.capitalize(), who) for role, who in incident.roles.items()]
+    if alerts_firing or incident.declared_on == "alerts":
+        fields.append(Field("Alerts firing", str(alerts_firing)))
     extras = []
     for name, value in incident.custom_fields.items():
         shown = ", ".join(value) if isinstance(value, list) else str(value)

@@ -17,6 +17,7 @@ from typing import Any
 from bot import commands as c
 from bot.actions import ActionItems
 from bot.ai import PlainSummarizer
+from bot.alerts import Alerts
 from bot.base import NOT_PEOPLE, TITLE_LIMIT, Reply, ServiceBase, ServiceError, coerce_field
 from bot.catalog import Catalog
 from bot.lifecycle import Lifecycle
@@ -41,7 +42,7 @@ Read = Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
 Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
-class IncidentService(Postmortems, Lifecycle, Timeline, ActionItems, ServiceBase):
+class IncidentService(Alerts, Postmortems, Lifecycle, Timeline, ActionItems, ServiceBase):
     def __init__(
         self,
         *,

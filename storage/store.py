@@ -9,16 +9,17 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, update
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlmodel import col, select
 
 from bot.models import (
     ActionItem,
     ActionStatus,
+    Alert,
     ChannelLink,
     Delivery,
     DeliveryAction,
@@ -463,6 +464,120 @@ class SqlUnit(ReadQueries):
     async def postmortem(self, postmortem_id: int) -> Postmortem | None:
         return await self.session.get(Postmortem, postmortem_id)
 
+
+    # --- alerts ---------------------------------------------------------------------------
+
+    async def lock_name(self, name: str) -> None:
+        if self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(:key, hashtext(:name))"),
+                {"key": _ALERT_LOCK_KEY, "name": name},
+            )
+
+    async def record_alert(self, alert: Alert) -> tuple[Alert, bool]:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        stmt = _RECORD_ALERT.get(dialect)
+        if stmt is None:
+            # Built once per dialect: a statement made with .values() each time is compiled
+            # each time, which cost more than running it.
+            insert_ = self._insert()(Alert)
+            stmt = _RECORD_ALERT[dialect] = insert_.on_conflict_do_update(
+                index_elements=["source", "fingerprint", "starts_at", "status"],
+                set_={
+                    "count": col(Alert.count) + 1,
+                    "last_received_at": insert_.excluded.last_received_at,
+                },
+            ).returning(*Alert.__table__.columns)  # type: ignore[attr-defined]
+        result = await self.session.execute(stmt, alert.model_dump(exclude={"id"}))
+        values = dict(result.one()._mapping)
+        # The row as stored, tracked without reading it again: what the caller changes on it
+        # (its incident, storm) is flushed as an UPDATE.
+        stored = Alert.model_validate(values)
+        make_transient_to_detached(stored)
+        row = await self.session.merge(stored, load=False)
+        return row, values["count"] == 1
+
+    async def latest_alert(self, source: str, fingerprint: str) -> Alert | None:
+        result = await self.session.execute(
+            select(Alert)
+            .where(col(Alert.source) == source, col(Alert.fingerprint) == fingerprint)
+            .order_by(col(Alert.id).desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def alert_event(
+        self, source: str, fingerprint: str, starts_at: datetime, status: str
+    ) -> Alert | None:
+        result = await self.session.execute(
+            select(Alert).where(
+                col(Alert.source) == source,
+                col(Alert.fingerprint) == fingerprint,
+                col(Alert.starts_at) == starts_at,
+                col(Alert.status) == status,
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def alert_group_incident(self, group_key: str) -> tuple[Incident, bool] | None:
+        result = await self.session.execute(
+            select(Incident, col(Alert.storm))
+            .join(Alert, col(Alert.incident_id) == col(Incident.id))
+            .where(col(Alert.group_key) == group_key, _OPEN_INCIDENT)
+            .order_by(col(Alert.id).desc())
+            .limit(1)
+            .with_for_update(of=Incident)
+        )
+        row = result.first()
+        return None if row is None else (row[0], bool(row[1]))
+
+    async def new_alert_groups(self, route: str, since: datetime) -> int:
+        result = await self.session.execute(
+            select(func.count()).where(
+                col(Alert.route) == route,
+                col(Alert.first_received_at) >= since,
+                col(Alert.new_group) == True,  # noqa: E712
+            )
+        )
+        return int(result.scalar_one())
+
+    async def storm_incident(self, route: str) -> Incident | None:
+        result = await self.session.execute(
+            select(Incident)
+            .join(Alert, col(Alert.incident_id) == col(Incident.id))
+            .where(col(Alert.route) == route, col(Alert.storm) == True, _OPEN_INCIDENT)  # noqa: E712
+            .order_by(col(Alert.id).desc())
+            .limit(1)
+            .with_for_update(of=Incident)
+        )
+        return result.scalars().first()
+
+    async def firing_alerts(self, incident_id: int) -> int:
+        resolved = aliased(Alert)
+        result = await self.session.execute(
+            select(func.count()).where(
+                col(Alert.incident_id) == incident_id,
+                col(Alert.status) == "firing",
+                ~exists().where(
+                    col(resolved.source) == col(Alert.source),
+                    col(resolved.fingerprint) == col(Alert.fingerprint),
+                    col(resolved.starts_at) == col(Alert.starts_at),
+                    col(resolved.status) == "resolved",
+                ),
+            )
+        )
+        return int(result.scalar_one())
+
+    async def alerts(self, incident_id: int) -> list[Alert]:
+        result = await self.session.execute(
+            select(Alert).where(col(Alert.incident_id) == incident_id).order_by(col(Alert.id))
+        )
+        return list(result.scalars())
+
+
+_RECORD_ALERT: dict[str, Any] = {}
+_ALERT_LOCK_KEY = 7_315_013  # advisory-lock namespace of alert routes (see lock_name)
+_OPEN_INCIDENT = col(Incident.status).not_in([s for s in Status if not s.is_open])
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
 _POSTED_ENTRY = (

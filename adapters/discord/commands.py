@@ -32,8 +32,8 @@ INCIDENT_HELP = "Incident number (implied inside an incident channel)"
 MAX_CHOICES = 25
 
 # Where each command word of the text grammar lives under /incident on Discord. Top level: the
-# commands people run most and the lifecycle, 16 subcommands and 4 groups (20 of Discord's 25,
-# with room for the later `close` and `reminders`); the groups are `set` (7 of 25, room for
+# commands people run most and the lifecycle, 18 subcommands and 4 groups (22 of Discord's 25,
+# with room for the later `close`); the groups are `set` (7 of 25, room for
 # `time`), `role`, `action` and `runbook` (room for check/skip/approve/cancel/retry).
 DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "declare": ("declare",),
@@ -47,6 +47,7 @@ DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "timeline": ("timeline",),
     "catchup": ("catchup",),
     "reminders": ("reminders",),
+    "alerts": ("alerts",),
     "resolve": ("resolve",),
     "reopen": ("reopen",),
     "cancel": ("cancel",),
@@ -227,6 +228,11 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     @on_incident
     async def reminders(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.ShowReminders(incident=incident))
+
+    @group.command(name="alerts", description="The monitoring alerts of the incident")
+    @on_incident
+    async def alerts(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.ShowAlerts(incident=incident))
 
     text_command(group, "resolve", "Resolve the incident (with a closing note)",
                  lambda t, n: c.Resolve(text=t, incident=n), required=False)

@@ -1,0 +1,94 @@
+"""Alert routes from the catalog: matchers, first match wins, groups, and the errors a broken
+route gives at start-up."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.alerts import AlertEvent, group_key, route_for
+from bot.catalog import AlertRoute, Catalog, CatalogError, load_catalog
+from tests.conftest import Core
+
+ROUTES = [
+    AlertRoute(name="db", match=['service=~"postgres|mysql"', "env!=staging"], mode="declare"),
+    AlertRoute(name="noise", match=['alertname!~"Watchdog|InfoInhibitor"'], mode="ignore"),
+    AlertRoute(name="watchdog", match=["alertname=Watchdog"], mode="ignore"),
+]
+
+
+def test_the_first_route_whose_matchers_all_hold_takes_the_alert() -> None:
+    assert route_for(ROUTES, {"service": "postgres", "env": "prod"}) is ROUTES[0]
+    # env!=staging fails, the next route matches any other alertname
+    assert route_for(ROUTES, {"service": "postgres", "env": "staging"}) is ROUTES[1]
+    assert route_for(ROUTES, {"alertname": "Watchdog"}) is ROUTES[2]
+    # A regex matches the whole value, as Alertmanager's do.
+    assert route_for(ROUTES, {"service": "postgres-replica", "alertname": "Watchdog"}) is ROUTES[2]
+    assert route_for(ROUTES[:1], {"env": "prod"}) is None  # a missing label is ""
+
+
+def test_a_group_is_the_route_and_its_group_by_labels() -> None:
+    route = AlertRoute(name="urgent", group_by=["alertname", "service"])
+    a = group_key(route, {"alertname": "HighErrorRate", "service": "checkout", "instance": "a"})
+    b = group_key(route, {"alertname": "HighErrorRate", "service": "checkout", "instance": "b"})
+    c = group_key(route, {"alertname": "HighErrorRate", "service": "search"})
+    assert a == b == "urgent|alertname=HighErrorRate,service=checkout"
+    assert c != a
+
+
+def write(tmp_path: Path, routes: str) -> Path:
+    base = (Path(__file__).resolve().parents[2] / "bot" / "opsroom.yaml").read_text()
+    path = tmp_path / "opsroom.yaml"
+    path.write_text(base + "\nalert_routes:\n" + routes)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("routes", "message"),
+    [
+        ("  - match: ['severity~critical']\n", '"severity~critical" is not a matcher'),
+        ("  - match: ['service=~\"(\"']\n", "bad regular expression"),
+        ("  - mode: page\n", '"page" is not a mode: use declare, triage, ignore'),
+        ("  - type: outages\n", 'alert_routes[0].type: "outages" is not one of outage'),
+        ("  - severity: {critical: sev0}\n", 'alert_routes[0].severity.critical: "sev0"'),
+        ("  - resolve_after: soon\n", "soon"),
+        ("  - auto_resolve: closed\n", '"closed" is not a status to move to'),
+        ("  - group_bi: [service]\n", 'unknown key (did you mean "group_by"?)'),
+    ],
+)
+def test_a_broken_route_stops_start_up_naming_it(tmp_path: Path, routes: str, message: str) -> None:
+    with pytest.raises(CatalogError) as error:
+        load_catalog(write(tmp_path, routes))
+    assert message in str(error.value)
+
+
+def test_the_default_catalog_routes_urgent_alerts_to_declare(catalog: Catalog) -> None:
+    names = [(r.name, r.mode) for r in catalog.routes]
+    assert names == [("urgent", "declare"), ("everything-else", "triage")]
+    assert route_for(catalog.routes, {"severity": "error"}).name == "urgent"  # type: ignore[union-attr]
+    assert route_for(catalog.routes, {"severity": "warning"}).name == "everything-else"  # type: ignore[union-attr]
+
+
+async def test_a_route_that_pages_records_it_and_says_paging_arrives_with_on_call(
+    core: Core, caplog: pytest.LogCaptureFixture
+) -> None:
+    core.service.catalog = core.service.catalog.model_copy(
+        update={"alert_routes": [AlertRoute(name="db", page="database-oncall")]}
+    )
+    event = AlertEvent(
+        source="generic",
+        fingerprint="disk-db-1",
+        status="firing",
+        summary="Disk 95% full on db-1",
+        severity="critical",
+        labels={"alertname": "DiskFull", "service": "database"},
+    )
+    with caplog.at_level(logging.INFO, logger="bot.alerts"):
+        [outcome] = await core.service.receive([event])
+    assert outcome.incident == 1
+    assert "#1 would page database-oncall: paging arrives with on-call" in caplog.text
+    async with core.store.unit() as u:
+        [declared] = await u.timeline(1)
+    assert declared.data["page"] == "database-oncall"
