@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.models import Status
+from bot.steps import StepSpec, parse_step
+from bot.templates import TemplateProblem, check_value, sample_context
 from bot.timing import check_cron, parse_duration, zone
 
 # libyaml's loader when PyYAML was built with it: parsing is then ~10x faster.
@@ -131,6 +133,7 @@ class IncidentType(_Strict):
     keywords: list[str] = []
     fields: list[CustomField] = []
     runbooks: list[str] = []
+    auto_run: list[str] = []  # runbooks started when an incident of this type is declared
     private: bool = False
     ai: bool = True
     mirror_to: list[str] = []  # other platforms an incident of this type gets a channel on
@@ -163,6 +166,117 @@ class Permissions(_Strict):
         return value
 
 
+class Runbook(_Strict):
+    """A response procedure: steps run in order (see bot/steps/ for the kinds)."""
+
+    name: str
+    description: str = ""
+    steps: list[dict[str, Any]]
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_steps(value)
+
+    def specs(self) -> list[StepSpec]:
+        return [parse_step(raw) for raw in self.steps]
+
+
+def check_steps(value: list[Any]) -> list[Any]:
+    if not value:
+        raise ValueError("needs at least one step")
+    for i, raw in enumerate(value):
+        try:
+            parse_step(raw)
+        except ValueError as exc:
+            raise ValueError(f"steps[{i}]: {exc}") from None
+    return value
+
+
+TRIGGERS = (
+    "declared",
+    "status_changed",
+    "severity_changed",
+    "role_assigned",
+    "key_event",
+    "action_item_overdue",
+    "resolved",
+)
+
+
+class Condition(_Strict):
+    """`if:` of a workflow: every key given must hold (all-of); `any_of` lists alternatives."""
+
+    type: list[str] = []
+    severity: list[str] = []
+    severity_at_least: str | None = None
+    status: list[str] = []
+    fields: dict[str, Any] = {}
+    any_of: list[Condition] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shapes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        sev = value.get("severity")
+        if isinstance(sev, dict):
+            if set(sev) != {"at_least"}:
+                raise ValueError("severity takes a name, a list, or {at_least: <severity>}")
+            value.pop("severity")
+            value["severity_at_least"] = sev["at_least"]
+        for key in ("type", "severity", "status"):
+            if isinstance(value.get(key), str):
+                value[key] = [value[key]]
+        return value
+
+
+class Workflow(_Strict):
+    """When something happens to an incident (`on`) and it matches (`if`), run a runbook or
+    inline steps, after an optional delay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    on: list[str]
+    when: Condition = Field(default=Condition(), alias="if")
+    run: str | None = None
+    steps: list[dict[str, Any]] = []
+    delay: str | None = None
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _on(cls, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        for item in value if isinstance(value, list) else []:
+            if item not in TRIGGERS:
+                raise ValueError(f'unknown trigger "{item}": use {", ".join(TRIGGERS)}')
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_steps(value) if value else value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Workflow:
+        if bool(self.run) == bool(self.steps):
+            raise ValueError("give either run: <runbook> or steps:, not both or neither")
+        return self
+
+
 class Catalog(_Strict):
     severities: list[Severity]
     priorities: list[Priority]
@@ -186,6 +300,8 @@ class Catalog(_Strict):
     quiet_statuses: list[Status] = [Status.MONITORING]
     # When the daily digest of overdue action items is posted (crontab, in `timezone`); null: never.
     action_digest: str | None = "0 9 * * *"
+    runbooks: list[Runbook] = []
+    workflows: list[Workflow] = []
 
     @field_validator("timezone")
     @classmethod
@@ -254,7 +370,27 @@ class Catalog(_Strict):
                     f'{where}.default_priority: "{t.default_priority}" is not one of '
                     f"{', '.join(self.priority_names)}"
                 )
+        check_runbooks(self)
         return self
+
+    def runbook(self, name: str) -> Runbook | None:
+        return next((r for r in self.runbooks if r.name == name), None)
+
+    @property
+    def runbook_names(self) -> list[str]:
+        return [r.name for r in self.runbooks]
+
+    def warnings(self) -> list[str]:
+        """Problems that do not stop Opsroom: a type naming a runbook nobody defined."""
+        found = []
+        for i, t in enumerate(self.incident_types):
+            for j, name in enumerate(t.runbooks):
+                if name not in self.runbook_names:
+                    found.append(
+                        f"incident_types[{i}] ({t.name}).runbooks[{j}]: "
+                        f'runbook "{name}" is not defined'
+                    )
+        return found
 
     @property
     def severity_names(self) -> list[str]:
@@ -356,3 +492,92 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
     if close:
         return f'unknown key (did you mean "{close[0]}"?)'
     return f"unknown key: use {', '.join(allowed)}"
+
+
+def check_runbooks(catalog: Catalog) -> None:
+    """Check runbooks and workflows against the rest of the catalog; ValueError with a path."""
+    names = catalog.runbook_names
+    fields = sorted({f.name for t in catalog.incident_types for f in t.fields})
+    sample = sample_context(fields, catalog.role_names)
+    for i, rb in enumerate(catalog.runbooks):
+        if rb.name in names[:i]:
+            raise ValueError(f'runbooks[{i}] ({rb.name}): duplicate name "{rb.name}"')
+        _check_specs(catalog, f"runbooks[{i}] ({rb.name})", rb.steps, sample, fields)
+    for i, t in enumerate(catalog.incident_types):
+        for j, name in enumerate(t.auto_run):
+            if name not in names:
+                raise ValueError(
+                    f'incident_types[{i}] ({t.name}).auto_run[{j}]: runbook "{name}" is not '
+                    f"defined (runbooks: {', '.join(names) or 'none'})"
+                )
+    for i, wf in enumerate(catalog.workflows):
+        where = f"workflows[{i}] ({wf.name})"
+        if wf.name in [w.name for w in catalog.workflows[:i]]:
+            raise ValueError(f'{where}: duplicate name "{wf.name}"')
+        if wf.run and wf.run not in names:
+            raise ValueError(
+                f'{where}.run: runbook "{wf.run}" is not defined '
+                f"(runbooks: {', '.join(names) or 'none'})"
+            )
+        _check_condition(catalog, f"{where}.if", wf.when)
+        if wf.steps:
+            _check_specs(catalog, where, wf.steps, sample, fields)
+
+
+def _check_specs(
+    catalog: Catalog, where: str, steps: list[dict[str, Any]], sample: dict[str, Any],
+    fields: list[str],
+) -> None:
+    for j, raw in enumerate(steps):
+        spec = parse_step(raw)
+        at = f"{where}.steps[{j}]"
+        try:
+            check_value(spec.templates(), sample)
+        except TemplateProblem as exc:
+            raise ValueError(f"{at}: {exc}") from None
+        role = getattr(spec, "role", None)
+        if role and role not in catalog.role_names:
+            raise ValueError(
+                f'{at}.role: "{role}" is not a role: use {", ".join(catalog.role_names)}'
+            )
+        for key in ("severity", "priority", "status"):
+            value = getattr(spec, key, None) if spec.kind == "set" else None
+            allowed = {
+                "severity": catalog.severity_names,
+                "priority": catalog.priority_names,
+                "status": catalog.status_names,
+            }[key]
+            if value and "{" not in value and value not in allowed:
+                raise ValueError(f'{at}.{key}: "{value}" is not one of {", ".join(allowed)}')
+        targets = [getattr(spec, "field", None)] + list(getattr(spec, "save", {}) or {})
+        for name in targets:
+            if name and name not in fields:
+                raise ValueError(
+                    f'{at}: no incident type has a field "{name}" (fields: {", ".join(fields)})'
+                )
+
+
+def _check_condition(catalog: Catalog, where: str, cond: Condition) -> None:
+    for name in cond.type:
+        if name not in catalog.type_names:
+            raise ValueError(
+                f'{where}.type: "{name}" is not an incident type: use {", ".join(catalog.type_names)}'
+            )
+    for name in [*cond.severity, *([cond.severity_at_least] if cond.severity_at_least else [])]:
+        if name not in catalog.severity_names:
+            raise ValueError(
+                f'{where}.severity: "{name}" is not one of {", ".join(catalog.severity_names)}'
+            )
+    for name in cond.status:
+        if name not in [s.value for s in Status]:
+            raise ValueError(f'{where}.status: "{name}" is not a status')
+    types = [t for t in catalog.incident_types if not cond.type or t.name in cond.type]
+    for name in cond.fields:
+        lacking = [t.name for t in types if t.field(name) is None]
+        if lacking:
+            raise ValueError(
+                f'{where}.fields: type {lacking[0]} has no field "{name}"'
+                + ("" if cond.type else " (limit the condition with type:)")
+            )
+    for k, alt in enumerate(cond.any_of):
+        _check_condition(catalog, f"{where}.any_of[{k}]", alt)

@@ -202,6 +202,28 @@ class RunbookStatus(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunbookCancel(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookRetry(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookCheck(Command):
+    item: int
+    run: int | None = None
+    skip: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookApprove(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Page(Command):
     target: str
 
@@ -255,7 +277,10 @@ USAGE: dict[str, str] = {
         "/incident action add <text> [@user] [due <date>] | action list | action done <n> | "
         "action edit <n> [<text>] [@user] [due <date>] | action reopen <n> | action cancel <n>"
     ),
-    "runbook": "/incident runbook list | runbook run <name> | runbook status",
+    "runbook": (
+        "/incident runbook list | run <name> | status | cancel [<run>] | retry [<run>] | "
+        "check [<run>] <n> | skip [<run>] <n> | approve [<run>]"
+    ),
     "page": "/incident page <policy|@user>",
     "postmortem": "/incident postmortem",
     "mirror": "/incident mirror <slack|discord>",
@@ -430,6 +455,24 @@ def _parse_runbook(rest: str) -> Command:
         return RunbookStatus()
     if sub == "run":
         return RunbookRun(name=_one_word("runbook", tail, "runbook name"))
+    numbers = tail.split()
+    for token in numbers:
+        if not token.isdigit() or int(token) < 1:
+            raise _usage("runbook", f'"{token}" is not a run or item number')
+    ints = [int(t) for t in numbers]
+    if sub in ("cancel", "retry", "approve"):
+        if len(ints) > 1:
+            raise _usage("runbook", f"runbook {sub} takes at most a run number")
+        run = ints[0] if ints else None
+        return {"cancel": RunbookCancel, "retry": RunbookRetry, "approve": RunbookApprove}[sub](
+            run=run
+        )
+    if sub in ("check", "skip"):
+        if not ints or len(ints) > 2:
+            raise _usage("runbook", "missing checklist item number" if not ints else
+                         f"runbook {sub} takes [<run>] <n>")
+        return RunbookCheck(item=ints[-1], run=ints[0] if len(ints) == 2 else None,
+                            skip=sub == "skip")
     raise _usage(
         "runbook", f'unknown runbook command "{sub}"' if sub else "missing runbook command"
     )

@@ -17,6 +17,7 @@ from bot.models import (
     Incident,
     Job,
     JobState,
+    RunbookRun,
     TimelineEntry,
 )
 from bot.render import Message
@@ -330,6 +331,24 @@ class Unit(Protocol):
 
     async def overdue_action_items(self, now: datetime) -> list[ActionItem]:
         """Open action items due before `now`, of every incident, by incident and number."""
+        ...
+
+    # --- runbook runs (bot/runbooks.py) ----------------------------------------------------
+
+    async def runs(self, incident_id: int) -> list[RunbookRun]:
+        """The incident's runbook runs, by number."""
+        ...
+
+    async def run_by_id(self, run_id: int) -> RunbookRun | None:
+        """A run read again under a row lock (lock its incident first)."""
+        ...
+
+    async def runnable_runs(self, limit: int) -> list[RunbookRun]:
+        """Runs a runner may advance now (state running), least recently moved first."""
+        ...
+
+    async def posted_message(self, link_id: int, entry_id: int) -> str | None:
+        """The platform id of the message `entry_id` was posted as in `link_id`'s channel."""
         ...
 
 

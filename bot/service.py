@@ -32,6 +32,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
+from bot.runbooks import Runbooks
 from bot.timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ Read = Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
 Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
-class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
+class IncidentService(Lifecycle, Timeline, ActionItems, Runbooks, ServiceBase):
     def __init__(
         self,
         *,
@@ -102,9 +103,6 @@ class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
 
     def _not_configured(self, command: c.Command) -> Reply:
         what = {
-            c.RunbookList: "Runbooks arrive",
-            c.RunbookRun: "Runbooks arrive",
-            c.RunbookStatus: "Runbooks arrive",
             c.Page: "Paging arrives",
             c.Postmortem: "Postmortems arrive",
         }.get(type(command), "This command arrives")

@@ -17,6 +17,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from bot.models import (
+    RunbookRun,
+    RunState,
     ActionItem,
     ActionStatus,
     ChannelLink,
@@ -447,6 +449,39 @@ class SqlUnit:
             .order_by(col(ActionItem.incident_id), col(ActionItem.number))
         )
         return list(result.scalars())
+
+    # --- runbook runs (bot/runbooks.py) ----------------------------------------------------
+
+    async def runs(self, incident_id: int) -> list[RunbookRun]:
+        result = await self.session.execute(
+            select(RunbookRun)
+            .where(col(RunbookRun.incident_id) == incident_id)
+            .order_by(col(RunbookRun.number))
+        )
+        return list(result.scalars())
+
+    async def run_by_id(self, run_id: int) -> RunbookRun | None:
+        return await self.session.get(RunbookRun, run_id, with_for_update=True, populate_existing=True)
+
+    async def runnable_runs(self, limit: int) -> list[RunbookRun]:
+        result = await self.session.execute(
+            select(RunbookRun)
+            .where(col(RunbookRun.state) == RunState.RUNNING)
+            .order_by(col(RunbookRun.updated_at), col(RunbookRun.id))
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def posted_message(self, link_id: int, entry_id: int) -> str | None:
+        result = await self.session.execute(
+            select(col(Delivery.message_id)).where(
+                col(Delivery.link_id) == link_id,
+                col(Delivery.entry_id) == entry_id,
+                col(Delivery.action) == DeliveryAction.POST_ENTRY,
+                col(Delivery.message_id).is_not(None),
+            )
+        )
+        return result.scalars().first()
 
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
