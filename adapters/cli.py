@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import clock_from
 from adapters.console import ConsoleChat, ConsoleSession, console_user
+from adapters.http_client import AiohttpClient
 from adapters.scheduler import JobScheduler
 from adapters.settings import (
     DatabaseLocation,
@@ -28,6 +29,8 @@ from adapters.settings import (
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.jobs import JobWorker
+from bot.runbooks import RunbookRunner, env_secrets
+from bot.steps import Tools
 from bot.mirror import Mirror
 from bot.models import Job, JobState
 from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
@@ -232,6 +235,13 @@ async def build_core(
         platforms=settings.platforms(),
         notify=notify,
     )
+    # Runbook steps are advanced with each worker pass; HTTP steps read OPSROOM_SECRET_* only.
+    runner = RunbookRunner(
+        service=service,
+        store=store,
+        clock=clock,
+        tools=Tools(http=AiohttpClient(), env=env_secrets(os.environ)),
+    )
     worker = JobWorker(
         store=store,
         catalog=catalog,
@@ -239,6 +249,7 @@ async def build_core(
         clock=clock,
         notify=mirror.wake,
         tick=timedelta(seconds=settings.opsroom_tick_s),
+        passes=[runner],
     )
     return Core(settings, catalog, engine, store, mirror, service, clock, location, worker, wakers)
 

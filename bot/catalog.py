@@ -249,6 +249,15 @@ class Workflow(_Strict):
 
     _name = field_validator("name")(_check_name)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(value, dict) and True in value and "on" not in value:
+            value = dict(value)
+            value["on"] = value.pop(True)
+        return value
+
     @field_validator("on", mode="before")
     @classmethod
     def _on(cls, value: Any) -> Any:

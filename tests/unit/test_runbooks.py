@@ -67,6 +67,7 @@ async def target() -> AsyncIterator[Target]:
 
 def catalog_with(base: Catalog, tmp_path: Any, extra: dict[str, Any]) -> Catalog:
     data = base.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+    data["workflows"] = []
     data.update(extra)
     path = tmp_path / "opsroom.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -213,3 +214,27 @@ async def test_a_failed_step_stops_the_run_until_retried(
     assert any(t.startswith("📖 after") for t in rig.core.chat.texts(channel))
     assert [s["headers"]["Idempotency-Key"] for s in target.seen] == ["1-0", "1-0"]
     await rig.http.close()
+
+
+async def test_a_workflow_fires_once_per_entry_and_checks_its_conditions(
+    engine: AsyncEngine, catalog: Catalog, clock: FakeClock,
+) -> None:
+    rig = await make_rig(engine, catalog, clock)  # the default catalog: triage-major-outages
+    channel = await rig.declare("outage")  # sev2 outage: the workflow runs outage-triage
+    await rig.settle()
+    await rig.settle()
+    texts = rig.core.chat.texts(channel)
+    assert sum("Workflow triage-major-outages fired (on declared)" in t for t in texts) == 1
+    status = await rig.run("#1 runbook status")
+    assert "Runbook outage-triage · run 1" in status.text and "☐ waiting" in status.text
+    async with rig.core.store.unit() as u:
+        inc = await u.incident(1)
+        assert inc is not None and inc.status.value == "investigating"
+    # A sev4 change does not match `severity: {at_least: sev2}`: no second run.
+    assert (await rig.run("#1 severity sev4")).ok
+    await rig.settle()
+    async with rig.core.store.unit() as u:
+        assert inc.id is not None
+        assert len(await u.runs(inc.id)) == 1
+    listing = await rig.run("#1 runbook list")
+    assert listing.text.splitlines()[1].startswith("★ outage-triage")
