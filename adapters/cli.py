@@ -29,13 +29,13 @@ from adapters.settings import (
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.jobs import JobWorker
-from bot.runbooks import RunbookRunner, env_secrets
-from bot.steps import Tools
 from bot.mirror import Mirror
 from bot.models import Job, JobState
 from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
+from bot.runbooks import RunbookRunner, env_secrets
 from bot.service import IncidentService
+from bot.steps import Tools
 from bot.suggest import HeuristicSuggester
 from storage.engine import (
     current_revision,

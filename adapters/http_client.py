@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -32,8 +31,6 @@ class AiohttpClient:
             ) as resp:
                 return resp.status, await resp.text(errors="replace")
         except TimeoutError:
-            raise HttpTimeout(url) from None
-        except asyncio.TimeoutError:
             raise HttpTimeout(url) from None
 
     async def close(self) -> None:

@@ -558,7 +558,7 @@ def _check_specs(
             }[key]
             if value and "{" not in value and value not in allowed:
                 raise ValueError(f'{at}.{key}: "{value}" is not one of {", ".join(allowed)}')
-        targets = [getattr(spec, "field", None)] + list(getattr(spec, "save", {}) or {})
+        targets = [getattr(spec, "field", None), *(getattr(spec, "save", {}) or {})]
         for name in targets:
             if name and name not in fields:
                 raise ValueError(
@@ -570,7 +570,8 @@ def _check_condition(catalog: Catalog, where: str, cond: Condition) -> None:
     for name in cond.type:
         if name not in catalog.type_names:
             raise ValueError(
-                f'{where}.type: "{name}" is not an incident type: use {", ".join(catalog.type_names)}'
+                f'{where}.type: "{name}" is not an incident type: '
+                f"use {', '.join(catalog.type_names)}"
             )
     for name in [*cond.severity, *([cond.severity_at_least] if cond.severity_at_least else [])]:
         if name not in catalog.severity_names:

@@ -22,7 +22,7 @@ from bot import runs
 from bot.base import Reply, ServiceBase, ServiceError, _one_of
 from bot.catalog import Runbook
 from bot.jobs import JobContext, handler, holder_name
-from bot.models import Incident, RunbookRun, RunState
+from bot.models import EntryKind, Incident, RunbookRun, RunState
 from bot.ports import Actor, ChannelRef, Clock, LeaseTake, Store, SystemClock, Unit
 from bot.steps import KINDS, Call, Done, Failed, StepContext, Tools, Waiting, parse_step
 from bot.steps import wait as wait_step
@@ -89,8 +89,14 @@ class Runbooks(ServiceBase):
     async def _runbook_run(self, u: Unit, inc: Incident, cmd: c.RunbookRun, actor: Actor) -> Reply:
         rb = self._runbook_def(cmd.name)
         run = await runs.start_run(
-            u, inc, runbook=rb.name, steps=rb.steps, actor=actor, trigger="command",
-            record=self._record, now=self.clock.now(),
+            u,
+            inc,
+            runbook=rb.name,
+            steps=rb.steps,
+            actor=actor,
+            trigger="command",
+            record=self._record,
+            now=self.clock.now(),
         )
         return Reply(
             f"Started {rb.name} on #{inc.number} as run {run.number}; its progress is posted in "
@@ -110,7 +116,8 @@ class Runbooks(ServiceBase):
             if len(active) != 1:
                 which = ", ".join(f"{r.number} ({r.runbook})" for r in active)
                 raise ServiceError(
-                    f"#{inc.number} has no active run" if not active
+                    f"#{inc.number} has no active run"
+                    if not active
                     else f"#{inc.number} has several active runs ({which}): name one, "
                     "e.g. /incident runbook check 2 1"
                 )
@@ -131,7 +138,10 @@ class Runbooks(ServiceBase):
             runs.set_step(run, run.current, state="cancelled")
         await u.cancel_jobs(now=now, incident_id=inc.id, prefix=f"{wait_step.JOB}:{run.id}:")
         await self._record(
-            u, inc, kind=runs.EntryKind.RUNBOOK, actor=actor,
+            u,
+            inc,
+            kind=EntryKind.RUNBOOK,
+            actor=actor,
             text=f"{runs.label(inc, run)}: ⏹ cancelled by {actor.ref}",
             data={"runbook": run.runbook, "run": run.number, "outcome": "cancelled"},
         )
@@ -151,7 +161,10 @@ class Runbooks(ServiceBase):
         runs.set_step(run, step, state="pending", detail="")
         run.state = RunState.RUNNING
         await self._record(
-            u, inc, kind=runs.EntryKind.RUNBOOK, actor=actor,
+            u,
+            inc,
+            kind=EntryKind.RUNBOOK,
+            actor=actor,
             text=f"{runs.label(inc, run)}: retrying from step {step + 1}, asked by {actor.ref}",
             data={"runbook": run.runbook, "run": run.number, "outcome": "retry"},
         )
@@ -170,24 +183,30 @@ class Runbooks(ServiceBase):
             )
         marks = list(state["marks"])
         if not 1 <= cmd.item <= len(marks):
-            raise ServiceError(
-                f"no item {cmd.item} in the checklist: use 1 to {len(marks)}"
-            )
+            raise ServiceError(f"no item {cmd.item} in the checklist: use 1 to {len(marks)}")
         verb = "skipped" if cmd.skip else "done"
         marks[cmd.item - 1] = f"{verb} by {actor.ref}"
         now = self.clock.now()
         runs.set_step(run, run.current, marks=marks)
         item = state["items"][cmd.item - 1]
         await self._record(
-            u, inc, kind=runs.EntryKind.RUNBOOK, actor=actor,
+            u,
+            inc,
+            kind=EntryKind.RUNBOOK,
+            actor=actor,
             text=f"{runs.label(inc, run)} checklist item {cmd.item} {verb}: {item}",
             data={"runbook": run.runbook, "run": run.number, "item": cmd.item, "outcome": verb},
         )
         if all(marks):
             done = sum(1 for m in marks if m.startswith("done"))
             await runs.settle(
-                u, inc, run, run.current, Done(detail=f"{done} of {len(marks)} done"),
-                record=self._record, now=now,
+                u,
+                inc,
+                run,
+                run.current,
+                Done(detail=f"{done} of {len(marks)} done"),
+                record=self._record,
+                now=now,
             )
         else:
             await runs.show_progress(u, inc, run, now)
@@ -215,8 +234,14 @@ class Runbooks(ServiceBase):
                 f"of run {run.number}; nothing was changed."
             )
         await runs.settle(
-            u, inc, run, run.current, Done(detail=f"approved by {actor.ref}"),
-            record=self._record, now=self.clock.now(), actor=actor,
+            u,
+            inc,
+            run,
+            run.current,
+            Done(detail=f"approved by {actor.ref}"),
+            record=self._record,
+            now=self.clock.now(),
+            actor=actor,
         )
         return Reply(f"Approved; run {run.number} of #{inc.number} goes on.")
 
@@ -311,8 +336,12 @@ class RunbookRunner:
             kind = KINDS[spec.kind]
             attempts = int(run.step_states[index].get("attempts", 0)) + 1
             runs.set_step(
-                run, index, state="running", attempts=attempts,
-                started_at=now.isoformat(timespec="seconds"), detail="",
+                run,
+                index,
+                state="running",
+                attempts=attempts,
+                started_at=now.isoformat(timespec="seconds"),
+                detail="",
             )
             await runs.show_progress(u, incident, run, now)
             request = None
@@ -323,8 +352,14 @@ class RunbookRunner:
                     request = outcome.request
                 else:
                     await runs.settle(
-                        u, incident, run, index, _settled(outcome),
-                        record=self.service.record, now=now, state=ctx.state,
+                        u,
+                        incident,
+                        run,
+                        index,
+                        _settled(outcome),
+                        record=self.service.record,
+                        now=now,
+                        state=ctx.state,
                     )
                     return True
         self.service._notify()
@@ -348,8 +383,14 @@ class RunbookRunner:
             else:
                 outcome = await self._guarded(kind.run, spec, ctx)
             await runs.settle(
-                u, incident, run, index, _settled(outcome),
-                record=self.service.record, now=now, state=ctx.state,
+                u,
+                incident,
+                run,
+                index,
+                _settled(outcome),
+                record=self.service.record,
+                now=now,
+                state=ctx.state,
             )
         self.service._notify()
         return True
@@ -375,9 +416,15 @@ class RunbookRunner:
             return reply.text
 
         return StepContext(
-            u=u, incident=incident, run=run, index=index,
-            state=dict(run.step_states[index]), catalog=catalog, now=self.clock.now(),
-            template=await runs.template_context(u, incident, run, catalog), apply=apply,
+            u=u,
+            incident=incident,
+            run=run,
+            index=index,
+            state=dict(run.step_states[index]),
+            catalog=catalog,
+            now=self.clock.now(),
+            template=await runs.template_context(u, incident, run, catalog),
+            apply=apply,
         )
 
     @staticmethod
@@ -405,8 +452,13 @@ async def wait_over(ctx: JobContext) -> None:
         return  # cancelled or moved on since
     late = f" ({ctx.late_note})" if ctx.late_note else ""
     await runs.settle(
-        ctx.u, ctx.incident, run, run.current, Done(detail=f"waited{late}"),
-        record=ctx.record, now=ctx.now,
+        ctx.u,
+        ctx.incident,
+        run,
+        run.current,
+        Done(detail=f"waited{late}"),
+        record=ctx.record,
+        now=ctx.now,
     )
 
 

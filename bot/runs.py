@@ -103,7 +103,9 @@ def step_line(run: RunbookRun, index: int) -> str:
 
 
 def progress_text(incident: Incident, run: RunbookRun) -> str:
-    head = f"Runbook {run.runbook} · run {run.number} of #{incident.number} · {RUN_WORDS[run.state]}"
+    head = (
+        f"Runbook {run.runbook} · run {run.number} of #{incident.number} · {RUN_WORDS[run.state]}"
+    )
     lines = [head] + [step_line(run, i) for i in range(len(run.steps))]
     return "\n".join(lines)
 
@@ -205,7 +207,11 @@ async def settle(
         set_step(run, index, **extra, state="waiting", detail=outcome.detail)
         run.state = RunState.WAITING
         await record(
-            u, incident, kind=EntryKind.RUNBOOK, actor=who, data=data | {"outcome": "waiting"},
+            u,
+            incident,
+            kind=EntryKind.RUNBOOK,
+            actor=who,
+            data=data | {"outcome": "waiting"},
             text=f"{label(incident, run)} step {index + 1} {spec.title()}: ☐ {outcome.detail}",
         )
     elif isinstance(outcome, Failed):
@@ -213,10 +219,18 @@ async def settle(
         run.state = RunState.FAILED
         logger.warning(
             "runbook %s run %d of #%d: step %d failed: %s",
-            run.runbook, run.number, incident.number, index + 1, outcome.reason,
+            run.runbook,
+            run.number,
+            incident.number,
+            index + 1,
+            outcome.reason,
         )
         await record(
-            u, incident, kind=EntryKind.RUNBOOK, actor=who, data=data | {"outcome": "failed"},
+            u,
+            incident,
+            kind=EntryKind.RUNBOOK,
+            actor=who,
+            data=data | {"outcome": "failed"},
             text=(
                 f"{label(incident, run)} step {index + 1} {spec.title()}: ❌ {outcome.reason} · "
                 f"/incident runbook retry {run.number} or cancel {run.number}"
@@ -228,8 +242,13 @@ async def settle(
             outcome.detail or "done"
         )
         await record(
-            u, incident, kind=EntryKind.RUNBOOK, actor=who, text=text,
-            announce=outcome.announce, data=data | {"outcome": "done"},
+            u,
+            incident,
+            kind=EntryKind.RUNBOOK,
+            actor=who,
+            text=text,
+            announce=outcome.announce,
+            data=data | {"outcome": "done"},
         )
         await advance(u, incident, run, index + 1, record=record, now=now)
         return
@@ -244,7 +263,10 @@ async def advance(
     if index >= len(run.steps):
         run.state = RunState.DONE
         await record(
-            u, incident, kind=EntryKind.RUNBOOK, actor=runbook_actor(run),
+            u,
+            incident,
+            kind=EntryKind.RUNBOOK,
+            actor=runbook_actor(run),
             text=f"{label(incident, run)}: ✅ all {len(run.steps)} steps done",
             data={"runbook": run.runbook, "run": run.number, "outcome": "finished"},
         )

@@ -46,7 +46,11 @@ def triggers(entry: TimelineEntry) -> list[str]:
 
 
 async def after_record(
-    u: Unit, catalog: Catalog, incident: Incident, entry: TimelineEntry, record: Record,
+    u: Unit,
+    catalog: Catalog,
+    incident: Incident,
+    entry: TimelineEntry,
+    record: Record,
     now: datetime,
 ) -> None:
     happened = triggers(entry)
@@ -58,8 +62,14 @@ async def after_record(
             rb = catalog.runbook(name)
             if rb is not None:
                 await runs.start_run(
-                    u, incident, runbook=rb.name, steps=rb.steps, actor=SYSTEM,
-                    trigger="auto_run", record=record, now=now,
+                    u,
+                    incident,
+                    runbook=rb.name,
+                    steps=rb.steps,
+                    actor=SYSTEM,
+                    trigger="auto_run",
+                    record=record,
+                    now=now,
                 )
     for wf in catalog.workflows:
         on = [t for t in happened if t in wf.on]
@@ -68,7 +78,10 @@ async def after_record(
         delay = parse_duration(wf.delay) if wf.delay else timedelta(0)
         await u.schedule(
             new_job(
-                JOB, f"{JOB}:{wf.name}:{entry.id}", now + delay, now=now,
+                JOB,
+                f"{JOB}:{wf.name}:{entry.id}",
+                now + delay,
+                now=now,
                 incident_id=incident.id,
                 payload={"workflow": wf.name, "entry": entry.id, "on": on[0]},
             )
@@ -117,11 +130,20 @@ async def workflow_due(ctx: JobContext) -> None:
     else:
         runbook, steps = f"workflow-{wf.name}", wf.steps
     await ctx.record(
-        ctx.u, incident, kind=EntryKind.RUNBOOK, actor=SYSTEM,
+        ctx.u,
+        incident,
+        kind=EntryKind.RUNBOOK,
+        actor=SYSTEM,
         text=f"Workflow {wf.name} fired (on {ctx.job.payload.get('on')}): running {runbook}",
         data={"workflow": wf.name, "entry": ctx.job.payload.get("entry")},
     )
     await runs.start_run(
-        ctx.u, incident, runbook=runbook, steps=steps, actor=SYSTEM,
-        trigger=f"workflow {wf.name}", record=ctx.record, now=ctx.now,
+        ctx.u,
+        incident,
+        runbook=runbook,
+        steps=steps,
+        actor=SYSTEM,
+        trigger=f"workflow {wf.name}",
+        record=ctx.record,
+        now=ctx.now,
     )

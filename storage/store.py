@@ -17,8 +17,6 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from bot.models import (
-    RunbookRun,
-    RunState,
     ActionItem,
     ActionStatus,
     ChannelLink,
@@ -32,6 +30,8 @@ from bot.models import (
     Job,
     JobState,
     Lease,
+    RunbookRun,
+    RunState,
     Status,
     TimelineEntry,
 )
@@ -461,7 +461,9 @@ class SqlUnit:
         return list(result.scalars())
 
     async def run_by_id(self, run_id: int) -> RunbookRun | None:
-        return await self.session.get(RunbookRun, run_id, with_for_update=True, populate_existing=True)
+        return await self.session.get(
+            RunbookRun, run_id, with_for_update=True, populate_existing=True
+        )
 
     async def runnable_runs(self, limit: int) -> list[RunbookRun]:
         result = await self.session.execute(

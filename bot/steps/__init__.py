@@ -132,7 +132,7 @@ def parse_step(raw: Any) -> StepSpec:
         where = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
             allowed = ", ".join(k for k in kind.spec.model_fields if k != "kind")
-            raise ValueError(f'{where}: unknown key for a {name} step: use {allowed}') from None
+            raise ValueError(f"{where}: unknown key for a {name} step: use {allowed}") from None
         msg = first["msg"].removeprefix("Value error, ")
         raise ValueError(f"{where}: {msg}" if where else msg) from None
 

@@ -105,7 +105,7 @@ class Spec(StepSpec):
         for name in secret_names([self.url, self.headers, self.body]):
             if not name.startswith(SECRET_PREFIX) or name == SECRET_PREFIX:
                 raise ValueError(
-                    f'${{env:{name}}} is not allowed: name only {SECRET_PREFIX}* variables'
+                    f"${{env:{name}}} is not allowed: name only {SECRET_PREFIX}* variables"
                 )
         return self
 
@@ -188,7 +188,9 @@ async def call(spec: Any, request: dict[str, Any], tools: Tools) -> dict[str, An
             continue
         result["json"] = _json_or_none(text)
         return result
-    logger.warning("runbook http step %s gave up after %d attempts: %s", request["key"], attempts, last)
+    logger.warning(
+        "runbook http step %s gave up after %d attempts: %s", request["key"], attempts, last
+    )
     return {"error": f"{last} (after {attempts} attempt{'s' if attempts > 1 else ''})"}
 
 

@@ -24,9 +24,13 @@ class Spec(StepSpec):
 
     @model_validator(mode="after")
     def _one_thing(self) -> Spec:
-        chosen = [k for k in ("severity", "priority", "status", "field", "role") if getattr(self, k)]
+        chosen = [
+            k for k in ("severity", "priority", "status", "field", "role") if getattr(self, k)
+        ]
         if len(chosen) != 1:
-            raise ValueError("a set step sets exactly one of severity, priority, status, field, role")
+            raise ValueError(
+                "a set step sets exactly one of severity, priority, status, field, role"
+            )
         if chosen[0] in ("field", "role") and self.value is None:
             raise ValueError(f"setting a {chosen[0]} needs a value")
         if chosen[0] not in ("field", "role") and self.value is not None:

@@ -35,7 +35,11 @@ async def run(spec: Any, ctx: StepContext) -> Outcome:
     payload = {"run": ctx.run.id, "step": ctx.index}
     # A Job row as bot.jobs.new_job makes it (that module needs the catalog, which needs us).
     job = Job(
-        kind=JOB, key=key, due_at=due, incident_id=ctx.incident.id, payload=payload,
+        kind=JOB,
+        key=key,
+        due_at=due,
+        incident_id=ctx.incident.id,
+        payload=payload,
         created_at=ctx.now,
     )
     await ctx.u.schedule(job)

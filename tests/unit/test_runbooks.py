@@ -37,8 +37,12 @@ class Target:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.text()
         self.seen.append(
-            {"path": request.path, "method": request.method, "headers": dict(request.headers),
-             "body": json.loads(body) if body else None}
+            {
+                "path": request.path,
+                "method": request.method,
+                "headers": dict(request.headers),
+                "body": json.loads(body) if body else None,
+            }
         )
         answer = self.plan.pop(0) if self.plan else (200, '{"ok": true}')
         if answer == "hang":
@@ -94,8 +98,13 @@ class Rig:
 
     async def declare(self, type_: str = "outage") -> str:
         reply = await self.core.service.declare(
-            actor=ALICE, where=self.core.general, description="Checkout down",
-            title="Checkout down", type=type_, severity="sev2", priority="p1",
+            actor=ALICE,
+            where=self.core.general,
+            description="Checkout down",
+            title="Checkout down",
+            type=type_,
+            severity="sev2",
+            priority="p1",
         )
         assert reply.ok, reply.text
         await self.settle()
@@ -112,35 +121,65 @@ async def make_rig(engine: AsyncEngine, catalog: Catalog, clock: FakeClock) -> R
         return None
 
     runner = RunbookRunner(
-        service=core.service, store=core.store, clock=clock,
+        service=core.service,
+        store=core.store,
+        clock=clock,
         tools=Tools(http=http, env={"OPSROOM_SECRET_TOKEN": SECRET}, sleep=no_sleep),
     )
     worker = JobWorker(
-        store=core.store, catalog=catalog, record=core.service.record, clock=clock,
+        store=core.store,
+        catalog=catalog,
+        record=core.service.record,
+        clock=clock,
         notify=core.mirror.wake,
     )
     return Rig(core, runner, worker, clock, http)
 
 
 def steps_catalog(base: Catalog, tmp_path: Any, url: str) -> Catalog:
-    return catalog_with(base, tmp_path, {"runbooks": [
-        {"name": "triage", "description": "First moves", "steps": [
-            {"kind": "message", "text": "Triage for #{{ incident.number }}: {{ incident.title }}"},
-            {"kind": "http", "name": "Open status page", "url": url + "/status",
-             "headers": {"Authorization": "Bearer ${env:OPSROOM_SECRET_TOKEN}"},
-             "body": {"incident": "{{ incident.number }}"}, "retries": 2,
-             "save": {"region": "region"}},
-            {"kind": "set", "severity": "sev1"},
-            {"kind": "checklist", "items": ["Check dashboards", "Page the owner"]},
-            {"kind": "approve"},
-            {"kind": "wait", "duration": "5m"},
-            {"kind": "action_item", "items": [{"text": "Write the postmortem", "due": "tomorrow"}]},
-        ]},
-    ]})
+    return catalog_with(
+        base,
+        tmp_path,
+        {
+            "runbooks": [
+                {
+                    "name": "triage",
+                    "description": "First moves",
+                    "steps": [
+                        {
+                            "kind": "message",
+                            "text": "Triage for #{{ incident.number }}: {{ incident.title }}",
+                        },
+                        {
+                            "kind": "http",
+                            "name": "Open status page",
+                            "url": url + "/status",
+                            "headers": {"Authorization": "Bearer ${env:OPSROOM_SECRET_TOKEN}"},
+                            "body": {"incident": "{{ incident.number }}"},
+                            "retries": 2,
+                            "save": {"region": "region"},
+                        },
+                        {"kind": "set", "severity": "sev1"},
+                        {"kind": "checklist", "items": ["Check dashboards", "Page the owner"]},
+                        {"kind": "approve"},
+                        {"kind": "wait", "duration": "5m"},
+                        {
+                            "kind": "action_item",
+                            "items": [{"text": "Write the postmortem", "due": "tomorrow"}],
+                        },
+                    ],
+                },
+            ]
+        },
+    )
 
 
 async def test_a_run_goes_step_by_step_with_one_progress_message(
-    engine: AsyncEngine, catalog: Catalog, clock: FakeClock, target: Target, tmp_path: Any,
+    engine: AsyncEngine,
+    catalog: Catalog,
+    clock: FakeClock,
+    target: Target,
+    tmp_path: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -195,12 +234,32 @@ async def test_a_run_goes_step_by_step_with_one_progress_message(
 
 
 async def test_a_failed_step_stops_the_run_until_retried(
-    engine: AsyncEngine, catalog: Catalog, clock: FakeClock, target: Target, tmp_path: Any,
+    engine: AsyncEngine,
+    catalog: Catalog,
+    clock: FakeClock,
+    target: Target,
+    tmp_path: Any,
 ) -> None:
-    cat = catalog_with(catalog, tmp_path, {"runbooks": [{"name": "call", "steps": [
-        {"kind": "http", "url": target.url + "/x", "retries": 1, "expect_status": 201},
-        {"kind": "message", "text": "after"},
-    ]}]})
+    cat = catalog_with(
+        catalog,
+        tmp_path,
+        {
+            "runbooks": [
+                {
+                    "name": "call",
+                    "steps": [
+                        {
+                            "kind": "http",
+                            "url": target.url + "/x",
+                            "retries": 1,
+                            "expect_status": 201,
+                        },
+                        {"kind": "message", "text": "after"},
+                    ],
+                }
+            ]
+        },
+    )
     target.plan = [(200, "{}"), (201, "{}")]
     rig = await make_rig(engine, cat, clock)
     channel = await rig.declare()
@@ -217,7 +276,9 @@ async def test_a_failed_step_stops_the_run_until_retried(
 
 
 async def test_a_workflow_fires_once_per_entry_and_checks_its_conditions(
-    engine: AsyncEngine, catalog: Catalog, clock: FakeClock,
+    engine: AsyncEngine,
+    catalog: Catalog,
+    clock: FakeClock,
 ) -> None:
     rig = await make_rig(engine, catalog, clock)  # the default catalog: triage-major-outages
     channel = await rig.declare("outage")  # sev2 outage: the workflow runs outage-triage
