@@ -59,6 +59,27 @@ db_app = typer.Typer(
     help="Database schema commands.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(db_app, name="db")
+catalog_app = typer.Typer(help="Catalog commands.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("check")
+def catalog_check(
+    path: str | None = typer.Argument(None, help="the catalog file (default: OPSROOM_CATALOG)"),
+) -> None:
+    """Validate the catalog (runbooks, templates, workflows included) and print its problems."""
+    where = path or os.environ.get("OPSROOM_CATALOG") or None
+    try:
+        catalog = load_catalog(where)
+    except CatalogError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for warning in catalog.warnings():
+        typer.echo(f"warning: {where or 'default catalog'}: {warning}", err=True)
+    typer.echo(
+        f"{where or 'default catalog'}: OK ({len(catalog.incident_types)} types, "
+        f"{len(catalog.runbooks)} runbooks, {len(catalog.workflows)} workflows)"
+    )
 
 
 def version() -> str:
