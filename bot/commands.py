@@ -278,8 +278,9 @@ USAGE: dict[str, str] = {
         "action edit <n> [<text>] [@user] [due <date>] | action reopen <n> | action cancel <n>"
     ),
     "runbook": (
-        "/incident runbook list | run <name> | status | cancel [<run>] | retry [<run>] | "
-        "check [<run>] <n> | skip [<run>] <n> | approve [<run>]"
+        "/incident runbook list | runbook run <name> | runbook status | "
+        "runbook cancel [<run>] | runbook retry [<run>] | runbook check [<run>] <n> | "
+        "runbook skip [<run>] <n> | runbook approve [<run>]"
     ),
     "page": "/incident page <policy|@user>",
     "postmortem": "/incident postmortem",

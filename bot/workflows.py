@@ -73,8 +73,8 @@ async def after_record(
                 )
     for wf in catalog.workflows:
         on = [t for t in happened if t in wf.on]
-        if not on:
-            continue
+        if not on or not matches(wf.when, incident, catalog):
+            continue  # checked again when it fires (after its delay)
         delay = parse_duration(wf.delay) if wf.delay else timedelta(0)
         await u.schedule(
             new_job(

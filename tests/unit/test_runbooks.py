@@ -276,11 +276,15 @@ async def test_a_failed_step_stops_the_run_until_retried(
 
 
 async def test_a_workflow_fires_once_per_entry_and_checks_its_conditions(
-    engine: AsyncEngine,
-    catalog: Catalog,
-    clock: FakeClock,
+    engine: AsyncEngine, catalog: Catalog, clock: FakeClock, tmp_path: Any,
 ) -> None:
-    rig = await make_rig(engine, catalog, clock)  # the default catalog: triage-major-outages
+    cat = catalog_with(catalog, tmp_path, {
+        "runbooks": [r.model_dump(mode="json") for r in catalog.runbooks],
+        "workflows": [{"name": "triage-major-outages", "on": ["declared", "severity_changed"],
+                       "if": {"type": "outage", "severity": {"at_least": "sev2"}},
+                       "run": "outage-triage"}],
+    })
+    rig = await make_rig(engine, cat, clock)
     channel = await rig.declare("outage")  # sev2 outage: the workflow runs outage-triage
     await rig.settle()
     await rig.settle()
