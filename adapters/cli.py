@@ -72,7 +72,7 @@ def catalog_check(
     try:
         catalog = load_catalog(where)
     except CatalogError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {exc.located()}", err=True)
         raise typer.Exit(1) from None
     for warning in catalog.warnings():
         typer.echo(f"warning: {where or 'default catalog'}: {warning}", err=True)
@@ -139,7 +139,7 @@ def catalog_from(settings: Settings) -> Catalog:
     try:
         return load_catalog(settings.opsroom_catalog)
     except CatalogError as exc:
-        fail(f"catalog error: {exc}")
+        fail(f"catalog error: {exc.located()}")
 
 
 def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer]:

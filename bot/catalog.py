@@ -29,7 +29,21 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class CatalogError(Exception):
-    """The catalog file cannot be used; the message says where and why."""
+    """The catalog file cannot be used; the message says where and why. `file` and `line`
+    locate the problem when known (`opsroom catalog check` prints them as file:line)."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message, self.file, self.line = message, file, line
+
+    def located(self) -> str:
+        """The message as `file:line: ...` when the line is known."""
+        if self.file is None or self.line is None:
+            return self.message
+        rest = self.message.split(": ", 1)[1] if ": " in self.message else self.message
+        if rest.startswith("line "):  # a YAML error names its line and column already
+            return self.message
+        return f"{self.file}:{self.line}: {rest}"
 
 
 class _Strict(BaseModel):
@@ -449,25 +463,30 @@ def _location(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Return the catalog at `path`, or the default one shipped with the package."""
+    """Return the catalog at `path` (a file, or a directory of YAML files merged by top-level
+    key), or the default one shipped with the package."""
     if path is None:
         text = resources.files("bot").joinpath("opsroom.yaml").read_text(encoding="utf-8")
-        source = "default catalog (bot/opsroom.yaml)"
+        sources = [("default catalog (bot/opsroom.yaml)", text)]
+        source = sources[0][0]
     else:
         source = str(path)
+        sources = _read_sources(Path(path))
+    parts: list[tuple[str, dict[str, Any]]] = []
+    for name, text in sources:
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CatalogError(f"{source}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise CatalogError(f"{source}:{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise CatalogError(f"{source}: expected a mapping at the top level")
+            data = yaml.load(text, Loader=_LOADER)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise CatalogError(
+                f"{name}:{where}: {problem}", file=name, line=mark and mark.line + 1
+            ) from None
+        if not isinstance(data, dict):
+            raise CatalogError(f"{name}: expected a mapping at the top level", file=name)
+        parts.append((name, data))
+    data, origins = _merge(parts)
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
@@ -482,7 +501,96 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         else:
             msg = first["msg"].removeprefix("Value error, ")
         where = f"{_location(loc, data)}: " if loc else ""  # model-level messages carry a path
-        raise CatalogError(f"{source}: {where}{msg}{more}") from None
+        file, line = _locate(where + msg, origins, dict(sources))
+        shown = file if file and len(sources) > 1 else source
+        raise CatalogError(f"{shown}: {where}{msg}{more}", file=file, line=line) from None
+
+
+def _read_sources(path: Path) -> list[tuple[str, str]]:
+    files = (
+        sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if path.is_dir()
+        else [path]
+    )
+    if path.is_dir() and not files:
+        raise CatalogError(f"{path}: cannot read: the directory has no .yaml files")
+    out = []
+    for file in files:
+        try:
+            out.append((str(file), file.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise CatalogError(f"{file}: cannot read: {exc.strerror}") from None
+    return out
+
+
+# Where each top-level key came from (its first file), and each item of a top-level list
+# (file, index there).
+Origins = dict[str, tuple[str, list[tuple[str, int]]]]
+
+
+def _merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], Origins]:
+    """One mapping from several files: lists under one key are joined, in file order; any
+    other key may be given by one file only."""
+    data: dict[str, Any] = {}
+    origins: Origins = {}
+    for name, part in parts:
+        for key, value in part.items():
+            if key in data and not (isinstance(data[key], list) and isinstance(value, list)):
+                first = origins[key][0]
+                raise CatalogError(
+                    f"{name}: {key}: given in {first} already (only lists are merged)", file=name
+                )
+            origins.setdefault(key, (name, []))
+            if isinstance(value, list):
+                data.setdefault(key, []).extend(value)
+                origins[key][1].extend((name, i) for i in range(len(value)))
+            else:
+                data[key] = value
+    return data, origins
+
+
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _locate(message: str, origins: Origins, texts: dict[str, str]) -> tuple[str | None, int | None]:
+    """The file and line a message's leading YAML path ("runbooks[0] (x).steps[2]: ...")
+    points at; the deepest node found when the path goes further than the file."""
+    head = message.split(": ")
+    path = ".".join(h for h in head[:-1] if re.fullmatch(r"[\w\[\]() .-]+", h)) or head[0]
+    path = re.sub(r" \([^)]*\)", "", path)
+    tokens: list[str | int] = [
+        m.group(1) if m.group(1) else int(m.group(2)) for m in _PATH_PART.finditer(path)
+    ]
+    if not tokens or not isinstance(tokens[0], str) or tokens[0] not in origins:
+        return None, None
+    # "steps: steps[0]" (a list's message naming its own item) walks into the list once.
+    tokens = [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1] or isinstance(t, int)]
+    key = str(tokens[0])
+    rest = tokens[1:]
+    file, entries = origins[key]
+    if rest and isinstance(rest[0], int) and rest[0] < len(entries):
+        file, local = entries[rest[0]]
+        rest = [local, *rest[1:]]
+    try:
+        node = yaml.compose(texts[file], Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return file, None
+    line = None
+    for token in [key, *rest]:
+        nxt = None
+        if isinstance(node, yaml.MappingNode) and isinstance(token, str):
+            nxt = next((v for k, v in node.value if k.value == token), None)
+            found = next((k for k, v in node.value if k.value == token), None)
+            if found is not None:
+                line = found.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(token, int):
+            nxt = node.value[token] if token < len(node.value) else None
+            if nxt is not None:
+                line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return file, line
 
 
 def _unknown_key(loc: tuple[int | str, ...]) -> str:
@@ -534,7 +642,10 @@ def check_runbooks(catalog: Catalog) -> None:
 
 
 def _check_specs(
-    catalog: Catalog, where: str, steps: list[dict[str, Any]], sample: dict[str, Any],
+    catalog: Catalog,
+    where: str,
+    steps: list[dict[str, Any]],
+    sample: dict[str, Any],
     fields: list[str],
 ) -> None:
     for j, raw in enumerate(steps):

@@ -128,7 +128,9 @@ def parse_step(raw: Any) -> StepSpec:
     try:
         return kind.spec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt key also makes the key it meant "missing": name the misspelling first.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         where = ".".join(str(p) for p in first["loc"])
         if first["type"] == "extra_forbidden":
             allowed = ", ".join(k for k in kind.spec.model_fields if k != "kind")
