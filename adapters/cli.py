@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -140,6 +141,26 @@ def catalog_from(settings: Settings) -> Catalog:
         return load_catalog(settings.opsroom_catalog)
     except CatalogError as exc:
         fail(f"catalog error: {exc.located()}")
+
+
+def reload_catalog(path: Path | None, holders: list[Any]) -> Catalog | None:
+    """SIGHUP: the catalog read again and, when it is valid, handed to every holder (the core,
+    the service, the mirror, the worker...). A broken one is logged and the old one kept."""
+    try:
+        catalog = load_catalog(path)
+    except CatalogError as exc:
+        logger.error("catalog reload failed, keeping the catalog in use: %s", exc.located())
+        return None
+    for warning in catalog.warnings():
+        logger.warning("catalog: %s", warning)
+    for holder in holders:
+        if holder is not None and hasattr(holder, "catalog"):
+            holder.catalog = catalog
+    logger.info(
+        "catalog reloaded: %d types, %d runbooks, %d workflows",
+        len(catalog.incident_types), len(catalog.runbooks), len(catalog.workflows),
+    )
+    return catalog
 
 
 def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer]:
@@ -419,6 +440,10 @@ async def run_service(settings: Settings) -> None:
     # re-raise is harmless and we go on to finish in-flight deliveries and exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    holders = [core, core.service, core.mirror, core.worker, scheduler, slack, discord_edge]
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, reload_catalog, settings.opsroom_catalog, holders
+    )
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     try:
         await scheduler.start()

@@ -155,3 +155,25 @@ def test_a_key_given_by_two_files_is_an_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["catalog", "check", str(folder)])
     assert result.exit_code == 1
     assert "timezone: given in" in result.stderr
+
+
+def test_sighup_reload_keeps_the_old_catalog_when_the_new_one_is_broken(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from types import SimpleNamespace
+
+    from adapters.cli import reload_catalog
+    from bot.catalog import load_catalog
+
+    folder = catalog_dir(tmp_path, OK_RB)
+    old = load_catalog(None)
+    holders = [SimpleNamespace(catalog=old), SimpleNamespace(catalog=old), None]
+    new = reload_catalog(folder, holders)
+    assert new is not None and new.runbook_names == ["a"]
+    assert all(h.catalog is new for h in holders if h is not None)
+    (folder / "runbooks.yaml").write_text(RB + "      - kind: page\n")
+    with caplog.at_level("ERROR"):
+        assert reload_catalog(folder, holders) is None
+    assert all(h.catalog is new for h in holders if h is not None)
+    assert f"{folder / 'runbooks.yaml'}:4: " in caplog.text
+    assert "keeping the catalog in use" in caplog.text
