@@ -267,7 +267,7 @@ class RunbookRunner:
         tools: Tools | None = None,
         clock: Clock | None = None,
         holder: str | None = None,
-        ttl: timedelta = timedelta(minutes=5),
+        ttl: timedelta = timedelta(seconds=10),
         batch: int = 50,
         concurrency: int = 16,
     ) -> None:
@@ -323,10 +323,6 @@ class RunbookRunner:
         catalog = self.service.catalog
         async with self.store.unit() as u:
             now = self.clock.now()
-            if await u.take_lease(lease, holder=self.holder, now=now, ttl=self.ttl) is (
-                LeaseTake.BUSY
-            ):
-                return False  # our lease expired and another replica has the run
             head = await self._locked(u, run_id)
             if head is None:
                 return False
@@ -334,6 +330,13 @@ class RunbookRunner:
             index = run.current
             spec = parse_step(run.steps[index])
             kind = KINDS[spec.kind]
+            # Held for as long as the step can take, so no replica starts it meanwhile; a
+            # process killed holding it delays the resumption by at most that.
+            ttl = self.ttl + timedelta(seconds=spec.longest())
+            if await u.take_lease(lease, holder=self.holder, now=now, ttl=ttl) is (
+                LeaseTake.BUSY
+            ):
+                return False  # our lease expired and another replica has the run
             attempts = int(run.step_states[index].get("attempts", 0)) + 1
             runs.set_step(
                 run,

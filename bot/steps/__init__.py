@@ -40,6 +40,11 @@ class StepSpec(BaseModel):
     def templates(self) -> list[Any]:
         return [getattr(self, key) for key in self.TEMPLATED]
 
+    def longest(self) -> float:
+        """The most seconds the step can take outside a transaction (its runner's lease must
+        outlive it); 0 for steps done inside one."""
+        return 0.0
+
 
 @dataclass
 class Done:

@@ -112,6 +112,11 @@ class Spec(StepSpec):
     def title(self) -> str:
         return self.name or f"{self.method} {self.url.split('?')[0]}"
 
+    def longest(self) -> float:
+        timeout = parse_duration(self.timeout).total_seconds()
+        pause = parse_duration(self.backoff).total_seconds()
+        return timeout * (self.retries + 1) + pause * (2**self.retries)
+
 
 async def run(spec: Any, ctx: StepContext) -> Outcome:
     assert isinstance(spec, Spec) and ctx.run.id is not None
