@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
