@@ -52,17 +52,34 @@ class Spec(StepSpec):
 async def run(spec: Any, ctx: StepContext) -> Outcome:
     assert isinstance(spec, Spec)
     t = ctx.template
+    inc = ctx.incident
     command: c.Command
+    # A value already in place is the step's aim reached (a second run, a retry), not a failure.
     if spec.severity:
-        command = c.SetSeverity(severity=render(spec.severity, t).lower())
+        value = render(spec.severity, t).lower()
+        if inc.severity == value:
+            return Done(detail=f"severity already {value}")
+        command = c.SetSeverity(severity=value)
     elif spec.priority:
-        command = c.SetPriority(priority=render(spec.priority, t).lower())
+        value = render(spec.priority, t).lower()
+        if inc.priority == value:
+            return Done(detail=f"priority already {value}")
+        command = c.SetPriority(priority=value)
     elif spec.status:
-        command = c.SetStatus(status=render(spec.status, t).lower())
+        value = render(spec.status, t).lower()
+        if inc.status.value == value:
+            return Done(detail=f"status already {value}")
+        command = c.SetStatus(status=value)
     elif spec.field:
-        command = c.SetField(field=spec.field, value=render(spec.value or "", t))
+        value = render(spec.value or "", t)
+        if str(inc.custom_fields.get(spec.field, "")) == value:
+            return Done(detail=f"{spec.field} already {value}")
+        command = c.SetField(field=spec.field, value=value)
     else:
-        command = c.AssignRole(role=spec.role or "", user=render(spec.value or "", t))
+        value = render(spec.value or "", t)
+        if inc.roles.get(spec.role or "") == value:
+            return Done(detail=f"{spec.role} already {value}")
+        command = c.AssignRole(role=spec.role or "", user=value)
     return Done(detail=await ctx.apply(command))
 
 
