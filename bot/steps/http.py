@@ -115,7 +115,7 @@ class Spec(StepSpec):
     def longest(self) -> float:
         timeout = parse_duration(self.timeout).total_seconds()
         pause = parse_duration(self.backoff).total_seconds()
-        return timeout * (self.retries + 1) + pause * (2**self.retries)
+        return float(timeout * (self.retries + 1) + pause * (2**self.retries))
 
 
 async def run(spec: Any, ctx: StepContext) -> Outcome:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.catalog import Catalog
@@ -16,7 +18,15 @@ from bot.runbooks import RunbookRunner
 from bot.steps import Tools
 from tests.conftest import ALICE, build_core
 from tests.fakes.clock import FakeClock
-from tests.unit.test_runbooks import Target, catalog_with, target  # noqa: F401
+from tests.fakes.http_target import Target, running_target
+from tests.unit.test_runbooks import catalog_with
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Target]:
+    async with running_target() as t:
+        yield t
+
 
 RUNS = 4
 EVENTS = 3

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.http_client import AiohttpClient
@@ -22,51 +21,15 @@ from bot.service import Reply
 from bot.steps import Tools
 from tests.conftest import ALICE, BOB, Core, build_core
 from tests.fakes.clock import FakeClock
+from tests.fakes.http_target import Target, running_target
 
 SECRET = "s3cr3t-value-never-shown"
 
 
-@dataclass
-class Target:
-    """A local HTTP server recording every request it gets; `plan` scripts its answers."""
-
-    url: str = ""
-    seen: list[dict[str, Any]] = field(default_factory=list)
-    plan: list[tuple[int, str] | str] = field(default_factory=list)  # "hang" = no answer
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.text()
-        self.seen.append(
-            {
-                "path": request.path,
-                "method": request.method,
-                "headers": dict(request.headers),
-                "body": json.loads(body) if body else None,
-            }
-        )
-        answer = self.plan.pop(0) if self.plan else (200, '{"ok": true}')
-        if answer == "hang":
-            import asyncio
-
-            await asyncio.sleep(2)
-            answer = (200, "{}")
-        assert isinstance(answer, tuple)
-        return web.Response(status=answer[0], text=answer[1], content_type="application/json")
-
-
 @pytest.fixture
 async def target() -> AsyncIterator[Target]:
-    t = Target()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", t.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    t.url = f"http://127.0.0.1:{port}"
-    yield t
-    await runner.cleanup()
+    async with running_target() as t:
+        yield t
 
 
 def catalog_with(base: Catalog, tmp_path: Any, extra: dict[str, Any]) -> Catalog:
