@@ -311,6 +311,7 @@ class RunbookRunner:
         try:
             while await self._step(run_id, name):
                 steps += 1
+                self.service._notify()  # the step queued deliveries
         except Exception:
             logger.exception("runbook run %s: the runner failed; the next pass tries again", run_id)
         finally:
@@ -346,29 +347,28 @@ class RunbookRunner:
                 started_at=now.isoformat(timespec="seconds"),
                 detail="",
             )
-            await runs.show_progress(u, incident, run, now)
-            request = None
-            if kind.call is not None:
-                ctx = await self._context(u, incident, run, index, catalog)
-                outcome = await self._guarded(kind.run, spec, ctx)
-                if isinstance(outcome, Call):
-                    request = outcome.request
-                else:
-                    await runs.settle(
-                        u,
-                        incident,
-                        run,
-                        index,
-                        _settled(outcome),
-                        record=self.service.record,
-                        now=now,
-                        state=ctx.state,
-                    )
-                    return True
+            ctx = await self._context(u, incident, run, index, catalog)
+            outcome = await self._guarded(kind.run, spec, ctx)
+            if not isinstance(outcome, Call):
+                # Done inside this transaction: its start, its effects and its finish are
+                # committed together (after a crash before the commit it is done again).
+                await runs.settle(
+                    u, incident, run, index, _settled(outcome),
+                    record=self.service.record, now=now, state=ctx.state,
+                )
+                return True
+            request = outcome.request
+            await runs.show_progress(u, incident, run, now)  # ⏳ while the call is out
+        # The start is committed before the call goes out: after a crash the step is found
+        # running and its call made again (an HTTP step with the same Idempotency-Key).
         self.service._notify()
-        result: dict[str, Any] = {}
-        if kind.call is not None and request is not None:
-            result = await kind.call(spec, request, self.tools)  # outside any transaction
+        assert kind.call is not None and kind.finish is not None
+        result = await kind.call(spec, request, self.tools)  # outside any transaction
+        finish = kind.finish
+
+        async def finishing(s: Any, x: StepContext) -> Any:
+            return await finish(s, x, result)
+
         async with self.store.unit() as u:
             now = self.clock.now()
             head = await self._locked(u, run_id)
@@ -376,26 +376,11 @@ class RunbookRunner:
                 return False  # cancelled meanwhile
             incident, run = head
             ctx = await self._context(u, incident, run, index, catalog)
-            if kind.finish is not None and kind.call is not None:
-                finish = kind.finish
-
-                async def finishing(s: Any, x: StepContext) -> Any:
-                    return await finish(s, x, result)
-
-                outcome = await self._guarded(finishing, spec, ctx)
-            else:
-                outcome = await self._guarded(kind.run, spec, ctx)
+            outcome = await self._guarded(finishing, spec, ctx)
             await runs.settle(
-                u,
-                incident,
-                run,
-                index,
-                _settled(outcome),
-                record=self.service.record,
-                now=now,
-                state=ctx.state,
+                u, incident, run, index, _settled(outcome),
+                record=self.service.record, now=now, state=ctx.state,
             )
-        self.service._notify()
         return True
 
     async def _locked(self, u: Unit, run_id: int) -> tuple[Incident, RunbookRun] | None:
