@@ -228,3 +228,37 @@ async def test_action_cancel_cancels_an_item_no_longer_needed(rig: DiscordRig) -
     again = await rig.run("action", "cancel", number=1, channel_id=channel)
     assert "already cancelled" in again["content"]
 
+
+
+async def test_runbook_checklist_and_approval_from_discord(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    from bot.runbooks import RunbookRunner
+    from tests.unit.test_runbooks import catalog_with
+
+    cat = catalog_with(catalog, tmp_path, {"runbooks": [{"name": "drill", "steps": [
+        {"kind": "checklist", "items": ["look", "leap"]},
+        {"kind": "approve"},
+        {"kind": "message", "text": "approved and done"},
+    ]}]})
+    async with discord_rig(tmp_path, cat) as rig:
+        channel = await declare(rig)
+        runner = RunbookRunner(service=rig.service, store=rig.store)
+        started = await rig.run("runbook", "run", name="drill", channel_id=channel)
+        assert started["content"].startswith("Started drill on #1 as run 1")
+        await runner.run_once()
+        checked = await rig.run("runbook", "check", item=1, channel_id=channel)
+        assert checked["flags"] & EPHEMERAL and checked["content"] == "Item 1 done; 1 left."
+        skipped = await rig.run("runbook", "skip", item=2, number=1, channel_id=channel)
+        assert skipped["content"] == "Item 2 skipped; the checklist is complete."
+        await runner.run_once()
+        denied = await rig.run("runbook", "approve", user="bob", channel_id=channel)
+        assert denied["flags"] & EPHEMERAL
+        assert denied["content"].startswith("Only the commander (<@")
+        approved = await rig.run("runbook", "approve", channel_id=channel)
+        assert approved["content"] == "Approved; run 1 of #1 goes on."
+        await runner.run_once()
+        await rig.settle()
+        texts = [m["content"] for m in rig.fake.messages(channel)]
+        assert any("approved and done" in t for t in texts)
+        assert any("Runbook drill · run 1 of #1 · ✅ done" in t for t in texts)
