@@ -636,4 +636,9 @@ def button_command(action: str, value: str) -> Command | None:
         return Reopen(incident=incident)
     if action == "action_done" and _is_number(item):
         return ActionDone(incident=incident, number=int(item))
+    run, _, n = item.partition(":")  # a runbook's progress message: "42:2:3" is run 2, item 3
+    if action == "runbook_check" and _is_number(run) and _is_number(n):
+        return RunbookCheck(incident=incident, run=int(run), item=int(n))
+    if action == "runbook_approve" and _is_number(run):
+        return RunbookApprove(incident=incident, run=int(run))
     return None

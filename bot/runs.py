@@ -110,6 +110,23 @@ def progress_text(incident: Incident, run: RunbookRun) -> str:
     return "\n".join(lines)
 
 
+def progress_buttons(incident: Incident, run: RunbookRun) -> list[dict[str, str]]:
+    """Buttons (as `bot.render.Button` fields) for what a waiting run needs from people."""
+    if run.state is not RunState.WAITING or run.current >= len(run.steps):
+        return []
+    state = run.step_states[run.current]
+    spec = parse_step(run.steps[run.current])
+    at = f"{incident.number}:{run.number}"
+    if spec.kind == "approve":
+        return [{"label": "Approve", "action": "runbook_approve", "value": at, "style": "primary"}]
+    marks = state.get("marks") or []
+    return [
+        {"label": f"✓ {n}", "action": "runbook_check", "value": f"{at}:{n}"}
+        for n, mark in enumerate(marks, 1)
+        if not mark
+    ][:20]
+
+
 async def start_run(
     u: Unit,
     incident: Incident,
@@ -157,9 +174,11 @@ async def show_progress(u: Unit, incident: Incident, run: RunbookRun, now: datet
     if entry is None:
         return
     text = progress_text(incident, run)
-    if entry.text == text:
+    buttons = progress_buttons(incident, run)
+    if entry.text == text and entry.data.get("buttons", []) == buttons:
         return
     entry.text, entry.edited_at = text, now
+    entry.data = {**entry.data, "buttons": buttons}  # JSON is saved only when reassigned
     await u.queue(
         [
             Delivery(

@@ -247,12 +247,20 @@ async def test_runbook_checklist_and_approval_from_discord(
         started = await rig.run("runbook", "run", name="drill", channel_id=channel)
         assert started["content"].startswith("Started drill on #1 as run 1")
         await runner.run_once()
-        checked = await rig.run("runbook", "check", item=1, channel_id=channel)
-        assert checked["flags"] & EPHEMERAL and checked["content"] == "Item 1 done; 1 left."
+        await rig.settle()
+
+        def progress() -> dict[str, object]:
+            return next(m for m in rig.fake.messages(channel)
+                        if "Runbook drill · run 1 of #1" in str(m["content"]))
+
+        # The progress message is edited in place and carries a button per unticked item.
+        clicked = await rig.click(progress(), "✓ 1")
+        assert rig.answer(clicked)["content"] == "Item 1 done; 1 left."
         skipped = await rig.run("runbook", "skip", item=2, number=1, channel_id=channel)
         assert skipped["content"] == "Item 2 skipped; the checklist is complete."
         await runner.run_once()
-        denied = await rig.run("runbook", "approve", user="bob", channel_id=channel)
+        await rig.settle()
+        denied = rig.answer(await rig.click(progress(), "Approve", user="bob"))
         assert denied["flags"] & EPHEMERAL
         assert denied["content"].startswith("Only the commander (<@")
         approved = await rig.run("runbook", "approve", channel_id=channel)
