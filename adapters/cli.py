@@ -138,9 +138,12 @@ def setup_logging(settings: Settings, default: str | None = None) -> None:
 
 def catalog_from(settings: Settings) -> Catalog:
     try:
-        return load_catalog(settings.opsroom_catalog)
+        catalog = load_catalog(settings.opsroom_catalog)
     except CatalogError as exc:
         fail(f"catalog error: {exc.located()}")
+    for warning in catalog.warnings():  # a type naming a runbook nobody defined
+        logger.warning("catalog: %s", warning)
+    return catalog
 
 
 def reload_catalog(path: Path | None, holders: list[Any]) -> Catalog | None:

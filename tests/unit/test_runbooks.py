@@ -266,3 +266,24 @@ async def test_a_workflow_fires_once_per_entry_and_checks_its_conditions(
         assert len(await u.runs(inc.id)) == 1
     listing = await rig.run("#1 runbook list")
     assert listing.text.splitlines()[1].startswith("★ outage-triage")
+
+
+async def test_a_types_auto_run_runbooks_start_with_the_declaration(
+    engine: AsyncEngine, catalog: Catalog, clock: FakeClock, tmp_path: Any
+) -> None:
+    data = catalog.model_dump(mode="json", by_alias=True)
+    for itype in data["incident_types"]:
+        if itype["name"] == "outage":
+            itype["auto_run"] = ["outage-triage"]
+    cat = catalog_with(catalog, tmp_path, {"incident_types": data["incident_types"]})
+    rig = await make_rig(engine, cat, clock)
+    channel = await rig.declare("outage")
+    await rig.declare("deploy")
+    async with rig.core.store.unit() as u:
+        first, second = await u.incident(1), await u.incident(2)
+        assert first is not None and first.id is not None
+        assert second is not None and second.id is not None
+        runs = await u.runs(first.id)
+        assert [(r.runbook, r.trigger) for r in runs] == [("outage-triage", "auto_run")]
+        assert await u.runs(second.id) == []
+    assert any("Runbook outage-triage · run 1 of #1" in t for t in rig.core.chat.texts(channel))
