@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.clock import clock_from
 from adapters.console import ConsoleChat, ConsoleSession, console_user
+from adapters.http_client import AiohttpClient
 from adapters.scheduler import JobScheduler
 from adapters.settings import (
     DatabaseLocation,
@@ -33,7 +34,9 @@ from bot.mirror import Mirror
 from bot.models import Job, JobState
 from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
+from bot.runbooks import RunbookRunner, env_secrets
 from bot.service import IncidentService
+from bot.steps import Tools
 from bot.suggest import HeuristicSuggester
 from storage.engine import (
     current_revision,
@@ -61,6 +64,29 @@ token_app = typer.Typer(
     help="API tokens (REST API and web view).", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(token_app, name="token")
+
+
+catalog_app = typer.Typer(help="Catalog commands.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("check")
+def catalog_check(
+    path: str | None = typer.Argument(None, help="the catalog file (default: OPSROOM_CATALOG)"),
+) -> None:
+    """Validate the catalog (runbooks, templates, workflows included) and print its problems."""
+    where = path or os.environ.get("OPSROOM_CATALOG") or None
+    try:
+        catalog = load_catalog(where)
+    except CatalogError as exc:
+        typer.echo(f"error: {exc.located()}", err=True)
+        raise typer.Exit(1) from None
+    for warning in catalog.warnings():
+        typer.echo(f"warning: {where or 'default catalog'}: {warning}", err=True)
+    typer.echo(
+        f"{where or 'default catalog'}: OK ({len(catalog.incident_types)} types, "
+        f"{len(catalog.runbooks)} runbooks, {len(catalog.workflows)} workflows)"
+    )
 
 
 def version() -> str:
@@ -118,9 +144,32 @@ def setup_logging(settings: Settings, default: str | None = None) -> None:
 
 def catalog_from(settings: Settings) -> Catalog:
     try:
-        return load_catalog(settings.opsroom_catalog)
+        catalog = load_catalog(settings.opsroom_catalog)
     except CatalogError as exc:
-        fail(f"catalog error: {exc}")
+        fail(f"catalog error: {exc.located()}")
+    for warning in catalog.warnings():  # a type naming a runbook nobody defined
+        logger.warning("catalog: %s", warning)
+    return catalog
+
+
+def reload_catalog(path: Path | None, holders: list[Any]) -> Catalog | None:
+    """SIGHUP: the catalog read again and, when it is valid, handed to every holder (the core,
+    the service, the mirror, the worker...). A broken one is logged and the old one kept."""
+    try:
+        catalog = load_catalog(path)
+    except CatalogError as exc:
+        logger.error("catalog reload failed, keeping the catalog in use: %s", exc.located())
+        return None
+    for warning in catalog.warnings():
+        logger.warning("catalog: %s", warning)
+    for holder in holders:
+        if holder is not None and hasattr(holder, "catalog"):
+            holder.catalog = catalog
+    logger.info(
+        "catalog reloaded: %d types, %d runbooks, %d workflows",
+        len(catalog.incident_types), len(catalog.runbooks), len(catalog.workflows),
+    )
+    return catalog
 
 
 def ai_from(settings: Settings, catalog: Catalog) -> tuple[Suggester, Summarizer]:
@@ -240,6 +289,13 @@ async def build_core(
         platforms=settings.platforms(),
         notify=notify,
     )
+    # Runbook steps are advanced with each worker pass; HTTP steps read OPSROOM_SECRET_* only.
+    runner = RunbookRunner(
+        service=service,
+        store=store,
+        clock=clock,
+        tools=Tools(http=AiohttpClient(), env=env_secrets(os.environ)),
+    )
     worker = JobWorker(
         store=store,
         catalog=catalog,
@@ -247,6 +303,7 @@ async def build_core(
         clock=clock,
         notify=mirror.wake,
         tick=timedelta(seconds=settings.opsroom_tick_s),
+        passes=[runner],
     )
     return Core(settings, catalog, engine, store, mirror, service, clock, location, worker, wakers)
 
@@ -486,6 +543,10 @@ async def run_service(settings: Settings) -> None:
     # re-raise is harmless and we go on to finish in-flight deliveries and exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    holders = [core, core.service, core.mirror, core.worker, scheduler, slack, discord_edge]
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, reload_catalog, settings.opsroom_catalog, holders
+    )
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     background.append(asyncio.create_task(_end_streams_on_exit(server, web.stopping)))
     try:

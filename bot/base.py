@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from bot import commands as c
-from bot import reminders
+from bot import reminders, workflows
 from bot.catalog import (
     ANYONE,
     ANYONE_IF_NO_COMMANDER,
@@ -240,6 +240,8 @@ class ServiceBase:
         await u.queue(outbox)
         if kind in _PLANS_REMINDERS:
             await reminders.after_change(u, self.catalog, incident, entry, actor.platform, now)
+        if self.catalog.workflows or self.catalog.runbooks:
+            await workflows.after_record(u, self.catalog, incident, entry, self._record, now)
         return entry
 
     record = _record  # job handlers (bot/jobs.py) record the same way

@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.models import Status
+from bot.steps import StepSpec, parse_step
+from bot.templates import TemplateProblem, check_value, sample_context
 from bot.timing import check_cron, parse_duration, zone
 
 # libyaml's loader when PyYAML was built with it: parsing is then ~10x faster.
@@ -27,7 +29,21 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 class CatalogError(Exception):
-    """The catalog file cannot be used; the message says where and why."""
+    """The catalog file cannot be used; the message says where and why. `file` and `line`
+    locate the problem when known (`opsroom catalog check` prints them as file:line)."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message, self.file, self.line = message, file, line
+
+    def located(self) -> str:
+        """The message as `file:line: ...` when the line is known."""
+        if self.file is None or self.line is None:
+            return self.message
+        rest = self.message.split(": ", 1)[1] if ": " in self.message else self.message
+        if rest.startswith("line "):  # a YAML error names its line and column already
+            return self.message
+        return f"{self.file}:{self.line}: {rest}"
 
 
 class _Strict(BaseModel):
@@ -134,6 +150,7 @@ class IncidentType(_Strict):
     keywords: list[str] = []
     fields: list[CustomField] = []
     runbooks: list[str] = []
+    auto_run: list[str] = []  # runbooks started when an incident of this type is declared
     private: bool = False
     ai: bool = True
     mirror_to: list[str] = []  # other platforms an incident of this type gets a channel on
@@ -244,6 +261,124 @@ DEFAULT_ALERT_ROUTES = [
     AlertRoute(name="urgent", match=['severity=~"critical|error"'], mode="declare"),
     AlertRoute(name="everything-else", mode="triage"),
 ]
+class Runbook(_Strict):
+    """A response procedure: steps run in order (see bot/steps/ for the kinds)."""
+
+    name: str
+    description: str = ""
+    steps: list[dict[str, Any]]
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_steps(value)
+
+    def specs(self) -> list[StepSpec]:
+        return [parse_step(raw) for raw in self.steps]
+
+
+def check_steps(value: list[Any]) -> list[Any]:
+    if not value:
+        raise ValueError("needs at least one step")
+    for i, raw in enumerate(value):
+        try:
+            parse_step(raw)
+        except ValueError as exc:
+            raise ValueError(f"steps[{i}]: {exc}") from None
+    return value
+
+
+TRIGGERS = (
+    "declared",
+    "status_changed",
+    "severity_changed",
+    "role_assigned",
+    "key_event",
+    "action_item_overdue",
+    "resolved",
+)
+
+
+class Condition(_Strict):
+    """`if:` of a workflow: every key given must hold (all-of); `any_of` lists alternatives."""
+
+    type: list[str] = []
+    severity: list[str] = []
+    severity_at_least: str | None = None
+    status: list[str] = []
+    fields: dict[str, Any] = {}
+    any_of: list[Condition] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shapes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        value = dict(value)
+        sev = value.get("severity")
+        if isinstance(sev, dict):
+            if set(sev) != {"at_least"}:
+                raise ValueError("severity takes a name, a list, or {at_least: <severity>}")
+            value.pop("severity")
+            value["severity_at_least"] = sev["at_least"]
+        for key in ("type", "severity", "status"):
+            if isinstance(value.get(key), str):
+                value[key] = [value[key]]
+        return value
+
+
+class Workflow(_Strict):
+    """When something happens to an incident (`on`) and it matches (`if`), run a runbook or
+    inline steps, after an optional delay."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str
+    on: list[str]
+    when: Condition = Field(default=Condition(), alias="if")
+    run: str | None = None
+    steps: list[dict[str, Any]] = []
+    delay: str | None = None
+
+    _name = field_validator("name")(_check_name)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `on:` key as the boolean true.
+        if isinstance(value, dict) and True in value and "on" not in value:
+            value = dict(value)
+            value["on"] = value.pop(True)
+        return value
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _on(cls, value: Any) -> Any:
+        value = [value] if isinstance(value, str) else value
+        for item in value if isinstance(value, list) else []:
+            if item not in TRIGGERS:
+                raise ValueError(f'unknown trigger "{item}": use {", ".join(TRIGGERS)}')
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _delay(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return check_steps(value) if value else value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Workflow:
+        if bool(self.run) == bool(self.steps):
+            raise ValueError("give either run: <runbook> or steps:, not both or neither")
+        return self
 
 
 class Catalog(_Strict):
@@ -285,6 +420,8 @@ class Catalog(_Strict):
             if name not in ALERT_SOURCES:
                 raise ValueError(f'"{name}" is not an alert source: use {", ".join(ALERT_SOURCES)}')
         return value
+    runbooks: list[Runbook] = []
+    workflows: list[Workflow] = []
 
     @field_validator("timezone")
     @classmethod
@@ -375,7 +512,27 @@ class Catalog(_Strict):
                         f'{where}.severity.{theirs}: "{ours}" is not one of '
                         f"{', '.join(self.severity_names)}"
                     )
+        check_runbooks(self)
         return self
+
+    def runbook(self, name: str) -> Runbook | None:
+        return next((r for r in self.runbooks if r.name == name), None)
+
+    @property
+    def runbook_names(self) -> list[str]:
+        return [r.name for r in self.runbooks]
+
+    def warnings(self) -> list[str]:
+        """Problems that do not stop Opsroom: a type naming a runbook nobody defined."""
+        found = []
+        for i, t in enumerate(self.incident_types):
+            for j, name in enumerate(t.runbooks):
+                if name not in self.runbook_names:
+                    found.append(
+                        f"incident_types[{i}] ({t.name}).runbooks[{j}]: "
+                        f'runbook "{name}" is not defined'
+                    )
+        return found
 
     @property
     def routes(self) -> list[AlertRoute]:
@@ -434,25 +591,30 @@ def _location(loc: tuple[int | str, ...], data: Any) -> str:
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Return the catalog at `path`, or the default one shipped with the package."""
+    """Return the catalog at `path` (a file, or a directory of YAML files merged by top-level
+    key), or the default one shipped with the package."""
     if path is None:
         text = resources.files("bot").joinpath("opsroom.yaml").read_text(encoding="utf-8")
-        source = "default catalog (bot/opsroom.yaml)"
+        sources = [("default catalog (bot/opsroom.yaml)", text)]
+        source = sources[0][0]
     else:
         source = str(path)
+        sources = _read_sources(Path(path))
+    parts: list[tuple[str, dict[str, Any]]] = []
+    for name, text in sources:
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CatalogError(f"{source}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise CatalogError(f"{source}:{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise CatalogError(f"{source}: expected a mapping at the top level")
+            data = yaml.load(text, Loader=_LOADER)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "invalid YAML"
+            raise CatalogError(
+                f"{name}:{where}: {problem}", file=name, line=mark and mark.line + 1
+            ) from None
+        if not isinstance(data, dict):
+            raise CatalogError(f"{name}: expected a mapping at the top level", file=name)
+        parts.append((name, data))
+    data, origins = _merge(parts)
     try:
         return Catalog.model_validate(data)
     except ValidationError as exc:
@@ -467,7 +629,96 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         else:
             msg = first["msg"].removeprefix("Value error, ")
         where = f"{_location(loc, data)}: " if loc else ""  # model-level messages carry a path
-        raise CatalogError(f"{source}: {where}{msg}{more}") from None
+        file, line = _locate(where + msg, origins, dict(sources))
+        shown = file if file and len(sources) > 1 else source
+        raise CatalogError(f"{shown}: {where}{msg}{more}", file=file, line=line) from None
+
+
+def _read_sources(path: Path) -> list[tuple[str, str]]:
+    files = (
+        sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if path.is_dir()
+        else [path]
+    )
+    if path.is_dir() and not files:
+        raise CatalogError(f"{path}: cannot read: the directory has no .yaml files")
+    out = []
+    for file in files:
+        try:
+            out.append((str(file), file.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise CatalogError(f"{file}: cannot read: {exc.strerror}") from None
+    return out
+
+
+# Where each top-level key came from (its first file), and each item of a top-level list
+# (file, index there).
+Origins = dict[str, tuple[str, list[tuple[str, int]]]]
+
+
+def _merge(parts: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], Origins]:
+    """One mapping from several files: lists under one key are joined, in file order; any
+    other key may be given by one file only."""
+    data: dict[str, Any] = {}
+    origins: Origins = {}
+    for name, part in parts:
+        for key, value in part.items():
+            if key in data and not (isinstance(data[key], list) and isinstance(value, list)):
+                first = origins[key][0]
+                raise CatalogError(
+                    f"{name}: {key}: given in {first} already (only lists are merged)", file=name
+                )
+            origins.setdefault(key, (name, []))
+            if isinstance(value, list):
+                data.setdefault(key, []).extend(value)
+                origins[key][1].extend((name, i) for i in range(len(value)))
+            else:
+                data[key] = value
+    return data, origins
+
+
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _locate(message: str, origins: Origins, texts: dict[str, str]) -> tuple[str | None, int | None]:
+    """The file and line a message's leading YAML path ("runbooks[0] (x).steps[2]: ...")
+    points at; the deepest node found when the path goes further than the file."""
+    head = message.split(": ")
+    path = ".".join(h for h in head[:-1] if re.fullmatch(r"[\w\[\]() .-]+", h)) or head[0]
+    path = re.sub(r" \([^)]*\)", "", path)
+    tokens: list[str | int] = [
+        m.group(1) if m.group(1) else int(m.group(2)) for m in _PATH_PART.finditer(path)
+    ]
+    if not tokens or not isinstance(tokens[0], str) or tokens[0] not in origins:
+        return None, None
+    # "steps: steps[0]" (a list's message naming its own item) walks into the list once.
+    tokens = [t for i, t in enumerate(tokens) if i == 0 or t != tokens[i - 1] or isinstance(t, int)]
+    key = str(tokens[0])
+    rest = tokens[1:]
+    file, entries = origins[key]
+    if rest and isinstance(rest[0], int) and rest[0] < len(entries):
+        file, local = entries[rest[0]]
+        rest = [local, *rest[1:]]
+    try:
+        node = yaml.compose(texts[file], Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return file, None
+    line = None
+    for token in [key, *rest]:
+        nxt = None
+        if isinstance(node, yaml.MappingNode) and isinstance(token, str):
+            nxt = next((v for k, v in node.value if k.value == token), None)
+            found = next((k for k, v in node.value if k.value == token), None)
+            if found is not None:
+                line = found.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(token, int):
+            nxt = node.value[token] if token < len(node.value) else None
+            if nxt is not None:
+                line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        node = nxt
+    return file, line
 
 
 def _unknown_key(loc: tuple[int | str, ...]) -> str:
@@ -486,3 +737,96 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
     if close:
         return f'unknown key (did you mean "{close[0]}"?)'
     return f"unknown key: use {', '.join(allowed)}"
+
+
+def check_runbooks(catalog: Catalog) -> None:
+    """Check runbooks and workflows against the rest of the catalog; ValueError with a path."""
+    names = catalog.runbook_names
+    fields = sorted({f.name for t in catalog.incident_types for f in t.fields})
+    sample = sample_context(fields, catalog.role_names)
+    for i, rb in enumerate(catalog.runbooks):
+        if rb.name in names[:i]:
+            raise ValueError(f'runbooks[{i}] ({rb.name}): duplicate name "{rb.name}"')
+        _check_specs(catalog, f"runbooks[{i}] ({rb.name})", rb.steps, sample, fields)
+    for i, t in enumerate(catalog.incident_types):
+        for j, name in enumerate(t.auto_run):
+            if name not in names:
+                raise ValueError(
+                    f'incident_types[{i}] ({t.name}).auto_run[{j}]: runbook "{name}" is not '
+                    f"defined (runbooks: {', '.join(names) or 'none'})"
+                )
+    for i, wf in enumerate(catalog.workflows):
+        where = f"workflows[{i}] ({wf.name})"
+        if wf.name in [w.name for w in catalog.workflows[:i]]:
+            raise ValueError(f'{where}: duplicate name "{wf.name}"')
+        if wf.run and wf.run not in names:
+            raise ValueError(
+                f'{where}.run: runbook "{wf.run}" is not defined '
+                f"(runbooks: {', '.join(names) or 'none'})"
+            )
+        _check_condition(catalog, f"{where}.if", wf.when)
+        if wf.steps:
+            _check_specs(catalog, where, wf.steps, sample, fields)
+
+
+def _check_specs(
+    catalog: Catalog,
+    where: str,
+    steps: list[dict[str, Any]],
+    sample: dict[str, Any],
+    fields: list[str],
+) -> None:
+    for j, raw in enumerate(steps):
+        spec = parse_step(raw)
+        at = f"{where}.steps[{j}]"
+        try:
+            check_value(spec.templates(), sample)
+        except TemplateProblem as exc:
+            raise ValueError(f"{at}: {exc}") from None
+        role = getattr(spec, "role", None)
+        if role and role not in catalog.role_names:
+            raise ValueError(
+                f'{at}.role: "{role}" is not a role: use {", ".join(catalog.role_names)}'
+            )
+        for key in ("severity", "priority", "status"):
+            value = getattr(spec, key, None) if spec.kind == "set" else None
+            allowed = {
+                "severity": catalog.severity_names,
+                "priority": catalog.priority_names,
+                "status": catalog.status_names,
+            }[key]
+            if value and "{" not in value and value not in allowed:
+                raise ValueError(f'{at}.{key}: "{value}" is not one of {", ".join(allowed)}')
+        targets = [getattr(spec, "field", None), *(getattr(spec, "save", {}) or {})]
+        for name in targets:
+            if name and name not in fields:
+                raise ValueError(
+                    f'{at}: no incident type has a field "{name}" (fields: {", ".join(fields)})'
+                )
+
+
+def _check_condition(catalog: Catalog, where: str, cond: Condition) -> None:
+    for name in cond.type:
+        if name not in catalog.type_names:
+            raise ValueError(
+                f'{where}.type: "{name}" is not an incident type: '
+                f"use {', '.join(catalog.type_names)}"
+            )
+    for name in [*cond.severity, *([cond.severity_at_least] if cond.severity_at_least else [])]:
+        if name not in catalog.severity_names:
+            raise ValueError(
+                f'{where}.severity: "{name}" is not one of {", ".join(catalog.severity_names)}'
+            )
+    for name in cond.status:
+        if name not in [s.value for s in Status]:
+            raise ValueError(f'{where}.status: "{name}" is not a status')
+    types = [t for t in catalog.incident_types if not cond.type or t.name in cond.type]
+    for name in cond.fields:
+        lacking = [t.name for t in types if t.field(name) is None]
+        if lacking:
+            raise ValueError(
+                f'{where}.fields: type {lacking[0]} has no field "{name}"'
+                + ("" if cond.type else " (limit the condition with type:)")
+            )
+    for k, alt in enumerate(cond.any_of):
+        _check_condition(catalog, f"{where}.any_of[{k}]", alt)

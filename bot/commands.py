@@ -202,6 +202,28 @@ class RunbookStatus(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunbookCancel(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookRetry(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookCheck(Command):
+    item: int
+    run: int | None = None
+    skip: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookApprove(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Page(Command):
     target: str
 
@@ -273,7 +295,11 @@ USAGE: dict[str, str] = {
         "/incident action add <text> [@user] [due <date>] | action list | action done <n> | "
         "action edit <n> [<text>] [@user] [due <date>] | action reopen <n> | action cancel <n>"
     ),
-    "runbook": "/incident runbook list | runbook run <name> | runbook status",
+    "runbook": (
+        "/incident runbook list | runbook run <name> | runbook status | "
+        "runbook cancel [<run>] | runbook retry [<run>] | runbook check [<run>] <n> | "
+        "runbook skip [<run>] <n> | runbook approve [<run>]"
+    ),
     "page": "/incident page <policy|@user>",
     "postmortem": "/incident postmortem   (a new version of the postmortem, posted as a file)",
     "time": (
@@ -463,6 +489,24 @@ def _parse_runbook(rest: str) -> Command:
         return RunbookStatus()
     if sub == "run":
         return RunbookRun(name=_one_word("runbook", tail, "runbook name"))
+    numbers = tail.split()
+    for token in numbers:
+        if not token.isdigit() or int(token) < 1:
+            raise _usage("runbook", f'"{token}" is not a run or item number')
+    ints = [int(t) for t in numbers]
+    if sub in ("cancel", "retry", "approve"):
+        if len(ints) > 1:
+            raise _usage("runbook", f"runbook {sub} takes at most a run number")
+        run = ints[0] if ints else None
+        return {"cancel": RunbookCancel, "retry": RunbookRetry, "approve": RunbookApprove}[sub](
+            run=run
+        )
+    if sub in ("check", "skip"):
+        if not ints or len(ints) > 2:
+            raise _usage("runbook", "missing checklist item number" if not ints else
+                         f"runbook {sub} takes [<run>] <n>")
+        return RunbookCheck(item=ints[-1], run=ints[0] if len(ints) == 2 else None,
+                            skip=sub == "skip")
     raise _usage(
         "runbook", f'unknown runbook command "{sub}"' if sub else "missing runbook command"
     )
@@ -651,4 +695,9 @@ def button_command(action: str, value: str) -> Command | None:
         return Reopen(incident=incident)
     if action == "action_done" and _is_number(item):
         return ActionDone(incident=incident, number=int(item))
+    run, _, n = item.partition(":")  # a runbook's progress message: "42:2:3" is run 2, item 3
+    if action == "runbook_check" and _is_number(run) and _is_number(n):
+        return RunbookCheck(incident=incident, run=int(run), item=int(n))
+    if action == "runbook_approve" and _is_number(run):
+        return RunbookApprove(incident=incident, run=int(run))
     return None

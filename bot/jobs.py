@@ -82,6 +82,14 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], Awaitable[None]]
+
+
+class Pass(Protocol):
+    """Work the worker does on each pass besides jobs (bot/runbooks.py's runner)."""
+
+    async def run_once(self) -> int: ...
+
+    async def next_due(self) -> datetime | None: ...
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -141,6 +149,7 @@ class JobWorker:
         max_attempts: int = MAX_ATTEMPTS,
         backoff: Backoff | None = None,
         handlers: Mapping[str, Handler] | None = None,
+        passes: list[Pass] | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -154,6 +163,7 @@ class JobWorker:
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff(base=5.0, cap=600.0)
         self.handlers = HANDLERS if handlers is None else handlers
+        self.passes = passes or []  # other work run with each pass (the runbook runner)
         # Handlers take milliseconds; the claim only has to outlive one batch. Short, so after
         # a kill -9 the next start (or another replica) takes the jobs over within two ticks.
         self.ttl = max(timedelta(seconds=2), 2 * tick)
@@ -180,12 +190,20 @@ class JobWorker:
                     # and these jobs are taken over; the caller logs it.
                     raise failures[0]
                 if len(claimed) < self.batch:
-                    return done
+                    break
+        for extra in self.passes:
+            done += await extra.run_once()
+        return done
 
     async def next_due(self) -> datetime | None:
         """When `run_once` next has something to do (None: nothing is scheduled)."""
         async with self.store.unit() as u:
-            return await u.next_job_at()
+            due = await u.next_job_at()
+        for extra in self.passes:
+            other = await extra.next_due()
+            if other is not None and (due is None or other < due):
+                due = other
+        return due
 
     async def _run_in_slot(self, job: Job) -> int:
         async with self._slots:

@@ -407,6 +407,9 @@ class Mirror:
             if port is None:
                 raise RuntimeError(f"{link.platform} is not connected")
             summary_msg = None  # built only for the deliveries that show it
+            posted = None
+            if delivery.action is DeliveryAction.UPDATE_ENTRY and entry is not None:
+                posted = await u.posted_message(_id(link), delivery.entry_id or 0)
             if delivery.action is DeliveryAction.REFRESH_SUMMARY:
                 if await u.has_later_summary_refresh(delivery):
                     raise _Skip("superseded by a later refresh")
@@ -463,6 +466,14 @@ class Mirror:
                 comment=entry.text,
             )
         assert entry is not None
+        if delivery.action is DeliveryAction.UPDATE_ENTRY:
+            # A runbook's progress: the entry's text now, edited into the message it was posted
+            # as (its POST_ENTRY went first in this queue).
+            if posted is None:
+                raise _Skip("the entry was never posted here")
+            message = entry_message(entry, incident, cross_platform=False)
+            await port.update(channel_id=link.channel_id, message_id=posted, message=message)
+            return posted
         return await self._post_entry(port, link, incident, entry, delivery)
 
     def _post_key(self, delivery: Delivery, step: str = "") -> tuple[str, bool]:

@@ -111,6 +111,7 @@ class DeliveryAction(StrEnum):
     ARCHIVE_CHANNEL = "archive_channel"  # the incident was cancelled: archive its channel
     DIRECT_MESSAGE = "direct_message"  # a timeline entry to one person (entry.data["dm"])
     UPLOAD_FILE = "upload_file"  # a postmortem version as a file (entry.data["postmortem"])
+    UPDATE_ENTRY = "update_entry"  # edit the message an entry was posted as (a runbook's progress)
 
 
 class DeliveryState(StrEnum):
@@ -389,3 +390,39 @@ class Alert(SQLModel, table=True):
     count: int = 1
     first_received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+class RunState(StrEnum):
+    RUNNING = "running"  # a runner may take it and do its current step
+    WAITING = "waiting"  # its current step waits for people (checklist, approval) or a time
+    FAILED = "failed"  # its current step failed; retry or cancel
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in (RunState.RUNNING, RunState.WAITING, RunState.FAILED)
+
+
+class RunbookRun(SQLModel, table=True):
+    """One run of a runbook on an incident (see bot/runbooks.py).
+
+    The steps are copied from the catalog when the run starts, so a catalog reload never changes
+    a run midway. `step_states` holds one dict per step: state (pending, running, done, failed,
+    skipped, waiting), attempts, started_at, finished_at, detail, and the kind's own data
+    (checklist items ticked, the HTTP status...).
+    """
+
+    __table_args__ = (sa.UniqueConstraint("incident_id", "number", name="uq_run_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id", index=True)
+    number: int  # 1, 2, 3... within the incident
+    runbook: str
+    steps: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    step_states: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    current: int = 0
+    state: RunState = Field(default=RunState.RUNNING, sa_type=_enum(RunState), index=True)
+    started_by: str = ""
+    trigger: str = ""  # "command", "auto_run", "workflow <name>"
+    progress_entry_id: int | None = Field(default=None, foreign_key="timelineentry.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -19,6 +19,7 @@ from bot.models import (
     Job,
     JobState,
     Postmortem,
+    RunbookRun,
     TimelineEntry,
 )
 from bot.render import Message
@@ -401,6 +402,22 @@ class Unit(Protocol):
 
     async def alerts(self, incident_id: int) -> list[Alert]:
         """Every alert row of the incident, oldest first."""
+    # --- runbook runs (bot/runbooks.py) ----------------------------------------------------
+
+    async def runs(self, incident_id: int) -> list[RunbookRun]:
+        """The incident's runbook runs, by number."""
+        ...
+
+    async def run_by_id(self, run_id: int) -> RunbookRun | None:
+        """A run read again under a row lock (lock its incident first)."""
+        ...
+
+    async def runnable_runs(self, limit: int) -> list[RunbookRun]:
+        """Runs a runner may advance now (state running), least recently moved first."""
+        ...
+
+    async def posted_message(self, link_id: int, entry_id: int) -> str | None:
+        """The platform id of the message `entry_id` was posted as in `link_id`'s channel."""
         ...
 
 

@@ -49,7 +49,7 @@ class Field:
 @dataclass(frozen=True)
 class Button:
     label: str
-    action: str  # "ack", "resolve", "reopen", "key_event", "action_done"
+    action: str  # "ack", "resolve", "reopen", "key_event", "action_done", "runbook_check"...
     value: str  # what the action applies to: "42" (incident) or "42:3" (action item)
     style: str | None = None  # "primary" | "danger"
 
@@ -183,6 +183,8 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
     action_no = entry.data.get("action_item")
     if entry.kind is EntryKind.ACTION_ITEM and entry.data.get("event") == "added" and action_no:
         buttons = (Button("Done", "action_done", f"{incident.number}:{action_no}", "primary"),)
+    if entry.kind is EntryKind.RUNBOOK:  # a run's progress: what it waits on, as buttons
+        buttons = tuple(Button(**b) for b in entry.data.get("buttons", []))
     return Message(text=text, buttons=buttons)
 
 

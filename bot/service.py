@@ -34,6 +34,7 @@ from bot.ports import (
     Unit,
 )
 from bot.postmortem import Postmortems
+from bot.runbooks import Runbooks
 from bot.timeline import Timeline
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ Read = Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
 Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
-class IncidentService(Alerts, Postmortems, Lifecycle, Timeline, ActionItems, ServiceBase):
+class IncidentService(
+    Alerts, Postmortems, Lifecycle, Timeline, ActionItems, Runbooks, ServiceBase
+):
     def __init__(
         self,
         *,
@@ -122,12 +125,7 @@ class IncidentService(Alerts, Postmortems, Lifecycle, Timeline, ActionItems, Ser
         return (replies[-1] if replies else Reply("Nothing to change.")), None
 
     def _not_configured(self, command: c.Command) -> Reply:
-        what = {
-            c.RunbookList: "Runbooks arrive",
-            c.RunbookRun: "Runbooks arrive",
-            c.RunbookStatus: "Runbooks arrive",
-            c.Page: "Paging arrives",
-        }.get(type(command), "This command arrives")
+        what = "Paging arrives" if isinstance(command, c.Page) else "This command arrives"
         return Reply(f"{what} in a later version of Opsroom; nothing was done.", ok=False)
 
     async def _help(self, cmd: c.Help, actor: Actor, where: ChannelRef) -> Reply:

@@ -32,6 +32,8 @@ from bot.models import (
     JobState,
     Lease,
     Postmortem,
+    RunbookRun,
+    RunState,
     Status,
     TimelineEntry,
 )
@@ -575,11 +577,49 @@ class SqlUnit(ReadQueries):
         return list(result.scalars())
 
 
+    # --- runbook runs (bot/runbooks.py) ----------------------------------------------------
+
+    async def runs(self, incident_id: int) -> list[RunbookRun]:
+        result = await self.session.execute(
+            select(RunbookRun)
+            .where(col(RunbookRun.incident_id) == incident_id)
+            .order_by(col(RunbookRun.number))
+        )
+        return list(result.scalars())
+
+    async def run_by_id(self, run_id: int) -> RunbookRun | None:
+        return await self.session.get(
+            RunbookRun, run_id, with_for_update=True, populate_existing=True
+        )
+
+    async def runnable_runs(self, limit: int) -> list[RunbookRun]:
+        result = await self.session.execute(
+            select(RunbookRun)
+            .where(col(RunbookRun.state) == RunState.RUNNING)
+            .order_by(col(RunbookRun.updated_at), col(RunbookRun.id))
+            .limit(limit)
+        )
+        return list(result.scalars())
+
+    async def posted_message(self, link_id: int, entry_id: int) -> str | None:
+        result = await self.session.execute(
+            select(col(Delivery.message_id)).where(
+                col(Delivery.link_id) == link_id,
+                col(Delivery.entry_id) == entry_id,
+                col(Delivery.action) == DeliveryAction.POST_ENTRY,
+                col(Delivery.message_id).is_not(None),
+            )
+        )
+        return result.scalars().first()
+
+
+# Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
+
 _RECORD_ALERT: dict[str, Any] = {}
 _ALERT_LOCK_KEY = 7_315_013  # advisory-lock namespace of alert routes (see lock_name)
 _OPEN_INCIDENT = col(Incident.status).not_in([s for s in Status if not s.is_open])
 
-# Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
+
 _POSTED_ENTRY = (
     select(TimelineEntry)
     .join(Delivery, col(Delivery.entry_id) == col(TimelineEntry.id))

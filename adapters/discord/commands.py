@@ -28,13 +28,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-INCIDENT_HELP = "Incident number (implied inside an incident channel)"
+INCIDENT_HELP = "Incident number (implied in its channel)"
 MAX_CHOICES = 25
 
 # Where each command word of the text grammar lives under /incident on Discord. Top level: the
-# commands people run most and the lifecycle, 18 subcommands and 4 groups (22 of Discord's 25,
-# with room for the later `close`); the groups are `set` (7 of 25, room for
-# `time`), `role`, `action` and `runbook` (room for check/skip/approve/cancel/retry).
+# commands people run most and the lifecycle, 19 subcommands and 4 groups (23 of Discord's 25);
+# the groups are `set` (8 of 25), `role`, `action` and `runbook` (8 of 25).
 DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "declare": ("declare",),
     "list": ("list",),
@@ -416,5 +415,36 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def runbook_status(interaction: discord.Interaction,
                              incident: int | None = None) -> None:
         await run(interaction, c.RunbookStatus(incident=incident))
+
+    @runbook.command(name="cancel", description="Cancel a run")
+    @on_incident
+    async def runbook_cancel(interaction: discord.Interaction, number: int | None = None,
+                             incident: int | None = None) -> None:
+        await run(interaction, c.RunbookCancel(run=number, incident=incident))
+
+    @runbook.command(name="retry", description="Retry a failed run")
+    @on_incident
+    async def runbook_retry(interaction: discord.Interaction, number: int | None = None,
+                            incident: int | None = None) -> None:
+        await run(interaction, c.RunbookRetry(run=number, incident=incident))
+
+    @runbook.command(name="check", description="Tick a checklist item")
+    @on_incident
+    async def runbook_check(interaction: discord.Interaction, item: int,
+                            number: int | None = None, incident: int | None = None) -> None:
+        await run(interaction, c.RunbookCheck(item=item, run=number, incident=incident))
+
+    @runbook.command(name="skip", description="Skip a checklist item")
+    @on_incident
+    async def runbook_skip(interaction: discord.Interaction, item: int,
+                           number: int | None = None, incident: int | None = None) -> None:
+        await run(interaction, c.RunbookCheck(item=item, run=number, skip=True,
+                                              incident=incident))
+
+    @runbook.command(name="approve", description="Approve a waiting step")
+    @on_incident
+    async def runbook_approve(interaction: discord.Interaction, number: int | None = None,
+                              incident: int | None = None) -> None:
+        await run(interaction, c.RunbookApprove(run=number, incident=incident))
 
     return group

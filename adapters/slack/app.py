@@ -176,7 +176,8 @@ class SlackEdge:
         app.view(KEY_EVENT_CALLBACK)(self.on_key_event_submit)
         app.view(TIMELINE_PICK_CALLBACK)(self.on_timeline_pick_submit)
         app.action(TYPE_ACTION)(self.on_type_changed)
-        for name in ("ack", "resolve", "reopen", "action_done", "key_event"):
+        for name in ("ack", "resolve", "reopen", "action_done", "key_event", "runbook_check",
+                     "runbook_approve"):
             app.action(ACTION_PREFIX + name)(self.on_button)
         app.event("message")(self.on_message)
         app.event("reaction_added")(self.on_reaction_added)

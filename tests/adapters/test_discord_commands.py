@@ -66,7 +66,7 @@ async def items(rig: DiscordRig, number: int = 1) -> list[ActionItem]:
 # --- the tree -------------------------------------------------------------------------------
 
 # Subcommands later issues add to the grammar, at the place the tree keeps for them.
-LATER = {("runbook",): ["check", "skip", "approve", "cancel", "retry"]}
+LATER = {(): ["handoff"], ("runbook",): ["pause"]}
 
 
 async def test_the_incident_tree_fits_discords_limits_with_room_for_what_comes_next(
@@ -79,7 +79,7 @@ async def test_the_incident_tree_fits_discords_limits_with_room_for_what_comes_n
     groups = {o["name"]: [s["name"] for s in o["options"]] for o in top if o["type"] == 2}
     assert len(top) == 23  # of Discord's 25
     assert {name: len(subs) for name, subs in groups.items()} == {
-        "set": 8, "role": 2, "action": 6, "runbook": 3}  # of 25 each
+        "set": 8, "role": 2, "action": 6, "runbook": 8}  # of 25 each
     assert all(o["type"] == 1 for g in top if g["type"] == 2 for o in g["options"])
     assert command_size(incident) <= 5500  # characters, of Discord's 8000
 
@@ -98,11 +98,11 @@ async def test_the_incident_tree_fits_discords_limits_with_room_for_what_comes_n
                 name=name, description=f"What {name} does, in a sentence of some length",
                 callback=later))
     grown = group.to_dict(rig.edge.tree)
-    assert len(grown["options"]) == 23
+    assert len(grown["options"]) == 24
     http = rig.edge.client.http
     [registered] = await http.bulk_upsert_guild_commands(rig.fake.application_id,
                                                          rig.fake.guild_id, [grown])
-    assert len(registered["options"]) == 23
+    assert len(registered["options"]) == 24
     assert command_size(grown) <= 6000  # still room for a dozen more subcommands
 
     # One past Discord's limit is refused, as Discord refuses it.
@@ -228,3 +228,45 @@ async def test_action_cancel_cancels_an_item_no_longer_needed(rig: DiscordRig) -
     again = await rig.run("action", "cancel", number=1, channel_id=channel)
     assert "already cancelled" in again["content"]
 
+
+
+async def test_runbook_checklist_and_approval_from_discord(
+    tmp_path: Path, catalog: Catalog
+) -> None:
+    from bot.runbooks import RunbookRunner
+    from tests.unit.test_runbooks import catalog_with
+
+    cat = catalog_with(catalog, tmp_path, {"runbooks": [{"name": "drill", "steps": [
+        {"kind": "checklist", "items": ["look", "leap"]},
+        {"kind": "approve"},
+        {"kind": "message", "text": "approved and done"},
+    ]}]})
+    async with discord_rig(tmp_path, cat) as rig:
+        channel = await declare(rig)
+        runner = RunbookRunner(service=rig.service, store=rig.store)
+        started = await rig.run("runbook", "run", name="drill", channel_id=channel)
+        assert started["content"].startswith("Started drill on #1 as run 1")
+        await runner.run_once()
+        await rig.settle()
+
+        def progress() -> dict[str, object]:
+            return next(m for m in rig.fake.messages(channel)
+                        if "Runbook drill · run 1 of #1" in str(m["content"]))
+
+        # The progress message is edited in place and carries a button per unticked item.
+        clicked = await rig.click(progress(), "✓ 1")
+        assert rig.answer(clicked)["content"] == "Item 1 done; 1 left."
+        skipped = await rig.run("runbook", "skip", item=2, number=1, channel_id=channel)
+        assert skipped["content"] == "Item 2 skipped; the checklist is complete."
+        await runner.run_once()
+        await rig.settle()
+        denied = rig.answer(await rig.click(progress(), "Approve", user="bob"))
+        assert denied["flags"] & EPHEMERAL
+        assert denied["content"].startswith("Only the commander (<@")
+        approved = await rig.run("runbook", "approve", channel_id=channel)
+        assert approved["content"] == "Approved; run 1 of #1 goes on."
+        await runner.run_once()
+        await rig.settle()
+        texts = [m["content"] for m in rig.fake.messages(channel)]
+        assert any("approved and done" in t for t in texts)
+        assert any("Runbook drill · run 1 of #1 · ✅ done" in t for t in texts)

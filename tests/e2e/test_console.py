@@ -161,7 +161,7 @@ def test_a_broken_catalog_stops_start_up_with_file_key_and_reason(tmp_path: Path
     result = run_shell(tmp_path, "", ("OPSROOM_CATALOG", str(bad)))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"opsroom: catalog error: {bad}: severities: must not be empty"
+        f"opsroom: catalog error: {bad}:1: severities: must not be empty"
     )
     assert not (tmp_path / "opsroom.db").exists()
 

@@ -343,9 +343,6 @@ async def test_later_capabilities_say_they_come_in_a_later_version(core: Core) -
     where = core.where(name)
     before, posted = len(await timeline(core)), len(core.chat.texts(name))
     expected = {
-        "runbook list": "Runbooks arrive",
-        "runbook run outage-triage": "Runbooks arrive",
-        "runbook status": "Runbooks arrive",
         "page @bob": "Paging arrives",
     }
     for text, what in expected.items():
