@@ -298,6 +298,8 @@ TRIGGERS = (
     "key_event",
     "action_item_overdue",
     "resolved",
+    "alert_firing",
+    "alert_resolved",
 )
 
 

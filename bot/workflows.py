@@ -42,6 +42,8 @@ def triggers(entry: TimelineEntry) -> list[str]:
         return ["key_event"]
     if kind is EntryKind.REMINDER and data.get("reminder") == "action_item":
         return ["action_item_overdue"]
+    if kind is EntryKind.ALERT and data.get("status") in ("firing", "resolved"):
+        return [f"alert_{data['status']}"]  # one alert joining or leaving (not a storm digest)
     return []
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -287,3 +288,39 @@ async def test_a_types_auto_run_runbooks_start_with_the_declaration(
         assert [(r.runbook, r.trigger) for r in runs] == [("outage-triage", "auto_run")]
         assert await u.runs(second.id) == []
     assert any("Runbook outage-triage · run 1 of #1" in t for t in rig.core.chat.texts(channel))
+
+
+async def test_workflows_fire_on_alerts_joining_and_leaving_an_incident(
+    engine: AsyncEngine, catalog: Catalog, clock: FakeClock, tmp_path: Any,
+) -> None:
+    """`alert_firing` / `alert_resolved`: one firing per alert entry, none for other entries."""
+    from bot.alerts import AlertEvent
+
+    cat = catalog_with(catalog, tmp_path, {
+        "runbooks": [r.model_dump(mode="json") for r in catalog.runbooks],
+        "workflows": [
+            {"name": "note-firing", "on": ["alert_firing"],
+             "steps": [{"kind": "message", "text": "An alert fired on #{{ incident.number }}"}]},
+            {"name": "note-resolved", "on": ["alert_resolved"],
+             "steps": [{"kind": "message", "text": "An alert cleared on #{{ incident.number }}"}]},
+        ],
+    })
+    rig = await make_rig(engine, cat, clock)
+    labels = {"alertname": "CheckoutDown", "service": "checkout"}
+
+    def event(fingerprint: str, status: str) -> AlertEvent:
+        return AlertEvent(source="alertmanager", fingerprint=fingerprint, status=status,
+                          summary="Checkout is down", severity="critical",
+                          labels={**labels, "pod": fingerprint},
+                          starts_at=clock.now() - timedelta(minutes=1))
+
+    await rig.core.service.receive([event("a1", "firing")])  # declares #1
+    await rig.core.service.receive([event("a2", "firing")])  # joins #1: a firing entry
+    await rig.core.service.receive([event("a2", "resolved")])  # a resolved entry
+    await rig.settle()
+    await rig.settle()
+    texts = rig.core.chat.texts(rig.core.incident_channel(1))
+    assert sum("Workflow note-firing fired (on alert_firing)" in t for t in texts) == 1
+    assert sum("Workflow note-resolved fired (on alert_resolved)" in t for t in texts) == 1
+    assert sum("An alert fired on #1" in t for t in texts) == 1
+    assert sum("An alert cleared on #1" in t for t in texts) == 1
