@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.models import Status
+from bot.people import PersonSpec
+from bot.schedules import Schedule
 from bot.timing import check_cron, parse_duration, zone
 
 # libyaml's loader when PyYAML was built with it: parsing is then ~10x faster.
@@ -186,6 +188,12 @@ class Catalog(_Strict):
     quiet_statuses: list[Status] = [Status.MONITORING]
     # When the daily digest of overdue action items is posted (crontab, in `timezone`); null: never.
     action_digest: str | None = "0 9 * * *"
+    # People with their chat accounts (the only link between a Slack and a Discord account).
+    people: list[PersonSpec] = []
+    # On-call schedules (bot/schedules.py); `/oncall who <name>`.
+    schedules: list[Schedule] = []
+    # When `opsroom oncall check` runs as a daily job (crontab, in `timezone`); null: never.
+    oncall_check: str | None = "0 10 * * *"
 
     @field_validator("timezone")
     @classmethod
@@ -206,7 +214,7 @@ class Catalog(_Strict):
                 raise ValueError(f'"{item}" is not a status: use {", ".join(names)}')
         return value
 
-    @field_validator("action_digest")
+    @field_validator("action_digest", "oncall_check")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         return None if value is None else check_cron(value)
@@ -226,6 +234,17 @@ class Catalog(_Strict):
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
+        for label, named in (("people", self.people), ("schedules", self.schedules)):
+            seen = [i.name for i in named]
+            for i, name in enumerate(seen):
+                if name in seen[:i]:
+                    raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
+        for i, sched in enumerate(self.schedules):
+            if not NAME_RE.match(sched.name):
+                raise ValueError(
+                    f'schedules[{i}] ({sched.name}): "{sched.name}" must be lowercase letters, '
+                    'digits, "-" or "_", starting with a letter'
+                )
         if "commander" not in self.role_names:
             raise ValueError('roles: must include "commander"')
         for i, info in enumerate(self.statuses):
@@ -278,6 +297,13 @@ class Catalog(_Strict):
 
     def severity(self, name: str) -> Severity | None:
         return next((s for s in self.severities if s.name == name), None)
+
+    def schedule(self, name: str) -> Schedule | None:
+        return next((s for s in self.schedules if s.name == name.lower()), None)
+
+    @property
+    def schedule_names(self) -> list[str]:
+        return [s.name for s in self.schedules]
 
     def incident_type(self, name: str) -> IncidentType | None:
         return next((t for t in self.incident_types if t.name == name), None)

@@ -30,6 +30,7 @@ from bot.models import (
     LinkState,
     TimelineEntry,
 )
+from bot.people import Directory, mentioned_ids
 from bot.ports import (
     ChannelNameTaken,
     ChatPort,
@@ -141,8 +142,11 @@ class Mirror:
         backoff: Backoff | None = None,
         holder: str | None = None,
         lease_ttl: float = LEASE_TTL,
+        people: Directory | None = None,
     ) -> None:
         self.store = store
+        # Mentions are stored as written; each platform is shown each person as themselves.
+        self.people = people or Directory(catalog.people)
         self.ports = dict(ports)
         self.catalog = catalog
         self.clock: Clock = clock or SystemClock()
@@ -396,6 +400,7 @@ class Mirror:
             incident = await u.incident_by_id(delivery.incident_id)
             entry = await u.entry(delivery.entry_id) if delivery.entry_id else None
             assert link is not None and incident is not None
+            await self._learn_names(u, incident, entry)
             port = self.ports.get(link.platform)
             if port is None:
                 raise RuntimeError(f"{link.platform} is not connected")
@@ -405,6 +410,7 @@ class Mirror:
                     raise _Skip("superseded by a later refresh")
             if delivery.action in (DeliveryAction.OPEN_CHANNEL, DeliveryAction.REFRESH_SUMMARY):
                 summary_msg = await summary_for(u, incident, self.catalog, self.clock.now())
+                summary_msg = self.people.localize_message(summary_msg, link.platform)
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
             assert summary_msg is not None
             try:
@@ -418,6 +424,7 @@ class Mirror:
             if not user:
                 raise _Skip("nobody to message")
             message = entry_message(entry, incident, cross_platform=False)
+            message = self.people.localize_message(message, link.platform)
             await port.send_dm(user=str(user), message=message)
             return None
         if delivery.action is DeliveryAction.ANNOUNCE:
@@ -442,6 +449,22 @@ class Mirror:
             return None
         assert entry is not None
         return await self._post_entry(port, link, incident, entry, delivery)
+
+    async def _learn_names(
+        self, u: Unit, incident: Incident, entry: TimelineEntry | None
+    ) -> None:
+        """Load the names chat taught us for the raw mentions about to be shown, so a Slack
+        account shows on Discord as "@alice (Slack)", not as its id."""
+        texts = [*incident.roles.values(), incident.declared_by]
+        if entry is not None:
+            texts.append(entry.text)
+        wanted = [
+            key
+            for key in mentioned_ids(texts)
+            if key not in self.people.learned and self.people.by_account(*key) is None
+        ]
+        for (platform, uid), name in (await u.people_seen(wanted)).items():
+            self.people.learn(platform, uid, name)
 
     def _post_key(self, delivery: Delivery, step: str = "") -> tuple[str, bool]:
         """The key a post of `delivery` carries, and whether it may have gone out already: a
@@ -549,6 +572,7 @@ class Mirror:
         text = topic(
             incident, update_cadence(self.catalog, incident), self.clock.now(), self.catalog.tz
         )
+        text = self.people.localize(text, link.platform)
         if text != link.topic and link.channel_id is not None:
             await port.set_topic(channel_id=link.channel_id, topic=text)
             await self._save_link(link, topic=text)
@@ -576,6 +600,7 @@ class Mirror:
             await self._invite(port, link.channel_id, [invitee])
         cross = entry.source not in (link.platform, "system")
         message = entry_message(entry, incident, cross_platform=cross)
+        message = self.people.localize_message(message, link.platform)
         thread = link.thread_id if in_thread(entry) else None
         key, recheck = self._post_key(delivery)
         return await port.post(
@@ -607,6 +632,7 @@ class Mirror:
                 raise _Skip(f"announcement channel #{name} not found")
             self._announce_ids[cached] = channel_id
         message = announcement(entry, incident, link.channel_name)
+        message = self.people.localize_message(message, link.platform)
         key, recheck = self._post_key(delivery)
         try:
             return await port.post(channel_id=channel_id, message=message, key=key,

@@ -298,3 +298,31 @@ class Job(SQLModel, table=True):
     last_error: str | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Person(SQLModel, table=True):
+    """A chat account and the name the bot last saw it use (see bot/people.py). Accounts are
+    linked into one person only by the catalog's `people:`, never by a matching name."""
+
+    __table_args__ = (sa.UniqueConstraint("platform", "user_id", name="uq_person_account"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str
+    user_id: str
+    name: str
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OncallOverride(SQLModel, table=True):
+    """Somebody on call for a schedule instead of whoever its layers say, from start to end."""
+
+    __table_args__ = (sa.Index("ix_override_schedule_end", "schedule", "end_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule: str
+    person: str  # a person's name (catalog `people:`), or a mention as typed
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    removed: bool = False

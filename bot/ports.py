@@ -17,6 +17,8 @@ from bot.models import (
     Incident,
     Job,
     JobState,
+    OncallOverride,
+    Person,
     TimelineEntry,
 )
 from bot.render import Message
@@ -331,6 +333,26 @@ class Unit(Protocol):
     async def overdue_action_items(self, now: datetime) -> list[ActionItem]:
         """Open action items due before `now`, of every incident, by incident and number."""
         ...
+
+    # --- people and on-call (bot/people.py, bot/oncall.py) -----------------------------------
+
+    async def learn_person(self, platform: str, user_id: str, name: str, now: datetime) -> None:
+        """Remember the name chat account (platform, user_id) goes by."""
+        ...
+
+    async def people_seen(self, accounts: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The learned names of those of `accounts` the bot has seen."""
+        ...
+
+    async def all_people_seen(self) -> list[Person]: ...
+
+    async def overrides(
+        self, schedule: str | None, *, ending_after: datetime
+    ) -> list[OncallOverride]:
+        """Overrides (of `schedule`, or of all) not removed that end after `ending_after`."""
+        ...
+
+    async def override(self, override_id: int) -> OncallOverride | None: ...
 
 
 class Store(Protocol):

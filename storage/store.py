@@ -30,6 +30,8 @@ from bot.models import (
     Job,
     JobState,
     Lease,
+    OncallOverride,
+    Person,
     Status,
     TimelineEntry,
 )
@@ -447,6 +449,50 @@ class SqlUnit:
             .order_by(col(ActionItem.incident_id), col(ActionItem.number))
         )
         return list(result.scalars())
+
+    # --- people and on-call (bot/people.py, bot/oncall.py) -----------------------------------
+
+    async def learn_person(self, platform: str, user_id: str, name: str, now: datetime) -> None:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert_(Person).values(platform=platform, user_id=user_id, name=name, seen_at=now)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["platform", "user_id"],
+                set_={"name": name, "seen_at": now},
+                where=col(Person.name) != name,
+            )
+        )
+
+    async def people_seen(self, accounts: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        if not accounts:
+            return {}
+        ids = [uid for _, uid in accounts]
+        result = await self.session.execute(select(Person).where(col(Person.user_id).in_(ids)))
+        wanted = set(accounts)
+        return {
+            (p.platform, p.user_id): p.name
+            for p in result.scalars()
+            if (p.platform, p.user_id) in wanted
+        }
+
+    async def all_people_seen(self) -> list[Person]:
+        result = await self.session.execute(select(Person).order_by(col(Person.id)))
+        return list(result.scalars())
+
+    async def overrides(
+        self, schedule: str | None, *, ending_after: datetime
+    ) -> list[OncallOverride]:
+        query = select(OncallOverride).where(
+            col(OncallOverride.end_at) > ending_after, col(OncallOverride.removed).is_(False)
+        )
+        if schedule is not None:
+            query = query.where(col(OncallOverride.schedule) == schedule)
+        result = await self.session.execute(query.order_by(col(OncallOverride.start_at)))
+        return list(result.scalars())
+
+    async def override(self, override_id: int) -> OncallOverride | None:
+        return await self.session.get(OncallOverride, override_id)
 
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.
