@@ -21,6 +21,8 @@ from bot.base import NOT_PEOPLE, TITLE_LIMIT, Reply, ServiceBase, ServiceError, 
 from bot.catalog import Catalog
 from bot.lifecycle import Lifecycle
 from bot.models import Incident
+from bot.oncall import Oncall
+from bot.oncall_commands import parse_oncall
 from bot.ports import (
     SYSTEM,
     Actor,
@@ -40,7 +42,7 @@ Read = Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
 Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
-class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
+class IncidentService(Lifecycle, Timeline, ActionItems, Oncall, ServiceBase):
     def __init__(
         self,
         *,
@@ -75,6 +77,14 @@ class IncidentService(Lifecycle, Timeline, ActionItems, ServiceBase):
         """Parse `/incident` text and run it; a malformed command gets its usage, nothing else."""
         try:
             command = c.parse(text)
+        except c.UsageError as exc:
+            return Reply(str(exc), ok=False)
+        return await self.handle(command, actor=actor, where=where)
+
+    async def handle_oncall_text(self, text: str, *, actor: Actor, where: ChannelRef) -> Reply:
+        """Parse `/oncall` text and run it; a malformed command gets its usage, nothing else."""
+        try:
+            command = parse_oncall(text)
         except c.UsageError as exc:
             return Reply(str(exc), ok=False)
         return await self.handle(command, actor=actor, where=where)
