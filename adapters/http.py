@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -31,8 +32,12 @@ class Readiness:
         return self.waiting_for <= self.ready
 
 
-def create_app(readiness: Readiness, slack: AsyncApp | None = None) -> FastAPI:
+def create_app(
+    readiness: Readiness, slack: AsyncApp | None = None, routers: Sequence[APIRouter] = ()
+) -> FastAPI:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
+    for router in routers:  # the on-call calendar feeds, ...
+        app.include_router(router)
 
     @app.get("/healthz")
     async def healthz() -> Response:
