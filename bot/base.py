@@ -248,6 +248,9 @@ class ServiceBase:
 
     record = _record  # job handlers (bot/jobs.py) record the same way
 
+    async def _on_declared(self, u: Unit, incident: Incident, actor: Actor) -> None:
+        """Called in the transaction that declares `incident` (paging hooks in here)."""
+
     async def _refresh_only(self, u: Unit, incident: Incident) -> None:
         """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""
         now = self.clock.now()

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.models import Status
 from bot.people import PersonSpec
+from bot.policies import EscalationPolicy
 from bot.schedules import Schedule
 from bot.timing import check_cron, parse_duration, zone
 
@@ -52,6 +53,7 @@ class Severity(_Strict):
     # channel are told; none when unset.
     ack_within: str | None = None
     keywords: list[str] = []
+    page: str | None = None  # an escalation policy paged when an incident is declared at it
 
     _name = field_validator("name")(_check_name)
 
@@ -136,6 +138,7 @@ class IncidentType(_Strict):
     private: bool = False
     ai: bool = True
     mirror_to: list[str] = []  # other platforms an incident of this type gets a channel on
+    page: str | None = None  # an escalation policy paged when an incident of it is declared
 
     _name = field_validator("name")(_check_name)
 
@@ -192,6 +195,8 @@ class Catalog(_Strict):
     people: list[PersonSpec] = []
     # On-call schedules (bot/schedules.py); `/oncall who <name>`.
     schedules: list[Schedule] = []
+    # Who is paged in what order (bot/paging.py); `/incident page <policy>`, `page:` above.
+    escalation_policies: list[EscalationPolicy] = []
     # When `opsroom oncall check` runs as a daily job (crontab, in `timezone`); null: never.
     oncall_check: str | None = "0 10 * * *"
 
@@ -234,8 +239,30 @@ class Catalog(_Strict):
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
-        for label, named in (("people", self.people), ("schedules", self.schedules)):
-            seen = [i.name for i in named]
+        for i, pol in enumerate(self.escalation_policies):
+            for j, step in enumerate(pol.steps):
+                for name in step.schedules:
+                    if name not in self.schedule_names:
+                        raise ValueError(
+                            f'escalation_policies[{i}] ({pol.name}).steps[{j}]: unknown schedule '
+                            f'"{name}": use {", ".join(self.schedule_names) or "none defined"}'
+                        )
+        policies = [p.name for p in self.escalation_policies]
+        pagers: list[tuple[str, int, str, str | None]] = [
+            ("severities", i, s.name, s.page) for i, s in enumerate(self.severities)
+        ] + [("incident_types", i, t.name, t.page) for i, t in enumerate(self.incident_types)]
+        for label, i, item, page in pagers:
+            if page is not None and page not in policies:
+                raise ValueError(
+                    f'{label}[{i}] ({item}).page: unknown escalation policy '
+                    f'"{page}": use {", ".join(policies) or "none defined"}'
+                )
+        for label, named in (
+            ("people", self.people),
+            ("schedules", self.schedules),
+            ("escalation_policies", self.escalation_policies),
+        ):
+            seen = [str(getattr(i, "name", "")) for i in named]
             for i, name in enumerate(seen):
                 if name in seen[:i]:
                     raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
@@ -304,6 +331,9 @@ class Catalog(_Strict):
     @property
     def schedule_names(self) -> list[str]:
         return [s.name for s in self.schedules]
+
+    def policy(self, name: str) -> EscalationPolicy | None:
+        return next((p for p in self.escalation_policies if p.name == name.lower()), None)
 
     def incident_type(self, name: str) -> IncidentType | None:
         return next((t for t in self.incident_types if t.name == name), None)

@@ -204,6 +204,7 @@ class RunbookStatus(Command):
 @dataclass(frozen=True, kw_only=True)
 class Page(Command):
     target: str
+    message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,7 +257,7 @@ USAGE: dict[str, str] = {
         "action edit <n> [<text>] [@user] [due <date>] | action reopen <n> | action cancel <n>"
     ),
     "runbook": "/incident runbook list | runbook run <name> | runbook status",
-    "page": "/incident page <policy|@user>",
+    "page": "/incident page <policy|@user> [message]",
     "postmortem": "/incident postmortem",
     "mirror": "/incident mirror <slack|discord>",
     "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
@@ -435,6 +436,13 @@ def _parse_runbook(rest: str) -> Command:
     )
 
 
+def _parse_page(rest: str) -> Command:
+    target, _, message = rest.partition(" ")
+    if is_group_mention(target):
+        raise _usage("page", not_a_person(target))
+    return Page(target=target if is_mention(target) else target.lower(), message=message.strip())
+
+
 def _parse_declare(rest: str) -> Command:
     type_ = None
     m = re.match(r"^type=(\S*)\s*", rest, flags=re.IGNORECASE)
@@ -523,7 +531,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "cancel": lambda r: Cancel(reason=_need_text("cancel", r)),
     "action": _parse_action,
     "runbook": _parse_runbook,
-    "page": lambda r: Page(target=_need_text("page", r)),
+    "page": lambda r: _parse_page(_need_text("page", r)),
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
     "reminders": lambda r: _bare("reminders", r, ShowReminders),

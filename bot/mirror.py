@@ -16,7 +16,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.catalog import Catalog
@@ -43,7 +43,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
-from bot.render import Message, announcement, entry_message, summary, topic
+from bot.render import Button, Message, announcement, entry_message, summary, topic
 
 logger = logging.getLogger(__name__)
 
@@ -420,11 +420,15 @@ class Mirror:
                 raise
         if delivery.action is DeliveryAction.DIRECT_MESSAGE:
             assert entry is not None
-            user = entry.data.get("dm")
+            # A page names the person's account on each platform (bot/paging.py).
+            user = (entry.data.get("dm_accounts") or {}).get(link.platform) or entry.data.get("dm")
             if not user:
                 raise _Skip("nobody to message")
             message = entry_message(entry, incident, cross_platform=False)
             message = self.people.localize_message(message, link.platform)
+            if entry.data.get("page"):
+                ack = Button("Acknowledge", "ack", str(incident.number), "primary")
+                message = replace(message, buttons=(*message.buttons, ack))
             await port.send_dm(user=str(user), message=message)
             return None
         if delivery.action is DeliveryAction.ANNOUNCE:
@@ -595,8 +599,9 @@ class Mirror:
         delivery: Delivery,
     ) -> str:
         assert link.channel_id is not None
-        invitee = entry.data.get("invite")
-        if invitee and entry.source == link.platform:
+        invitee = entry.data.get("invite") if entry.source == link.platform else None
+        invitee = (entry.data.get("invite_accounts") or {}).get(link.platform) or invitee
+        if invitee:
             await self._invite(port, link.channel_id, [invitee])
         cross = entry.source not in (link.platform, "system")
         message = entry_message(entry, incident, cross_platform=cross)

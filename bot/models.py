@@ -80,6 +80,7 @@ class EntryKind(StrEnum):
     ALERT = "alert"
     REMINDER = "reminder"
     SYSTEM = "system"
+    PAGE = "page"  # paging and escalation (bot/paging.py): paged, escalated, acknowledged
 
 
 class ActionStatus(StrEnum):
@@ -326,3 +327,25 @@ class OncallOverride(SQLModel, table=True):
     created_by: str = ""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     removed: bool = False
+
+
+class Escalation(SQLModel, table=True):
+    """One escalation policy (or one person) being paged for an incident (bot/paging.py).
+
+    `round` and `step` name the next step to fire; each step is a job keyed by them, so a step
+    fires once however many workers run. At most one is active per incident and policy."""
+
+    __table_args__ = (sa.Index("ix_escalation_incident_state", "incident_id", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id")
+    policy: str  # a policy name, or "@alice" / "<@U123>" for a page of one person
+    state: str = "active"  # active, acknowledged, exhausted, cancelled
+    round: int = 0
+    step: int = 0
+    paged: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # everyone paged so far
+    message: str = ""
+    created_by: str = ""
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_by: str | None = None

@@ -54,6 +54,11 @@ class OncallHelp(Command):
     pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class OncallAck(Command):
+    pass
+
+
 ONCALL_USAGE: dict[str, str] = {
     "who": "/oncall who [<schedule>]   (who is on call now, and until when)",
     "schedule": "/oncall schedule <schedule> [<days>]   (the next shifts; 7 days unless given)",
@@ -63,6 +68,7 @@ ONCALL_USAGE: dict[str, str] = {
     ),
     "overrides": "/oncall overrides [<schedule>]",
     "remove-override": "/oncall remove-override <id>",
+    "ack": "/oncall ack   (acknowledge every page you have open)",
     "help": "/oncall help",
 }
 ONCALL_HELP = "On-call commands:\n" + "\n".join(f"  {u}" for u in ONCALL_USAGE.values())
@@ -121,6 +127,10 @@ def parse_oncall(text: str) -> Command:
     words = rest.split()
     if sub in ("", "help"):
         return OncallHelp()
+    if sub == "ack":
+        if rest:
+            raise _usage("ack", f'unexpected "{rest}"')
+        return OncallAck()
     if sub == "who":
         if len(words) > 1:
             raise _usage("who", f'unexpected "{rest}"')

@@ -14,6 +14,7 @@ from bot.models import (
     ActionItem,
     ChannelLink,
     Delivery,
+    Escalation,
     Incident,
     Job,
     JobState,
@@ -353,6 +354,14 @@ class Unit(Protocol):
         ...
 
     async def override(self, override_id: int) -> OncallOverride | None: ...
+
+    async def escalation(self, escalation_id: int) -> Escalation | None: ...
+
+    async def escalations(
+        self, incident_id: int | None = None, *, active: bool = True
+    ) -> list[Escalation]:
+        """Escalations (of one incident, or all), the active ones only unless `active=False`."""
+        ...
 
 
 class Store(Protocol):

@@ -23,6 +23,7 @@ from bot.lifecycle import Lifecycle
 from bot.models import Incident
 from bot.oncall import Oncall
 from bot.oncall_commands import parse_oncall
+from bot.paging import Paging
 from bot.ports import (
     SYSTEM,
     Actor,
@@ -42,7 +43,7 @@ Read = Callable[[Any, Actor, ChannelRef], Awaitable[Reply]]
 Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
-class IncidentService(Lifecycle, Timeline, ActionItems, Oncall, ServiceBase):
+class IncidentService(Paging, Lifecycle, Timeline, ActionItems, Oncall, ServiceBase):
     def __init__(
         self,
         *,
@@ -115,7 +116,6 @@ class IncidentService(Lifecycle, Timeline, ActionItems, Oncall, ServiceBase):
             c.RunbookList: "Runbooks arrive",
             c.RunbookRun: "Runbooks arrive",
             c.RunbookStatus: "Runbooks arrive",
-            c.Page: "Paging arrives",
             c.Postmortem: "Postmortems arrive",
         }.get(type(command), "This command arrives")
         return Reply(f"{what} in a later version of Opsroom; nothing was done.", ok=False)

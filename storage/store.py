@@ -24,6 +24,7 @@ from bot.models import (
     DeliveryAction,
     DeliveryState,
     EntryKind,
+    Escalation,
     InboundEvent,
     Incident,
     IncidentCounter,
@@ -493,6 +494,20 @@ class SqlUnit:
 
     async def override(self, override_id: int) -> OncallOverride | None:
         return await self.session.get(OncallOverride, override_id)
+
+    async def escalation(self, escalation_id: int) -> Escalation | None:
+        return await self.session.get(Escalation, escalation_id, populate_existing=True)
+
+    async def escalations(
+        self, incident_id: int | None = None, *, active: bool = True
+    ) -> list[Escalation]:
+        query = select(Escalation)
+        if incident_id is not None:
+            query = query.where(col(Escalation.incident_id) == incident_id)
+        if active:
+            query = query.where(col(Escalation.state) == "active")
+        result = await self.session.execute(query.order_by(col(Escalation.id)))
+        return list(result.scalars())
 
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.

@@ -151,6 +151,7 @@ PARSED: list[tuple[str, Command]] = [
     ("runbook status", RunbookStatus()),
     ("page database-oncall", Page(target="database-oncall")),
     ("page @bob", Page(target="@bob")),
+    ("page Primary db is down", Page(target="primary", message="db is down")),
     ("postmortem", Postmortem()),
     ("mirror slack", MirrorTo(platform="slack")),
     ("mirror Discord", MirrorTo(platform="discord")),

@@ -346,7 +346,6 @@ async def test_later_capabilities_say_they_come_in_a_later_version(core: Core) -
         "runbook list": "Runbooks arrive",
         "runbook run outage-triage": "Runbooks arrive",
         "runbook status": "Runbooks arrive",
-        "page @bob": "Paging arrives",
         "postmortem": "Postmortems arrive",
     }
     for text, what in expected.items():
