@@ -241,14 +241,17 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
         await run_text(interaction, f"cancel {reason}", incident)
 
     @group.command(name="page", description="Page an escalation policy or a person")
-    @app_commands.describe(policy="Escalation policy", person="Person to page")
+    @app_commands.describe(policy="Escalation policy", person="Person to page",
+                           message="What the people paged read")
     @on_incident
     async def page(interaction: discord.Interaction, policy: str | None = None,
-                   person: discord.Member | None = None, incident: int | None = None) -> None:
+                   person: discord.Member | None = None, message: str | None = None,
+                   incident: int | None = None) -> None:
         target = _mention(person) or policy
         if not target:
             raise c.UsageError(f"name a policy or a person. Usage: {c.USAGE['page']}")
-        await run(interaction, c.Page(target=target, incident=incident))
+        await run(interaction, c.Page(target=target if person else target.lower(),
+                                      message=(message or "").strip(), incident=incident))
 
     @group.command(name="postmortem", description="Start the postmortem")
     @on_incident
