@@ -197,8 +197,6 @@ class Catalog(_Strict):
     schedules: list[Schedule] = []
     # Who is paged in what order (bot/paging.py); `/incident page <policy>`, `page:` above.
     escalation_policies: list[EscalationPolicy] = []
-    # When `opsroom oncall check` runs as a daily job (crontab, in `timezone`); null: never.
-    oncall_check: str | None = "0 10 * * *"
 
     @field_validator("timezone")
     @classmethod
@@ -219,7 +217,7 @@ class Catalog(_Strict):
                 raise ValueError(f'"{item}" is not a status: use {", ".join(names)}')
         return value
 
-    @field_validator("action_digest", "oncall_check")
+    @field_validator("action_digest")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         return None if value is None else check_cron(value)

@@ -119,13 +119,13 @@ async def coverage_problems(
             spec = people.person(name)
             if name.startswith("<@"):
                 continue  # an override for a raw chat account: reachable there
-            if spec is None or not (spec.platforms or spec.notify_webhook):
+            if spec is None or not spec.platforms:
                 known = " (seen in chat, but not in people:)" if name in learned else ""
                 out.append(
                     Problem(
                         schedule.name,
-                        f"@{name} cannot be reached: no Slack or Discord account or "
-                        f"notify_webhook in people:{known}",
+                        f"@{name} cannot be reached: no Slack or Discord account in "
+                        f"people:{known}",
                     )
                 )
         for moment in ambiguous_handoffs(schedule, now, end):

@@ -38,8 +38,6 @@ class PersonSpec(BaseModel):
     name: str
     slack: str | None = None  # Slack user id, U0ALICE001
     discord: str | None = None  # Discord user id (digits)
-    # Called with templated JSON on a page (SMS or phone bridges); see bot/paging.
-    notify_webhook: str | None = None
 
     @field_validator("name")
     @classmethod

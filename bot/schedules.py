@@ -152,7 +152,6 @@ class Schedule(_Strict):
     name: str
     timezone: str = "UTC"
     layers: list[Layer]
-    channel: str | None = None  # where shift changes are announced (a channel name)
     description: str = ""
 
     @field_validator("timezone")

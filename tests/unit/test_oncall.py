@@ -134,7 +134,6 @@ async def test_coverage_check_reports_gaps_unreachable_people_and_ambiguous_hand
     assert ("primary", "nobody") not in [(s, t[:6]) for s, t in texts]
     assert any(s == "nights" and t.startswith("nobody is on call from Sat 28 Nov 00:00 EST")
                for s, t in texts)
-    assert ("nights", "@dave cannot be reached: no Slack or Discord account or notify_webhook "
-                      "in people:") in texts
+    assert ("nights", "@dave cannot be reached: no Slack or Discord account in people:") in texts
     # 01:30 on 1 Nov 2026 happens twice in New York, but that is before the clock: nothing.
     assert not any("happens twice" in t for _, t in texts)
