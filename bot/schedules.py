@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -128,7 +129,7 @@ class Layer(_Strict):
             )
         return self
 
-    @property
+    @cached_property
     def period(self) -> timedelta:
         """The length of one shift in local wall-clock time."""
         if self.rotation == "daily":
@@ -138,6 +139,10 @@ class Layer(_Strict):
         return parse_duration(self.rotation)
 
     def anchor(self) -> datetime:
+        return self._anchor
+
+    @cached_property
+    def _anchor(self) -> datetime:
         """The first handoff, as a naive local wall time: the start date (or the first of the
         handoff's weekday on or after it) at the handoff time."""
         m = _HANDOFF_RE.match(self.handoff.strip().lower())
@@ -389,11 +394,11 @@ def _layer_person(layer: Layer, tz: ZoneInfo, at: datetime) -> str | None:
     anchor, period = layer.anchor(), layer.period
     k = (_local(at, tz) - anchor) // period
     # The local estimate is off by one at most around a daylight-saving change.
-    for j in (k - 1, k, k + 1):
-        if j < 0:
-            continue
-        if _boundary(layer, tz, j) <= at < _boundary(layer, tz, j + 1):
-            return layer.users[j % len(layer.users)]
+    first = max(0, k - 1)
+    bounds = [_boundary(layer, tz, j) for j in range(first, k + 3)]
+    for i in range(len(bounds) - 1):
+        if bounds[i] <= at < bounds[i + 1]:
+            return layer.users[(first + i) % len(layer.users)]
     return None
 
 
