@@ -531,6 +531,7 @@ async def run_service(settings: Settings) -> None:
                 web=web,
                 metrics=metrics_router(core.engine, core.clock.now, timer),
                 alerts=(core.service, alert_auth(settings, core.catalog)),
+                routers=[oncall_router_from(core)],
             ),
             host=settings.opsroom_http_host,
             port=settings.opsroom_http_port,
@@ -872,6 +873,122 @@ def jobs(
     typer.echo(f"{len(lines)} {what} job{'s' if len(lines) != 1 else ''}{more}:")
     for line in lines:
         typer.echo(line)
+
+
+oncall_app = typer.Typer(
+    help="On-call schedules: who is on call, coverage problems, calendar feed keys.",
+    no_args_is_help=True,
+)
+app.add_typer(oncall_app, name="oncall")
+
+
+def oncall_router_from(core: Core) -> Any:
+    """The `/oncall/<schedule>.ics` feeds of the HTTP app."""
+    from adapters.oncall_ics import oncall_router
+
+    secret = core.settings.opsroom_ics_secret
+    return oncall_router(
+        store=core.store,
+        catalog=core.catalog,
+        clock=core.clock,
+        secret=secret.get_secret_value() if secret else None,
+    )
+
+
+@oncall_app.command("who")
+def oncall_who(
+    schedule: str | None = typer.Argument(None, help="A schedule (every one when left out)."),
+) -> None:
+    """Who is on call now, and until when."""
+    _oncall_print(f"who {schedule or ''}")
+
+
+@oncall_app.command("schedule")
+def oncall_schedule(
+    schedule: str = typer.Argument(..., help="The schedule."),
+    days: int = typer.Option(7, "--days", min=1, max=90, help="How many days ahead."),
+) -> None:
+    """The next shifts of a schedule."""
+    _oncall_print(f"schedule {schedule} {days}")
+
+
+def _oncall_print(text: str) -> None:
+    from bot.ports import Actor, ChannelRef
+
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+
+    async def go() -> Any:
+        core = await build_core(settings)
+        try:
+            actor = Actor("console", "cli", "cli", "@cli")
+            return await core.service.handle_oncall_text(
+                text, actor=actor, where=ChannelRef("console", "cli")
+            )
+        finally:
+            await core.engine.dispose()
+
+    reply = asyncio.run(go())
+    if not reply.ok:
+        fail(reply.text, code=1)
+    typer.echo(reply.text)
+
+
+@oncall_app.command("check")
+def oncall_check(
+    days: int = typer.Option(14, "--days", min=1, max=90, help="How many days ahead to check."),
+) -> None:
+    """Gaps (nobody on call), people nobody can reach, handoffs at ambiguous local times.
+    Exits 1 when it finds a problem, so a CI job or cron can alert on it."""
+    from bot.oncall import coverage_problems
+
+    settings = load_settings()
+    setup_logging(settings, default="WARNING")
+    catalog = catalog_from(settings)
+    clock = clock_from(settings.opsroom_fake_now)
+
+    async def go() -> list[Any]:
+        engine, location = await open_database(settings)
+        try:
+            async with SqlStore(engine).unit() as u:
+                return await coverage_problems(u, catalog, clock.now(), days)
+        except Exception as exc:
+            fail(f"cannot read overrides from {location.shown}: {describe_error(exc)}")
+        finally:
+            await engine.dispose()
+
+    if not catalog.schedules:
+        typer.echo("No schedules in the catalog: nothing to check.")
+        return
+    problems = asyncio.run(go())
+    if not problems:
+        typer.echo(f"On-call coverage is fine for the next {days} days "
+                   f"({len(catalog.schedules)} schedules).")
+        return
+    typer.echo(f"{len(problems)} on-call problem{'s' if len(problems) != 1 else ''} "
+               f"in the next {days} days:")
+    for p in problems:
+        typer.echo(f"  {p.schedule}: {p.text}")
+    raise typer.Exit(1)
+
+
+@oncall_app.command("ics-key")
+def oncall_ics_key(schedule: str = typer.Argument(..., help="The schedule.")) -> None:
+    """Print the key of a schedule's calendar feed, and the URL to subscribe to."""
+    from adapters.oncall_ics import ics_key
+
+    settings = load_settings()
+    catalog = catalog_from(settings)
+    found = catalog.schedule(schedule)
+    if found is None:
+        names = ", ".join(catalog.schedule_names) or "none (add schedules: to the catalog)"
+        fail(f'unknown schedule "{schedule}": use {names}')
+    if settings.opsroom_ics_secret is None:
+        fail("set OPSROOM_ICS_SECRET (any long random string) to turn the calendar feeds on")
+    key = ics_key(settings.opsroom_ics_secret.get_secret_value(), found.name)
+    typer.echo(key)
+    host = f"{settings.opsroom_http_host}:{settings.opsroom_http_port}"
+    typer.echo(f"http://{host}/oncall/{found.name}.ics?key={key}", err=True)
 
 
 def job_line(job: Job, incident: int | None, catalog: Catalog) -> str:

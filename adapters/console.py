@@ -44,6 +44,7 @@ BOT_NAME = "opsroom"
 
 CONSOLE_HELP = """Console commands:
   /incident ...            run an incident command (/incident help lists them)
+  /oncall ...              who is on call, schedules, overrides (/oncall help lists them)
   /join #channel           switch channel        /channels   list channels
   > text                   reply in this channel's timeline thread (a timeline entry)
   /react <n> pushpin       react to message n (📌 records it as a key event); /unreact <n> pushpin
@@ -318,7 +319,7 @@ class PromptReader:
 
 
 _CONSOLE_VERBS = ("/incident", "/join", "/channels", "/react", "/unreact", "/history", "/help",
-                  "/quit")
+                  "/quit", "/oncall")
 
 
 def subcommand_words(usage: dict[str, str] | None = None) -> dict[str, list[str]]:
@@ -555,6 +556,12 @@ class ConsoleSession:
     async def handle(self, line: str) -> None:
         if line.startswith("/incident"):
             await self.incident(line[len("/incident") :].strip())
+        elif line == "/oncall" or line.startswith("/oncall "):
+            text = line[len("/oncall") :].strip()
+            result = await self.service.handle_oncall_text(
+                text, actor=self.actor, where=self.where()
+            )
+            self.reply(result.text)
         elif line.startswith(">"):
             await self.thread_reply(line[1:].strip())
         elif line.startswith(("/react ", "/unreact ")) or line in ("/react", "/unreact"):

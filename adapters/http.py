@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -43,10 +44,13 @@ def create_app(
     web: WebContext | None = None,
     metrics: APIRouter | None = None,
     alerts: tuple[Alerts, AlertAuth] | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
     if metrics is not None:  # GET /metrics (adapters/metrics.py)
         app.include_router(metrics)
+    for router in routers:  # the on-call calendar feeds, ...
+        app.include_router(router)
 
     if alerts is not None:
         from adapters.alerts_http import alerts_router

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     openai_model: str = "gpt-4o-mini"
     openai_budget_s: float = Field(default=8.0, gt=0)
     opsroom_redact_patterns: list[str] = []  # JSON list of extra regexes to mask
+    # Signs the on-call calendar feed keys (`opsroom oncall ics-key`); unset: feeds are off.
+    opsroom_ics_secret: SecretStr | None = None
 
     _database: DatabaseLocation | None = PrivateAttr(default=None)
 

@@ -62,6 +62,7 @@ _CHANGES_INCIDENT = frozenset(
 _PLANS_REMINDERS = _CHANGES_INCIDENT | {EntryKind.SYSTEM, EntryKind.ACTION_ITEM}
 
 
+_CHAT_ACCOUNTS = frozenset({"slack", "discord"})  # platforms whose user ids the bot learns names of
 TITLE_LIMIT = 200  # characters; longer titles do not fit a channel topic or an announcement
 # Mentions that are never a person: the bot itself in the console (adapters add their bot's id).
 NOT_PEOPLE = ("@opsroom",)
@@ -228,6 +229,9 @@ class ServiceBase:
             created_at=now,
         )
         await u.append(entry)
+        if actor.platform in _CHAT_ACCOUNTS and actor.user_id and actor.name:
+            # So this account can be shown by name where it has no account (bot/people.py).
+            await u.learn_person(actor.platform, actor.user_id, actor.name, now)
         outbox: list[Delivery] = []
         for link in await u.links(_id(incident)):
             if link.state in _GONE:
@@ -245,6 +249,9 @@ class ServiceBase:
         return entry
 
     record = _record  # job handlers (bot/jobs.py) record the same way
+
+    async def _on_declared(self, u: Unit, incident: Incident, actor: Actor) -> None:
+        """Called in the transaction that declares `incident` (paging hooks in here)."""
 
     async def _refresh_only(self, u: Unit, incident: Incident) -> None:
         """Queue a summary refresh without a new entry (e.g. an edited timeline message)."""

@@ -19,6 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bot.models import Status
+from bot.people import PersonSpec
+from bot.policies import EscalationPolicy
+from bot.schedules import Schedule
 from bot.steps import StepSpec, parse_step
 from bot.templates import TemplateProblem, check_value, sample_context
 from bot.timing import check_cron, parse_duration, zone
@@ -69,6 +72,7 @@ class Severity(_Strict):
     # Whether closing needs every action item done or cancelled and a postmortem (unless the
     # commander or declarer forces it with a reason).
     close_requires_postmortem: bool = True
+    page: str | None = None  # an escalation policy paged when an incident is declared at it
 
     _name = field_validator("name")(_check_name)
 
@@ -154,6 +158,7 @@ class IncidentType(_Strict):
     private: bool = False
     ai: bool = True
     mirror_to: list[str] = []  # other platforms an incident of this type gets a channel on
+    page: str | None = None  # an escalation policy paged when an incident of it is declared
 
     _name = field_validator("name")(_check_name)
 
@@ -424,6 +429,12 @@ class Catalog(_Strict):
         return value
     runbooks: list[Runbook] = []
     workflows: list[Workflow] = []
+    # People with their chat accounts (the only link between a Slack and a Discord account).
+    people: list[PersonSpec] = []
+    # On-call schedules (bot/schedules.py); `/oncall who <name>`.
+    schedules: list[Schedule] = []
+    # Who is paged in what order (bot/paging.py); `/incident page <policy>`, `page:` above.
+    escalation_policies: list[EscalationPolicy] = []
 
     @field_validator("timezone")
     @classmethod
@@ -471,6 +482,39 @@ class Catalog(_Strict):
             for i, name in enumerate(names):
                 if name in names[:i]:
                     raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
+        for i, pol in enumerate(self.escalation_policies):
+            for j, step in enumerate(pol.steps):
+                for name in step.schedules:
+                    if name not in self.schedule_names:
+                        raise ValueError(
+                            f'escalation_policies[{i}] ({pol.name}).steps[{j}]: unknown schedule '
+                            f'"{name}": use {", ".join(self.schedule_names) or "none defined"}'
+                        )
+        policies = [p.name for p in self.escalation_policies]
+        pagers: list[tuple[str, int, str, str | None]] = [
+            ("severities", i, s.name, s.page) for i, s in enumerate(self.severities)
+        ] + [("incident_types", i, t.name, t.page) for i, t in enumerate(self.incident_types)]
+        for label, i, item, page in pagers:
+            if page is not None and page not in policies:
+                raise ValueError(
+                    f'{label}[{i}] ({item}).page: unknown escalation policy '
+                    f'"{page}": use {", ".join(policies) or "none defined"}'
+                )
+        for label, named in (
+            ("people", self.people),
+            ("schedules", self.schedules),
+            ("escalation_policies", self.escalation_policies),
+        ):
+            seen = [str(getattr(i, "name", "")) for i in named]
+            for i, name in enumerate(seen):
+                if name in seen[:i]:
+                    raise ValueError(f'{label}[{i}] ({name}): duplicate name "{name}"')
+        for i, sched in enumerate(self.schedules):
+            if not NAME_RE.match(sched.name):
+                raise ValueError(
+                    f'schedules[{i}] ({sched.name}): "{sched.name}" must be lowercase letters, '
+                    'digits, "-" or "_", starting with a letter'
+                )
         if "commander" not in self.role_names:
             raise ValueError('roles: must include "commander"')
         for i, info in enumerate(self.statuses):
@@ -567,6 +611,16 @@ class Catalog(_Strict):
 
     def severity(self, name: str) -> Severity | None:
         return next((s for s in self.severities if s.name == name), None)
+
+    def schedule(self, name: str) -> Schedule | None:
+        return next((s for s in self.schedules if s.name == name.lower()), None)
+
+    @property
+    def schedule_names(self) -> list[str]:
+        return [s.name for s in self.schedules]
+
+    def policy(self, name: str) -> EscalationPolicy | None:
+        return next((p for p in self.escalation_policies if p.name == name.lower()), None)
 
     def incident_type(self, name: str) -> IncidentType | None:
         return next((t for t in self.incident_types if t.name == name), None)

@@ -226,6 +226,7 @@ class RunbookApprove(Command):
 @dataclass(frozen=True, kw_only=True)
 class Page(Command):
     target: str
+    message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,7 +301,7 @@ USAGE: dict[str, str] = {
         "runbook cancel [<run>] | runbook retry [<run>] | runbook check [<run>] <n> | "
         "runbook skip [<run>] <n> | runbook approve [<run>]"
     ),
-    "page": "/incident page <policy|@user>",
+    "page": "/incident page <policy|@user> [message]",
     "postmortem": "/incident postmortem   (a new version of the postmortem, posted as a file)",
     "time": (
         "/incident time <impact_started|declared|acknowledged|mitigated|resolved|closed> <when>"
@@ -512,6 +513,13 @@ def _parse_runbook(rest: str) -> Command:
     )
 
 
+def _parse_page(rest: str) -> Command:
+    target, _, message = rest.partition(" ")
+    if is_group_mention(target):
+        raise _usage("page", not_a_person(target))
+    return Page(target=target if is_mention(target) else target.lower(), message=message.strip())
+
+
 def _parse_declare(rest: str) -> Command:
     type_ = None
     m = re.match(r"^type=(\S*)\s*", rest, flags=re.IGNORECASE)
@@ -600,7 +608,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "cancel": lambda r: Cancel(reason=_need_text("cancel", r)),
     "action": _parse_action,
     "runbook": _parse_runbook,
-    "page": lambda r: Page(target=_need_text("page", r)),
+    "page": lambda r: _parse_page(_need_text("page", r)),
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
     "reminders": lambda r: _bare("reminders", r, ShowReminders),

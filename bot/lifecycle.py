@@ -172,6 +172,7 @@ class Lifecycle(ServiceBase):
                 ),
                 data=_suggestion_data(suggested),
             )
+            await self._on_declared(u, incident, actor)
         self._notify()
         missing = [f.name for f in itype.fields if f.required and f.name not in fields]
         extra = f" Required before resolve: {', '.join(missing)}." if missing else ""

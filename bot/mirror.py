@@ -16,7 +16,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bot.catalog import Catalog
@@ -30,6 +30,7 @@ from bot.models import (
     LinkState,
     TimelineEntry,
 )
+from bot.people import Directory, mentioned_ids
 from bot.ports import (
     ChannelNameTaken,
     ChatPort,
@@ -42,7 +43,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
-from bot.render import Message, announcement, entry_message, summary, topic
+from bot.render import Button, Message, announcement, entry_message, summary, topic
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,12 @@ class Mirror:
         holder: str | None = None,
         lease_ttl: float = LEASE_TTL,
         public_url: str | None = None,
+        people: Directory | None = None,
     ) -> None:
         self.store = store
         self.public_url = public_url  # OPSROOM_PUBLIC_URL: summaries link to the web view
+        # Mentions are stored as written; each platform is shown each person as themselves.
+        self.people = people or Directory(catalog.people)
         self.ports = dict(ports)
         self.catalog = catalog
         self.clock: Clock = clock or SystemClock()
@@ -403,6 +407,7 @@ class Mirror:
             incident = await u.incident_by_id(delivery.incident_id)
             entry = await u.entry(delivery.entry_id) if delivery.entry_id else None
             assert link is not None and incident is not None
+            await self._learn_names(u, incident, entry)
             port = self.ports.get(link.platform)
             if port is None:
                 raise RuntimeError(f"{link.platform} is not connected")
@@ -417,6 +422,7 @@ class Mirror:
                 summary_msg = await summary_for(
                     u, incident, self.catalog, self.clock.now(), self.public_url
                 )
+                summary_msg = self.people.localize_message(summary_msg, link.platform)
             doc = None
             if delivery.action is DeliveryAction.UPLOAD_FILE and entry is not None:
                 doc = await u.postmortem(int(entry.data.get("postmortem") or 0))
@@ -429,10 +435,15 @@ class Mirror:
                 raise
         if delivery.action is DeliveryAction.DIRECT_MESSAGE:
             assert entry is not None
-            user = entry.data.get("dm")
+            # A page names the person's account on each platform (bot/paging.py).
+            user = (entry.data.get("dm_accounts") or {}).get(link.platform) or entry.data.get("dm")
             if not user:
                 raise _Skip("nobody to message")
             message = entry_message(entry, incident, cross_platform=False)
+            message = self.people.localize_message(message, link.platform)
+            if entry.data.get("page"):
+                ack = Button("Acknowledge", "ack", str(incident.number), "primary")
+                message = replace(message, buttons=(*message.buttons, ack))
             await port.send_dm(user=str(user), message=message)
             return None
         if delivery.action is DeliveryAction.ANNOUNCE:
@@ -475,6 +486,22 @@ class Mirror:
             await port.update(channel_id=link.channel_id, message_id=posted, message=message)
             return posted
         return await self._post_entry(port, link, incident, entry, delivery)
+
+    async def _learn_names(
+        self, u: Unit, incident: Incident, entry: TimelineEntry | None
+    ) -> None:
+        """Load the names chat taught us for the raw mentions about to be shown, so a Slack
+        account shows on Discord as "@alice (Slack)", not as its id."""
+        texts = [*incident.roles.values(), incident.declared_by]
+        if entry is not None:
+            texts.append(entry.text)
+        wanted = [
+            key
+            for key in mentioned_ids(texts)
+            if key not in self.people.learned and self.people.by_account(*key) is None
+        ]
+        for (platform, uid), name in (await u.people_seen(wanted)).items():
+            self.people.learn(platform, uid, name)
 
     def _post_key(self, delivery: Delivery, step: str = "") -> tuple[str, bool]:
         """The key a post of `delivery` carries, and whether it may have gone out already: a
@@ -582,6 +609,7 @@ class Mirror:
         text = topic(
             incident, update_cadence(self.catalog, incident), self.clock.now(), self.catalog.tz
         )
+        text = self.people.localize(text, link.platform)
         if text != link.topic and link.channel_id is not None:
             await port.set_topic(channel_id=link.channel_id, topic=text)
             await self._save_link(link, topic=text)
@@ -604,11 +632,13 @@ class Mirror:
         delivery: Delivery,
     ) -> str:
         assert link.channel_id is not None
-        invitee = entry.data.get("invite")
-        if invitee and entry.source == link.platform:
+        invitee = entry.data.get("invite") if entry.source == link.platform else None
+        invitee = (entry.data.get("invite_accounts") or {}).get(link.platform) or invitee
+        if invitee:
             await self._invite(port, link.channel_id, [invitee])
         cross = entry.source not in (link.platform, "system")
         message = entry_message(entry, incident, cross_platform=cross)
+        message = self.people.localize_message(message, link.platform)
         thread = link.thread_id if in_thread(entry) else None
         key, recheck = self._post_key(delivery)
         return await port.post(
@@ -640,6 +670,7 @@ class Mirror:
                 raise _Skip(f"announcement channel #{name} not found")
             self._announce_ids[cached] = channel_id
         message = announcement(entry, incident, link.channel_name)
+        message = self.people.localize_message(message, link.platform)
         key, recheck = self._post_key(delivery)
         try:
             return await port.post(channel_id=channel_id, message=message, key=key,

@@ -80,6 +80,7 @@ class EntryKind(StrEnum):
     ALERT = "alert"
     REMINDER = "reminder"
     SYSTEM = "system"
+    PAGE = "page"  # paging and escalation (bot/paging.py): paged, escalated, acknowledged
 
 
 class ActionStatus(StrEnum):
@@ -426,3 +427,51 @@ class RunbookRun(SQLModel, table=True):
     progress_entry_id: int | None = Field(default=None, foreign_key="timelineentry.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+class Person(SQLModel, table=True):
+    """A chat account and the name the bot last saw it use (see bot/people.py). Accounts are
+    linked into one person only by the catalog's `people:`, never by a matching name."""
+
+    __table_args__ = (sa.UniqueConstraint("platform", "user_id", name="uq_person_account"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str
+    user_id: str
+    name: str
+    seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OncallOverride(SQLModel, table=True):
+    """Somebody on call for a schedule instead of whoever its layers say, from start to end."""
+
+    __table_args__ = (sa.Index("ix_override_schedule_end", "schedule", "end_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    schedule: str
+    person: str  # a person's name (catalog `people:`), or a mention as typed
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    removed: bool = False
+
+
+class Escalation(SQLModel, table=True):
+    """One escalation policy (or one person) being paged for an incident (bot/paging.py).
+
+    `round` and `step` name the next step to fire; each step is a job keyed by them, so a step
+    fires once however many workers run. At most one is active per incident and policy."""
+
+    __table_args__ = (sa.Index("ix_escalation_incident_state", "incident_id", "state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incident.id")
+    policy: str  # a policy name, or "@alice" / "<@U123>" for a page of one person
+    state: str = "active"  # active, acknowledged, exhausted, cancelled
+    round: int = 0
+    step: int = 0
+    paged: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # everyone paged so far
+    message: str = ""
+    created_by: str = ""
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    acknowledged_by: str | None = None

@@ -15,9 +15,12 @@ from bot.models import (
     Alert,
     ChannelLink,
     Delivery,
+    Escalation,
     Incident,
     Job,
     JobState,
+    OncallOverride,
+    Person,
     Postmortem,
     RunbookRun,
     TimelineEntry,
@@ -418,6 +421,32 @@ class Unit(Protocol):
 
     async def posted_message(self, link_id: int, entry_id: int) -> str | None:
         """The platform id of the message `entry_id` was posted as in `link_id`'s channel."""
+    # --- people and on-call (bot/people.py, bot/oncall.py) -----------------------------------
+
+    async def learn_person(self, platform: str, user_id: str, name: str, now: datetime) -> None:
+        """Remember the name chat account (platform, user_id) goes by."""
+        ...
+
+    async def people_seen(self, accounts: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The learned names of those of `accounts` the bot has seen."""
+        ...
+
+    async def all_people_seen(self) -> list[Person]: ...
+
+    async def overrides(
+        self, schedule: str | None, *, ending_after: datetime
+    ) -> list[OncallOverride]:
+        """Overrides (of `schedule`, or of all) not removed that end after `ending_after`."""
+        ...
+
+    async def override(self, override_id: int) -> OncallOverride | None: ...
+
+    async def escalation(self, escalation_id: int) -> Escalation | None: ...
+
+    async def escalations(
+        self, incident_id: int | None = None, *, active: bool = True
+    ) -> list[Escalation]:
+        """Escalations (of one incident, or all), the active ones only unless `active=False`."""
         ...
 
 

@@ -142,6 +142,7 @@ _ENTRY_ICON = {
     EntryKind.ALERT: "🔔",
     EntryKind.REMINDER: "⏰",
     EntryKind.SYSTEM: "ℹ️",
+    EntryKind.PAGE: "📟",
 }
 
 
@@ -172,6 +173,8 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
         text = f"{icon} {author}{via}: {entry.text}"
     elif entry.kind is EntryKind.REMINDER:
         text = f"{icon} {entry.text}"  # the bot's own nudge: no "(Opsroom)" after it
+    elif entry.kind is EntryKind.PAGE:
+        text = entry.text  # each paging line starts with its own sign (📟, ⬆️, ✅, ⚠️)
     elif entry.kind is EntryKind.STATUS_UPDATE:
         head = f"Status update on #{incident.number} {incident.title} by {author}{via}"
         text = f"{icon} {head}:\n{entry.text}"

@@ -22,6 +22,9 @@ from bot.base import NOT_PEOPLE, TITLE_LIMIT, Reply, ServiceBase, ServiceError, 
 from bot.catalog import Catalog
 from bot.lifecycle import Lifecycle
 from bot.models import Incident
+from bot.oncall import Oncall
+from bot.oncall_commands import parse_oncall
+from bot.paging import Paging
 from bot.ports import (
     SYSTEM,
     Actor,
@@ -44,7 +47,7 @@ Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
 class IncidentService(
-    Alerts, Postmortems, Lifecycle, Timeline, ActionItems, Runbooks, ServiceBase
+    Paging, Alerts, Postmortems, Lifecycle, Timeline, ActionItems, Runbooks, Oncall, ServiceBase
 ):
     def __init__(
         self,
@@ -80,6 +83,14 @@ class IncidentService(
         """Parse `/incident` text and run it; a malformed command gets its usage, nothing else."""
         try:
             command = c.parse(text)
+        except c.UsageError as exc:
+            return Reply(str(exc), ok=False)
+        return await self.handle(command, actor=actor, where=where)
+
+    async def handle_oncall_text(self, text: str, *, actor: Actor, where: ChannelRef) -> Reply:
+        """Parse `/oncall` text and run it; a malformed command gets its usage, nothing else."""
+        try:
+            command = parse_oncall(text)
         except c.UsageError as exc:
             return Reply(str(exc), ok=False)
         return await self.handle(command, actor=actor, where=where)
@@ -125,8 +136,10 @@ class IncidentService(
         return (replies[-1] if replies else Reply("Nothing to change.")), None
 
     def _not_configured(self, command: c.Command) -> Reply:
-        what = "Paging arrives" if isinstance(command, c.Page) else "This command arrives"
-        return Reply(f"{what} in a later version of Opsroom; nothing was done.", ok=False)
+        return Reply(
+            f"/incident {type(command).__name__.lower()} is not available here; nothing was done.",
+            ok=False,
+        )
 
     async def _help(self, cmd: c.Help, actor: Actor, where: ChannelRef) -> Reply:
         if cmd.topic:

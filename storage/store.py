@@ -25,12 +25,15 @@ from bot.models import (
     DeliveryAction,
     DeliveryState,
     EntryKind,
+    Escalation,
     InboundEvent,
     Incident,
     IncidentCounter,
     Job,
     JobState,
     Lease,
+    OncallOverride,
+    Person,
     Postmortem,
     RunbookRun,
     RunState,
@@ -611,6 +614,64 @@ class SqlUnit(ReadQueries):
             )
         )
         return result.scalars().first()
+
+    # --- people and on-call (bot/people.py, bot/oncall.py) -----------------------------------
+
+    async def learn_person(self, platform: str, user_id: str, name: str, now: datetime) -> None:
+        dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
+        insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert_(Person).values(platform=platform, user_id=user_id, name=name, seen_at=now)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["platform", "user_id"],
+                set_={"name": name, "seen_at": now},
+                where=col(Person.name) != name,
+            )
+        )
+
+    async def people_seen(self, accounts: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        if not accounts:
+            return {}
+        ids = [uid for _, uid in accounts]
+        result = await self.session.execute(select(Person).where(col(Person.user_id).in_(ids)))
+        wanted = set(accounts)
+        return {
+            (p.platform, p.user_id): p.name
+            for p in result.scalars()
+            if (p.platform, p.user_id) in wanted
+        }
+
+    async def all_people_seen(self) -> list[Person]:
+        result = await self.session.execute(select(Person).order_by(col(Person.id)))
+        return list(result.scalars())
+
+    async def overrides(
+        self, schedule: str | None, *, ending_after: datetime
+    ) -> list[OncallOverride]:
+        query = select(OncallOverride).where(
+            col(OncallOverride.end_at) > ending_after, col(OncallOverride.removed).is_(False)
+        )
+        if schedule is not None:
+            query = query.where(col(OncallOverride.schedule) == schedule)
+        result = await self.session.execute(query.order_by(col(OncallOverride.start_at)))
+        return list(result.scalars())
+
+    async def override(self, override_id: int) -> OncallOverride | None:
+        return await self.session.get(OncallOverride, override_id)
+
+    async def escalation(self, escalation_id: int) -> Escalation | None:
+        return await self.session.get(Escalation, escalation_id, populate_existing=True)
+
+    async def escalations(
+        self, incident_id: int | None = None, *, active: bool = True
+    ) -> list[Escalation]:
+        query = select(Escalation)
+        if incident_id is not None:
+            query = query.where(col(Escalation.incident_id) == incident_id)
+        if active:
+            query = query.where(col(Escalation.state) == "active")
+        result = await self.session.execute(query.order_by(col(Escalation.id)))
+        return list(result.scalars())
 
 
 # Uses ix_delivery_message (link_id, message_id): one index probe however long the incident.

@@ -22,6 +22,7 @@ from discord import app_commands
 from discord.app_commands import Choice
 
 from bot import commands as c
+from bot.oncall_commands import parse_oncall
 
 if TYPE_CHECKING:
     from adapters.discord.app import DiscordEdge
@@ -116,6 +117,7 @@ class OpsroomTree(app_commands.CommandTree[Any]):
 def build_tree(edge: DiscordEdge) -> OpsroomTree:
     tree = OpsroomTree(edge.client, edge)
     tree.add_command(incident_group(edge))
+    tree.add_command(oncall_group(edge))
 
     @app_commands.guild_only()
     async def add_to_timeline(interaction: discord.Interaction, message: discord.Message) -> None:
@@ -246,14 +248,17 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
         await run_text(interaction, f"cancel {reason}", incident)
 
     @group.command(name="page", description="Page an escalation policy or a person")
-    @app_commands.describe(policy="Escalation policy", person="Person to page")
+    @app_commands.describe(policy="Escalation policy", person="Person to page",
+                           message="What the people paged read")
     @on_incident
     async def page(interaction: discord.Interaction, policy: str | None = None,
-                   person: discord.Member | None = None, incident: int | None = None) -> None:
+                   person: discord.Member | None = None, message: str | None = None,
+                   incident: int | None = None) -> None:
         target = _mention(person) or policy
         if not target:
             raise c.UsageError(f"name a policy or a person. Usage: {c.USAGE['page']}")
-        await run(interaction, c.Page(target=target, incident=incident))
+        await run(interaction, c.Page(target=target if person else target.lower(),
+                                      message=(message or "").strip(), incident=incident))
 
     @group.command(name="postmortem", description="Write a new postmortem version (a file)")
     @on_incident
@@ -446,5 +451,60 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def runbook_approve(interaction: discord.Interaction, number: int | None = None,
                               incident: int | None = None) -> None:
         await run(interaction, c.RunbookApprove(run=number, incident=incident))
+
+    return group
+
+
+def oncall_group(edge: DiscordEdge) -> app_commands.Group:
+    """`/oncall` beside `/incident`: each subcommand writes its options out as the text grammar
+    (bot/oncall_commands.py) reads them, so it means the same as on Slack and the console."""
+    group = app_commands.Group(name="oncall", description="Who is on call, schedules, overrides",
+                               guild_only=True)
+    schedules = _choices(edge.catalog.schedule_names)
+
+    async def run_text(interaction: discord.Interaction, *words: str | None) -> None:
+        await edge.run(interaction, parse_oncall(" ".join(w for w in words if w)))
+
+    def on_schedule(fn: F) -> F:
+        fn = app_commands.describe(schedule="On-call schedule")(fn)
+        return app_commands.choices(schedule=schedules)(fn) if schedules else fn
+
+    @group.command(name="who", description="Who is on call now, and until when")
+    @on_schedule
+    async def who(interaction: discord.Interaction, schedule: str | None = None) -> None:
+        await run_text(interaction, "who", schedule)
+
+    @group.command(name="schedule", description="The next shifts of a schedule")
+    @on_schedule
+    @app_commands.describe(days="How many days ahead (7 unless given)")
+    async def schedule_(interaction: discord.Interaction, schedule: str,
+                        days: app_commands.Range[int, 1, 90] | None = None) -> None:
+        await run_text(interaction, "schedule", schedule, str(days) if days else None)
+
+    @group.command(name="override", description="Put someone on call for a while")
+    @on_schedule
+    @app_commands.describe(person="Who is on call instead", length="How long, e.g. 4h (from now "
+                           "or from `start`)", start="From when (now unless given)",
+                           end="Until when (instead of a length)")
+    async def override(interaction: discord.Interaction, schedule: str, person: discord.User,
+                       length: str | None = None, start: str | None = None,
+                       end: str | None = None) -> None:
+        mention = _mention(person)
+        if end:
+            await run_text(interaction, "override", schedule, mention, start or "now", "to", end)
+        elif length:
+            await run_text(interaction, "override", schedule, mention, start, "for", length)
+        else:
+            raise c.UsageError("give the override a length (for example 4h) or an end")
+
+    @group.command(name="overrides", description="Overrides now and ahead")
+    @on_schedule
+    async def overrides(interaction: discord.Interaction, schedule: str | None = None) -> None:
+        await run_text(interaction, "overrides", schedule)
+
+    @group.command(name="remove-override", description="Remove an override by its id")
+    async def remove_override(interaction: discord.Interaction,
+                              id: app_commands.Range[int, 1, 999_999_999]) -> None:
+        await run_text(interaction, "remove-override", str(id))
 
     return group

@@ -170,6 +170,7 @@ class SlackEdge:
     def _register(self) -> None:
         app = self.app
         app.command("/incident")(self.on_command)
+        app.command("/oncall")(self.on_oncall)
         app.shortcut(DECLARE_SHORTCUT)(self.on_declare_shortcut)
         app.shortcut(TIMELINE_SHORTCUT)(self.on_timeline_shortcut)
         app.view(DECLARE_CALLBACK)(self.on_declare_submit)
@@ -235,6 +236,16 @@ class SlackEdge:
                 )
         finally:
             turn.release()
+        await self.respond(respond, reply)
+
+    async def on_oncall(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        """`/oncall ...`: reads and overrides, no incident; answered ephemeral after the ack."""
+        await ack()
+        actor = await self.actor(command["user_id"], command.get("user_name"))
+        where = self.where(command["channel_id"], team=command.get("team_id", ""))
+        reply = await self.service.handle_oncall_text(
+            (command.get("text") or "").strip(), actor=actor, where=where
+        )
         await self.respond(respond, reply)
 
     async def respond(self, respond: Any, reply: Reply) -> None:

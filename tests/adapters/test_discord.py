@@ -92,7 +92,7 @@ async def test_commands_are_synced_to_the_guild_and_health_waits_for_them(
 
     [put] = rig.fake.calls_to("PUT", COMMANDS)
     body = {command["name"]: command for command in put.json}
-    assert set(body) == {"incident", "Add to timeline"}
+    assert set(body) == {"incident", "oncall", "Add to timeline"}
     assert body["Add to timeline"]["type"] == 3
     incident = body["incident"]
 
@@ -125,7 +125,7 @@ async def test_without_a_guild_commands_are_synced_globally(tmp_path: Path,
     async with discord_rig(tmp_path, catalog, guild=False) as rig:
         assert rig.fake.calls_to("PUT", COMMANDS) == []
         [put] = rig.fake.calls_to("PUT", "/applications/{application_id}/commands")
-        assert put.status == 200 and {c["name"] for c in put.json} == {"incident",
+        assert put.status == 200 and {c["name"] for c in put.json} == {"incident", "oncall",
                                                                        "Add to timeline"}
         assert rig.readiness.ok
 

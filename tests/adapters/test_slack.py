@@ -488,8 +488,9 @@ def test_the_manifest_matches_what_the_app_listens_for() -> None:
     root = Path(__file__).resolve().parents[2]
     manifest = yaml.safe_load((root / "slack-manifest.yaml").read_text())
     features, settings = manifest["features"], manifest["settings"]
-    (command,) = features["slash_commands"]
+    command, oncall = features["slash_commands"]
     assert command["command"] == "/incident"
+    assert oncall["command"] == "/oncall" and oncall["should_escape"] is True
     assert command["should_escape"] is True  # mentions arrive as <@U…>, as the parser expects
     assert {(s["type"], s["callback_id"]) for s in features["shortcuts"]} == {
         ("global", DECLARE_SHORTCUT),

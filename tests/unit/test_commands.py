@@ -153,6 +153,7 @@ PARSED: list[tuple[str, Command]] = [
     ("runbook status", RunbookStatus()),
     ("page database-oncall", Page(target="database-oncall")),
     ("page @bob", Page(target="@bob")),
+    ("page Primary db is down", Page(target="primary", message="db is down")),
     ("postmortem", Postmortem()),
     ("time impact_started 14:05", SetTime(which="impact_started", when="14:05")),
     ("time Mitigated yesterday 9am", SetTime(which="mitigated", when="yesterday 9am")),

@@ -336,18 +336,3 @@ async def test_timeline_lists_entries_in_time_order(core: Core) -> None:
     ]
     key = await core.run("timeline key", where=where)
     assert key.text.splitlines()[1:] == ["e3 14:02 UTC 📌 alice: failover done"]
-
-
-async def test_later_capabilities_say_they_come_in_a_later_version(core: Core) -> None:
-    name = await declare(core)
-    where = core.where(name)
-    before, posted = len(await timeline(core)), len(core.chat.texts(name))
-    expected = {
-        "page @bob": "Paging arrives",
-    }
-    for text, what in expected.items():
-        reply = await core.run(text, where=where)
-        assert not reply.ok
-        assert reply.text == f"{what} in a later version of Opsroom; nothing was done."
-    assert len(await timeline(core)) == before
-    assert len(core.chat.texts(name)) == posted
