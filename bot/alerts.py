@@ -345,10 +345,17 @@ class Alerts(Lifecycle):
         return incident
 
     async def page_from_route(self, u: Unit, incident: Incident, policy: str) -> None:
-        """The hook on-call fills in: page `policy` for an incident a route declared."""
-        logger.info(
-            "alerts: #%s would page %s: paging arrives with on-call", incident.number, policy
-        )
+        """Page `policy` (the route's `page:`) for an incident the route declared, in the same
+        transaction; a policy already paging for it, or one the catalog lacks, is logged."""
+        from bot.paging import start_escalation  # bot.paging builds on the lifecycle too
+
+        try:
+            await start_escalation(
+                u, self.catalog, incident, policy, actor=SYSTEM, now=self.clock.now(),
+                message="declared by an alert route",
+            )
+        except ServiceError as exc:
+            logger.warning("alerts: #%s could not page %s: %s", incident.number, policy, exc)
 
     def _fields_from(self, itype: IncidentType, alert: Alert) -> dict[str, Any]:
         """The type's custom fields the alert's labels or annotations name; a value the field

@@ -3,7 +3,6 @@ route gives at start-up."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -71,12 +70,17 @@ def test_the_default_catalog_routes_urgent_alerts_to_declare(catalog: Catalog) -
     assert route_for(catalog.routes, {"severity": "warning"}).name == "everything-else"  # type: ignore[union-attr]
 
 
-async def test_a_route_that_pages_records_it_and_says_paging_arrives_with_on_call(
-    core: Core, caplog: pytest.LogCaptureFixture
-) -> None:
-    core.service.catalog = core.service.catalog.model_copy(
-        update={"alert_routes": [AlertRoute(name="db", page="database-oncall")]}
-    )
+async def test_a_route_that_pages_starts_its_escalation_policy(core: Core) -> None:
+    from bot.people import PersonSpec
+    from bot.policies import EscalationPolicy
+
+    policy = EscalationPolicy.model_validate(
+        {"name": "database-oncall", "steps": [{"people": ["bob"], "after": "5m"}]})
+    core.service.catalog = core.service.catalog.model_copy(update={
+        "alert_routes": [AlertRoute(name="db", page="database-oncall")],
+        "people": [PersonSpec(name="bob")],
+        "escalation_policies": [policy],
+    })
     event = AlertEvent(
         source="generic",
         fingerprint="disk-db-1",
@@ -85,10 +89,10 @@ async def test_a_route_that_pages_records_it_and_says_paging_arrives_with_on_cal
         severity="critical",
         labels={"alertname": "DiskFull", "service": "database"},
     )
-    with caplog.at_level(logging.INFO, logger="bot.alerts"):
-        [outcome] = await core.service.receive([event])
+    [outcome] = await core.service.receive([event])
     assert outcome.incident == 1
-    assert "#1 would page database-oncall: paging arrives with on-call" in caplog.text
     async with core.store.unit() as u:
-        [declared] = await u.timeline(1)
+        declared = (await u.timeline(1))[0]
+        jobs = await u.pending_jobs(1)
     assert declared.data["page"] == "database-oncall"
+    assert [j.kind for j in jobs if j.kind == "escalation_step"] == ["escalation_step"]
