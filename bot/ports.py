@@ -222,6 +222,33 @@ class Unit(Protocol):
 
     async def incidents(self, *, include_closed: bool) -> list[Incident]: ...
 
+    async def incident_page(
+        self,
+        *,
+        include_closed: bool,
+        limit: int,
+        offset: int = 0,
+        severity: str | None = None,
+        incident_type: str | None = None,
+        person: str | None = None,
+        roles: Sequence[str] = (),
+    ) -> tuple[list[Incident], int]:
+        """Up to `limit` incidents, newest first, skipping `offset`, matching every filter given
+        (`person` holds one of `roles`); and how many match in all."""
+        ...
+
+    async def open_incident_choices(self, typed: str, *, limit: int) -> list[Incident]:
+        """Open incidents whose number starts with `typed` or whose title contains it
+        (`typed` in lower case), newest first, at most `limit`."""
+        ...
+
+    async def timeline_page(
+        self, incident_id: int, *, key_only: bool, limit: int, offset: int = 0
+    ) -> tuple[list[TimelineEntry], int]:
+        """The `limit` entries before the `offset` newest ones, oldest first; and how many
+        there are in all (deleted entries left out)."""
+        ...
+
     async def timeline(
         self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False
     ) -> list[TimelineEntry]: ...

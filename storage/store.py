@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, update
+from sqlalchemy import String, and_, bindparam, cast, exists, func, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from bot.models import (
+    OPEN_STATUS_SQL,
     ActionItem,
     ActionStatus,
     ChannelLink,
@@ -175,6 +176,70 @@ class SqlUnit:
         if not include_closed:
             query = query.where(col(Incident.status).not_in([s for s in Status if not s.is_open]))
         return list((await self.session.execute(query)).scalars())
+
+    async def incident_page(
+        self,
+        *,
+        include_closed: bool,
+        limit: int,
+        offset: int = 0,
+        severity: str | None = None,
+        incident_type: str | None = None,
+        person: str | None = None,
+        roles: Sequence[str] = (),
+    ) -> tuple[list[Incident], int]:
+        where: list[Any] = []
+        if not include_closed:
+            where.append(text(OPEN_STATUS_SQL))  # as ix_incident_open_number says it
+        if severity is not None:
+            where.append(col(Incident.severity) == severity)
+        if incident_type is not None:
+            where.append(col(Incident.type) == incident_type)
+        if person is not None:
+            roles_col = col(Incident.roles)
+            where.append(or_(*(roles_col[r].as_string() == person for r in roles)))
+        page = select(Incident).where(*where).order_by(col(Incident.number).desc())
+        rows = list((await self.session.execute(page.limit(limit).offset(offset))).scalars())
+        if offset == 0 and len(rows) < limit:
+            return rows, len(rows)  # all of them: no count needed
+        total = (await self.session.execute(
+            select(func.count()).select_from(Incident).where(*where))).scalar_one()
+        return rows, int(total)
+
+    async def open_incident_choices(self, typed: str, *, limit: int) -> list[Incident]:
+        query = select(Incident).where(text(OPEN_STATUS_SQL))
+        if typed:
+            pattern = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(
+                cast(col(Incident.number), String).like(f"{pattern}%", escape="\\"),
+                func.lower(col(Incident.title)).like(f"%{pattern}%", escape="\\"),
+            ))
+        query = query.order_by(col(Incident.number).desc()).limit(limit)
+        return list((await self.session.execute(query)).scalars())
+
+    async def timeline_page(
+        self, incident_id: int, *, key_only: bool, limit: int, offset: int = 0
+    ) -> tuple[list[TimelineEntry], int]:
+        where: list[Any] = [
+            col(TimelineEntry.incident_id) == incident_id,
+            col(TimelineEntry.deleted) == False,  # noqa: E712
+        ]
+        if key_only:
+            where.append(col(TimelineEntry.kind) == EntryKind.KEY_EVENT)
+        newest = (
+            select(TimelineEntry)
+            .where(*where)
+            .order_by(col(TimelineEntry.occurred_at).desc(), col(TimelineEntry.id).desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = list((await self.session.execute(newest)).scalars())
+        rows.reverse()
+        if offset == 0 and len(rows) < limit:
+            return rows, len(rows)
+        total = (await self.session.execute(
+            select(func.count()).select_from(TimelineEntry).where(*where))).scalar_one()
+        return rows, int(total)
 
     async def timeline(
         self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False

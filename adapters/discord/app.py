@@ -543,13 +543,10 @@ class DiscordEdge:
 
     async def complete_incident(self, interaction: discord.Interaction[Any],
                                 current: str) -> list[Choice[int]]:
-        async with self.store.unit() as u:
-            incidents = await u.incidents(include_closed=False)
         wanted = current.strip().lstrip("#").lower()
-        found = [i for i in incidents
-                 if not wanted or str(i.number).startswith(wanted) or wanted in i.title.lower()]
-        return [Choice(name=clip(f"#{i.number} {i.title}", 100), value=i.number)
-                for i in found[:25]]
+        async with self.store.unit() as u:  # Discord shows at most 25 choices
+            found = await u.open_incident_choices(wanted, limit=25)
+        return [Choice(name=clip(f"#{i.number} {i.title}", 100), value=i.number) for i in found]
 
     async def complete_type(self, interaction: discord.Interaction[Any],
                             current: str) -> list[Choice[str]]:
