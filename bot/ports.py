@@ -14,6 +14,7 @@ from bot.models import (
     ActionItem,
     ChannelLink,
     Delivery,
+    DeliveryState,
     Incident,
     Job,
     JobState,
@@ -191,6 +192,17 @@ class LeaseTake(StrEnum):
     # midway, so the first thing it was doing may or may not have happened
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A delivery's outcome, as the mirror records it (see Unit.finish_deliveries)."""
+
+    delivery_id: int
+    state: DeliveryState
+    message_id: str | None
+    note: str | None
+    at: datetime
+
+
 class Unit(Protocol):
     """One database transaction. Leaving the `Store.unit()` block commits it."""
 
@@ -309,6 +321,17 @@ class Unit(Protocol):
     async def delivery(self, delivery_id: int) -> Delivery | None: ...
 
     async def has_later_summary_refresh(self, delivery: Delivery) -> bool: ...
+
+    async def deliveries_to_send(
+        self, ids: Sequence[int]
+    ) -> list[tuple[Delivery, ChannelLink, Incident, TimelineEntry | None]]:
+        """Those of `ids` still pending, in queue order, each with what sending it needs: its
+        link, its incident and its entry (one query)."""
+        ...
+
+    async def finish_deliveries(self, done: Sequence[Finished]) -> None:
+        """Record outcomes (one statement for all; each counts one attempt)."""
+        ...
 
     # --- jobs (bot/jobs.py) -------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from bot.models import (
     Status,
     TimelineEntry,
 )
-from bot.ports import LeaseTake
+from bot.ports import Finished, LeaseTake
 from storage import claims
 from storage.claims import claim
 
@@ -106,6 +106,22 @@ _LATER_SUMMARY_REFRESH = select(
         col(Delivery.state) == DeliveryState.PENDING,
         col(Delivery.id) > bindparam("delivery_id"),
     )
+)
+# A delivery with everything sending it needs, in one round trip.
+_TO_SEND = (
+    select(Delivery, ChannelLink, Incident, TimelineEntry)
+    .join(ChannelLink, col(ChannelLink.id) == col(Delivery.link_id))
+    .join(Incident, col(Incident.id) == col(Delivery.incident_id))
+    .outerjoin(TimelineEntry, col(TimelineEntry.id) == col(Delivery.entry_id))
+    .where(col(Delivery.id).in_(bindparam("ids", expanding=True)), _PENDING)
+    .order_by(col(Delivery.id))
+)
+_DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
+_FINISH = (
+    _DELIVERY.update()
+    .where(_DELIVERY.c.id == bindparam("did"))
+    .values(state=bindparam("st"), message_id=bindparam("mid"), last_error=bindparam("note"),
+            sent_at=bindparam("at"), attempts=_DELIVERY.c.attempts + 1)
 )
 
 
@@ -370,6 +386,21 @@ class SqlUnit:
             _LATER_SUMMARY_REFRESH, {"link_id": delivery.link_id, "delivery_id": delivery.id}
         )
         return bool(result.scalar())
+
+    async def deliveries_to_send(
+        self, ids: Sequence[int]
+    ) -> list[tuple[Delivery, ChannelLink, Incident, TimelineEntry | None]]:
+        if not ids:
+            return []
+        result = await self.session.execute(_TO_SEND, {"ids": list(ids)})
+        return [(d, link, incident, entry) for d, link, incident, entry in result.all()]
+
+    async def finish_deliveries(self, done: Sequence[Finished]) -> None:
+        if done:
+            await self.session.execute(_FINISH, [
+                {"did": f.delivery_id, "st": f.state, "mid": f.message_id, "note": f.note,
+                 "at": f.at} for f in done
+            ])
 
     # --- jobs ---------------------------------------------------------------------------
 
