@@ -28,7 +28,7 @@ from adapters.settings import (
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.jobs import JobWorker
-from bot.mirror import Mirror
+from bot.mirror import Mirror, RateLimit
 from bot.models import Job, JobState
 from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
@@ -200,6 +200,14 @@ class Core:
         return scheduler
 
 
+def channel_limits(rate: float) -> dict[str, RateLimit]:
+    """Per-channel pacing: Slack allows about one post a second with short bursts, Discord
+    five per five seconds per channel."""
+    if rate <= 0:
+        return {}
+    return {"slack": RateLimit(rate, burst=10), "discord": RateLimit(rate, burst=5)}
+
+
 async def build_core(
     settings: Settings,
     *,
@@ -215,7 +223,8 @@ async def build_core(
     typer.echo(location.note, err=True)
     clock = clock or clock_from(settings.opsroom_fake_now)
     store = SqlStore(engine)
-    mirror = Mirror(store=store, ports=ports or {}, catalog=catalog, clock=clock)
+    mirror = Mirror(store=store, ports=ports or {}, catalog=catalog, clock=clock,
+                    limits=channel_limits(settings.opsroom_channel_rate))
     default_suggester, default_summarizer = ai_from(settings, catalog)
     wakers: list[Callable[[], None]] = [mirror.wake]
 
@@ -367,6 +376,7 @@ async def run_service(settings: Settings) -> None:
             token=settings.discord_token.get_secret_value(),
             api_url=settings.discord_api_url,  # start() assigns it to discord.http.Route.BASE
             guild_id=settings.discord_guild_id,
+            gateway=settings.discord_gateway,
         )
         core.mirror.ports["discord"] = discord_edge.chat
         await discord_edge.start(readiness)  # ready on gateway READY + commands synced
