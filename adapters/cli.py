@@ -25,6 +25,7 @@ from adapters.settings import (
     database_location,
     prepare_database_dir,
 )
+from bot import retention as bot_retention
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.jobs import JobWorker
@@ -34,6 +35,7 @@ from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
 from bot.service import IncidentService
 from bot.suggest import HeuristicSuggester
+from bot.timing import parse_duration
 from storage.engine import (
     current_revision,
     describe_error,
@@ -198,6 +200,15 @@ class Core:
         )
         self.wakers.append(scheduler.wake)
         return scheduler
+
+
+async def schedule_retention(core: Core) -> None:
+    """Today's retention run (bot/retention.py), with OPSROOM_RETENTION as set now."""
+    try:
+        retention = parse_duration(core.settings.opsroom_retention)
+    except ValueError as exc:
+        fail(f"OPSROOM_RETENTION: {exc}")
+    await bot_retention.schedule_daily(core.store, now=core.clock.now(), retention=retention)
 
 
 def channel_limits(rate: float) -> dict[str, RateLimit]:
@@ -399,6 +410,7 @@ async def run_service(settings: Settings) -> None:
         signal.signal(sig, lambda *_: None)
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     try:
+        await schedule_retention(core)
         await scheduler.start()
         await server.serve()
     finally:

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     opsroom_tick_s: float = Field(default=15.0, gt=0)  # the job worker's safety tick
     # Posts per second to one chat channel (after a short burst); 0: no pacing (429s still are).
     opsroom_channel_rate: float = Field(default=1.0, ge=0)
+    # How long finished jobs and deliveries that map no message are kept (bot/retention.py).
+    opsroom_retention: str = "30d"
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None

@@ -335,6 +335,15 @@ class Unit(Protocol):
 
     # --- jobs (bot/jobs.py) -------------------------------------------------------------
 
+    async def prune_jobs(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` jobs finished (done, cancelled, failed) before `before`."""
+        ...
+
+    async def prune_deliveries(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` finished deliveries older than `before` that map no posted
+        entry (a sent post_entry with its message id is kept); how many went."""
+        ...
+
     async def schedule(self, job: Job, *, move: bool = False) -> None:
         """Insert `job` unless one with its key exists. A cancelled one with that key becomes
         pending again (its reason is back) with `job`'s due time and payload; with `move`, a

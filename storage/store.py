@@ -9,7 +9,19 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, cast, exists, func, insert, or_, text, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -407,6 +419,43 @@ class SqlUnit:
     def _insert(self) -> Any:
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
         return pg_insert if dialect == "postgresql" else sqlite_insert
+
+    async def prune_jobs(self, *, before: datetime, limit: int) -> int:
+        finished = [JobState.DONE, JobState.CANCELLED, JobState.FAILED]
+        # A cancelled job has no finished_at: its creation time stands in.
+        old = (
+            select(col(Job.id))
+            .where(
+                col(Job.state).in_(finished),
+                func.coalesce(col(Job.finished_at), col(Job.created_at)) < before,
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(Job).where(col(Job.id).in_(old)).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def prune_deliveries(self, *, before: datetime, limit: int) -> int:
+        maps_a_post = and_(
+            col(Delivery.action) == DeliveryAction.POST_ENTRY,
+            col(Delivery.message_id).is_not(None),
+        )
+        old = (
+            select(col(Delivery.id))
+            .where(
+                col(Delivery.state) != DeliveryState.PENDING,
+                func.coalesce(col(Delivery.sent_at), col(Delivery.created_at)) < before,
+                ~maps_a_post,
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(Delivery)
+            .where(col(Delivery.id).in_(old))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def schedule(self, job: Job, *, move: bool = False) -> None:
         stmt = self._insert()(Job).values(**job.model_dump(exclude={"id"}))
