@@ -37,9 +37,16 @@ def _daily_key(day: datetime) -> str:
     return f"{KIND}:{day.date().isoformat()}"
 
 
+def next_run(now: datetime) -> datetime:
+    """03:00 UTC today, or tomorrow once that has passed: a quiet hour, never at start-up."""
+    today = datetime.combine(now.astimezone(UTC).date(), time(3), tzinfo=UTC)
+    return today if today > now else today + timedelta(days=1)
+
+
 async def schedule_daily(store: Store, *, now: datetime, retention: timedelta) -> None:
-    """Today's run (due now, once: a done one stays done); with `retention` as it is set now."""
-    job = new_job(KIND, _daily_key(now), now, now=now,
+    """The next run (one per day however often this is called), with `retention` as set now."""
+    due = next_run(now)
+    job = new_job(KIND, _daily_key(due), due, now=now,
                   payload={"retention_s": retention.total_seconds()})
     async with store.unit() as u:
         await u.schedule(job, move=True)
@@ -66,7 +73,6 @@ async def run_retention(ctx: JobContext) -> None:
     if any(n >= BATCH for n in pruned.values()):
         await ctx.u.schedule(new_job(KIND, f"{KIND}:more:{ctx.now.isoformat()}",
                                      ctx.now + FOLLOW_UP, now=ctx.now, payload=payload))
-    tomorrow = datetime.combine(ctx.now.astimezone(UTC).date() + timedelta(days=1), time(3),
-                                tzinfo=UTC)
+    tomorrow = next_run(ctx.now + timedelta(hours=1))
     await ctx.u.schedule(new_job(KIND, _daily_key(tomorrow), tomorrow, now=ctx.now,
                                  payload=payload))
