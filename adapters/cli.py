@@ -27,10 +27,11 @@ from adapters.settings import (
     database_location,
     prepare_database_dir,
 )
+from bot import retention as bot_retention
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.jobs import JobWorker
-from bot.mirror import Mirror
+from bot.mirror import Mirror, RateLimit
 from bot.models import Job, JobState
 from bot.ports import ChatPort, Clock, Suggester, Suggestion, Summarizer
 from bot.redact import Redactor
@@ -38,6 +39,7 @@ from bot.runbooks import RunbookRunner, env_secrets
 from bot.service import IncidentService
 from bot.steps import Tools
 from bot.suggest import HeuristicSuggester
+from bot.timing import parse_duration
 from storage.engine import (
     current_revision,
     describe_error,
@@ -254,6 +256,23 @@ class Core:
         return scheduler
 
 
+async def schedule_retention(core: Core) -> None:
+    """Today's retention run (bot/retention.py), with OPSROOM_RETENTION as set now."""
+    try:
+        retention = parse_duration(core.settings.opsroom_retention)
+    except ValueError as exc:
+        fail(f"OPSROOM_RETENTION: {exc}")
+    await bot_retention.schedule_daily(core.store, now=core.clock.now(), retention=retention)
+
+
+def channel_limits(rate: float) -> dict[str, RateLimit]:
+    """Per-channel pacing: Slack allows about one post a second with short bursts, Discord
+    five per five seconds per channel."""
+    if rate <= 0:
+        return {}
+    return {"slack": RateLimit(rate, burst=10), "discord": RateLimit(rate, burst=5)}
+
+
 async def build_core(
     settings: Settings,
     *,
@@ -272,6 +291,7 @@ async def build_core(
     mirror = Mirror(
         store=store, ports=ports or {}, catalog=catalog, clock=clock,
         public_url=settings.opsroom_public_url,
+        limits=channel_limits(settings.opsroom_channel_rate),
     )
     default_suggester, default_summarizer = ai_from(settings, catalog)
     wakers: list[Callable[[], None]] = [mirror.wake]
@@ -507,6 +527,7 @@ async def run_service(settings: Settings) -> None:
             token=settings.discord_token.get_secret_value(),
             api_url=settings.discord_api_url,  # start() assigns it to discord.http.Route.BASE
             guild_id=settings.discord_guild_id,
+            gateway=settings.discord_gateway,
         )
         core.mirror.ports["discord"] = discord_edge.chat
         await discord_edge.start(readiness)  # ready on gateway READY + commands synced
@@ -551,6 +572,7 @@ async def run_service(settings: Settings) -> None:
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     background.append(asyncio.create_task(_end_streams_on_exit(server, web.stopping)))
     try:
+        await schedule_retention(core)
         await scheduler.start()
         await server.serve()
     finally:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     opsroom_tick_s: float = Field(default=15.0, gt=0)  # the job worker's safety tick
     # The token Alertmanager, Grafana, PagerDuty-speaking tools and generic senders present.
     opsroom_alert_token: SecretStr | None = None
+    # Posts per second to one chat channel (after a short burst); 0: no pacing (429s still are).
+    opsroom_channel_rate: float = Field(default=1.0, ge=0)
+    # How long finished jobs and deliveries that map no message are kept (bot/retention.py).
+    opsroom_retention: str = "30d"
 
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
@@ -46,6 +50,8 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
 
     discord_token: SecretStr | None = None
+    # false: this replica uses Discord's REST API only (no gateway), see README "Several replicas"
+    discord_gateway: bool = True
     discord_api_url: str = "https://discord.com/api/v10"
     discord_guild_id: int | None = None
 

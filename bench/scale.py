@@ -75,6 +75,7 @@ ALICE = Actor(platform="console", user_id="alice", name="alice", mention="@alice
 PROBE_ENTRIES = 2000
 PENDING = 10_000
 PENDING_QUEUES = 1000
+CHANNELS = 20  # incident channels the mirror sends to at once in the second mirror figure
 BATCH = 5000
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -88,6 +89,7 @@ class World:
     chat: RecordingChat
     channel: ChannelRef
     thread: ChannelRef
+    others: list[ChannelRef] = field(default_factory=list)  # channels of CHANNELS - 1 more
     seed_seconds: float = 0.0
     timings: dict[str, list[float]] = field(default_factory=dict)
 
@@ -151,11 +153,19 @@ async def probe_world(name: str, engine: AsyncEngine) -> World:
     assert await mirror.drain(timeout=30)
     channel = next(c for c in chat.channels.values() if c.name.startswith("inc-1-"))
     thread = next(iter(channel.threads))
+    for n in range(2, CHANNELS + 1):  # for the mirror across channels
+        reply = await service.declare(actor=ALICE, where=general, description=f"other {n}",
+                                      title=f"Other {n}", type="outage", severity="sev3",
+                                      priority="p3")
+        assert reply.ok, reply.text
+    assert await mirror.drain(timeout=30)
+    others = [ChannelRef("console", c.id) for c in chat.channels.values()
+              if c.name.startswith("inc-") and not c.name.startswith("inc-1-")]
     async with engine.begin() as conn:
         rows = [_entry(1, i, T0 + timedelta(seconds=i)) for i in range(PROBE_ENTRIES)]
         await conn.execute(insert(TimelineEntry), rows)
     return World(name, engine, service, mirror, chat, ChannelRef("console", channel.id),
-                 ChannelRef("console", channel.id, thread_id=thread))
+                 ChannelRef("console", channel.id, thread_id=thread), others)
 
 
 def _entry(incident_id: int, i: int, at: datetime) -> dict[str, Any]:
@@ -175,7 +185,7 @@ async def grow(world: World, *, incidents: int, entries: int, delivered: int,
     incident_ids: list[int] = []
     link_ids: list[int] = []
     for start in range(0, incidents, BATCH):
-        numbers = range(start + 2, min(incidents, start + BATCH) + 2)
+        numbers = range(start + CHANNELS + 1, min(incidents, start + BATCH) + CHANNELS + 1)
         async with engine.begin() as conn:
             rows = [{
                 "number": n, "title": f"Incident {n}: queue backlog", "summary": "", "description":
@@ -198,7 +208,7 @@ async def grow(world: World, *, incidents: int, entries: int, delivered: int,
             link_ids += list((await conn.execute(
                 insert(ChannelLink).returning(ChannelLink.id), links)).scalars())  # type: ignore[arg-type]
     async with engine.begin() as conn:
-        await conn.execute(update(IncidentCounter).values(value=incidents + 1))
+        await conn.execute(update(IncidentCounter).values(value=incidents + CHANNELS + 1))
     link_of = dict(zip(incident_ids, link_ids, strict=True))
     per_incident = max(1, entries // max(1, incidents))
     made = sent = 0
@@ -291,12 +301,14 @@ async def clear_pending(world: World) -> None:
                            .values(state=DeliveryState.SKIPPED))
 
 
-async def mirror_rate(world: World, notes: int) -> float:
-    """Deliveries per second: `notes` notes queued, then the mirror drains them."""
+async def mirror_rate(world: World, notes: int, *, spread: bool = False) -> float:
+    """Deliveries per second: `notes` notes queued (in the probe's channel, or spread over
+    CHANNELS incident channels), then the mirror drains them."""
     await clear_pending(world)
+    channels = [world.channel, *world.others] if spread else [world.channel]
     for i in range(notes):
-        reply = await world.service.handle_text(f"note mirror {i}", actor=ALICE,
-                                                where=world.channel)
+        reply = await world.service.handle_text(
+            f"note mirror {i}", actor=ALICE, where=channels[i % len(channels)])
         assert reply.ok
     async with world.engine.connect() as conn:
         queued = (await conn.execute(text(
@@ -320,7 +332,9 @@ async def measure(worlds: list[World], reps: int) -> dict[str, dict[str, float]]
                 t0 = time.perf_counter()
                 await ops[world.name][name](r)
                 world.timings.setdefault(name, []).append(time.perf_counter() - t0)
-    rates = {world.name: await mirror_rate(world, max(20, reps * 4)) for world in worlds}
+    notes = max(200, reps * 40)
+    rates = {world.name: await mirror_rate(world, notes) for world in worlds}
+    spread = {world.name: await mirror_rate(world, notes, spread=True) for world in worlds}
     result: dict[str, dict[str, float]] = {}
     for name in names:
         small, large = (w.median_ms(name) for w in worlds)
@@ -330,6 +344,10 @@ async def measure(worlds: list[World], reps: int) -> dict[str, dict[str, float]]
     result["mirror deliveries/s"] = {"small": round(small_rate, 1), "large": round(large_rate, 1),
                                      "ratio": round(small_rate / large_rate, 2)
                                      if large_rate else 0.0}
+    small_rate, large_rate = spread[worlds[0].name], spread[worlds[1].name]
+    result[f"mirror/s {CHANNELS} channels"] = {
+        "small": round(small_rate, 1), "large": round(large_rate, 1),
+        "ratio": round(small_rate / large_rate, 2) if large_rate else 0.0}
     return result
 
 

@@ -52,6 +52,10 @@ class Declare(Command):
 @dataclass(frozen=True, kw_only=True)
 class ListIncidents(Command):
     include_closed: bool = False
+    severity: str | None = None  # checked against the catalog by the service
+    mine: bool = False
+    type: str | None = None
+    page: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +133,7 @@ class AddNote(Command):
 @dataclass(frozen=True, kw_only=True)
 class ShowTimeline(Command):
     key_only: bool = False
+    page: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,7 +276,7 @@ class ShowAlerts(Command):
 
 USAGE: dict[str, str] = {
     "declare": "/incident declare [type=<type>] <what is happening>",
-    "list": "/incident list [open|all]",
+    "list": "/incident list [open|all] [<sev>] [mine] [type=<type>] [page <n>]",
     "show": "/incident show [<number>]",
     "help": "/incident help [<command>]",
     "status": "/incident status <status>",
@@ -286,7 +291,7 @@ USAGE: dict[str, str] = {
     "update": "/incident update <text>   (status update to stakeholders)",
     "event": "/incident event <text>   (key event)",
     "note": "/incident note <text>   (timeline note)",
-    "timeline": "/incident timeline [key]",
+    "timeline": "/incident timeline [key] [page <n>]",
     "catchup": "/incident catchup   (summary of the timeline so far, citing its entries)",
     "ack": "/incident ack",
     "resolve": "/incident resolve [<text>]",
@@ -530,11 +535,43 @@ def _parse_declare(rest: str) -> Command:
     return Declare(description=_need_text("declare", rest.strip()), type=type_)
 
 
+def _page(name: str, words: list[str]) -> tuple[list[str], int]:
+    """`words` without a trailing "page <n>", and n (1 when absent)."""
+    lowered = [w.lower() for w in words]
+    if "page" not in lowered:
+        return words, 1
+    at = lowered.index("page")
+    given = words[at + 1] if at + 1 < len(words) else ""
+    if not given:
+        raise _usage(name, "expected a page number after page")
+    if not _is_number(given) or int(given) < 1:
+        raise _usage(name, f'"{given}" is not a page number (1, 2, 3...)')
+    return words[:at] + words[at + 2 :], int(given)
+
+
 def _parse_list(rest: str) -> Command:
-    scope = rest.lower()
-    if scope not in ("", "open", "all"):
-        raise _usage("list", f'unknown scope "{rest}"')
-    return ListIncidents(include_closed=scope == "all")
+    words, page = _page("list", rest.split())
+    scope: str | None = None
+    severity = type_ = None
+    mine = False
+    for word in (w.lower() for w in words):
+        if word in ("open", "all"):
+            if scope is not None:
+                raise _usage("list", f'"{word}" after "{scope}": give one of open or all')
+            scope = word
+        elif word == "mine":
+            mine = True
+        elif word.startswith("type="):
+            if not word[5:]:
+                raise _usage("list", "missing type after type=")
+            type_ = word[5:]
+        elif severity is None and re.fullmatch(r"[a-z0-9_-]+", word):
+            severity = word
+        else:
+            raise _usage("list", f'unknown filter "{word}"')
+    return ListIncidents(
+        include_closed=scope == "all", severity=severity, mine=mine, type=type_, page=page
+    )
 
 
 def _parse_show(rest: str) -> Command:
@@ -560,9 +597,11 @@ def _parse_set(rest: str) -> Command:
 
 
 def _parse_timeline(rest: str) -> Command:
-    if rest.lower() not in ("", "key"):
-        raise _usage("timeline", f'unknown option "{rest}"')
-    return ShowTimeline(key_only=rest.lower() == "key")
+    words, page = _page("timeline", rest.split())
+    option = " ".join(words)
+    if option.lower() not in ("", "key"):
+        raise _usage("timeline", f'unknown option "{option}"')
+    return ShowTimeline(key_only=option.lower() == "key", page=page)
 
 
 def _parse_help(rest: str) -> Command:

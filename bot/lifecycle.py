@@ -35,7 +35,7 @@ from bot.ports import (
     Suggestion,
     Unit,
 )
-from bot.render import action_line, incident_line
+from bot.render import PAGE_SIZE, action_line, incident_line, paged
 
 logger = logging.getLogger(__name__)
 
@@ -183,12 +183,50 @@ class Lifecycle(ServiceBase):
         )
 
     async def _list(self, cmd: c.ListIncidents, actor: Actor, where: ChannelRef) -> Reply:
+        """Return one page (PAGE_SIZE, newest first) of the incidents matching the filters."""
+        if cmd.severity is not None and self.catalog.severity(cmd.severity) is None:
+            raise ServiceError(
+                f'unknown filter "{cmd.severity}": use open, all, mine, type=<type>, '
+                f"page <n> or a severity ({_one_of(self.catalog.severity_names)})"
+            )
+        if cmd.type is not None and self.catalog.incident_type(cmd.type) is None:
+            raise ServiceError(
+                f'unknown incident type "{cmd.type}": use {_one_of(self.catalog.type_names)}'
+            )
         async with self.store.unit() as u:
-            incidents = await u.incidents(include_closed=cmd.include_closed)
+            incidents, total = await u.incident_list_page(
+                include_closed=cmd.include_closed,
+                limit=PAGE_SIZE,
+                offset=(cmd.page - 1) * PAGE_SIZE,
+                severity=cmd.severity,
+                incident_type=cmd.type,
+                person=actor.ref if cmd.mine else None,
+                roles=self.catalog.role_names,
+            )
+        shown = [
+            *([cmd.severity] if cmd.severity else []),
+            *(["mine"] if cmd.mine else []),
+            *([f"type={cmd.type}"] if cmd.type else []),
+        ]
+        what = ("incidents" if cmd.include_closed else "open incidents") + (
+            f" ({' '.join(shown)})" if shown else ""
+        )
         if not incidents:
-            return Reply("No open incidents." if not cmd.include_closed else "No incidents yet.")
-        head = "All incidents:" if cmd.include_closed else "Open incidents:"
-        return Reply("\n".join([head] + [incident_line(i) for i in incidents]))
+            if total:
+                return Reply(f"No page {cmd.page}: {total} {what} fill {_pages(total)} page(s).")
+            if cmd.include_closed and not shown:
+                return Reply("No incidents yet.")
+            return Reply(f"No {what}.")
+        first = (cmd.page - 1) * PAGE_SIZE + 1
+        head = f"All {what}" if cmd.include_closed else f"{what[0].upper()}{what[1:]}"
+        if total > len(incidents):
+            head += f", {first}-{first + len(incidents) - 1} of {total} (newest first)"
+        head += ":"
+        more = total - first + 1 - len(incidents)
+        scope = ["all"] if cmd.include_closed else []
+        command = " ".join(["/incident list", *scope, *shown, f"page {cmd.page + 1}"])
+        foot = f"{more} more: {command}" if more > 0 else None
+        return Reply(paged(head, [incident_line(i) for i in incidents], foot))
 
     async def _show(self, cmd: c.Show, actor: Actor, where: ChannelRef) -> Reply:
         async with self.store.unit() as u:
@@ -575,3 +613,5 @@ def _suggestion_data(s: Suggestion | None) -> dict[str, Any]:
     }
 
 
+def _pages(total: int) -> int:
+    return -(-total // PAGE_SIZE)

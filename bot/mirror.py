@@ -37,6 +37,7 @@ from bot.ports import (
     Clock,
     CreatedChannel,
     DeliveryRejected,
+    Finished,
     LeaseTake,
     RetryLater,
     Store,
@@ -124,16 +125,71 @@ class Backoff:
         return float(min(self.cap, self.base * 2 ** min(max(0, attempts - 1), 30)))
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """How fast the bot may post to one channel: `per_second` on average, `burst` at once."""
+
+    per_second: float
+    burst: int = 1
+
+
+class Bucket:
+    """A token bucket for one channel. `delay(now)` takes a token and says how long to wait
+    before using it (0 when one was there); `now` is a monotonic time in seconds."""
+
+    def __init__(self, limit: RateLimit, now: float) -> None:
+        self.limit = limit
+        self.tokens = float(limit.burst)
+        self.stamp = now
+
+    def delay(self, now: float) -> float:
+        rate = self.limit.per_second
+        self.tokens = min(float(self.limit.burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        self.tokens -= 1  # below zero: a debt the next refills pay first
+        return 0.0 if self.tokens >= 0 else -self.tokens / rate
+
+
+class _GroupCommit:
+    """Outcomes of several queues written in one transaction. Each queue still waits until its
+    own are committed before it sends again, so no message is ever sent with an earlier one's
+    id unrecorded: the duplicate window stays one message per channel."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._waiting: list[tuple[list[Finished], asyncio.Future[None]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def record(self, outcomes: list[Finished]) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((list(outcomes), done))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        await done
+
+    async def _run(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(0)  # let the queues that are sending right now join this write
+            batch, self._waiting = self._waiting, []
+            try:
+                async with self.store.unit() as u:
+                    await u.finish_deliveries([o for outcomes, _ in batch for o in outcomes])
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
 class _Skip(Exception):
     """Nothing to send for this delivery (superseded, or no announcement channel)."""
 
 
 class _Wait(Exception):
     """Not yet: this delivery depends on another queue's progress. Not a failure."""
-
-
-class _Done(Exception):
-    """Another process sent this delivery (it held the queue before us): nothing to record."""
 
 
 class Mirror:
@@ -149,6 +205,7 @@ class Mirror:
         lease_ttl: float = LEASE_TTL,
         public_url: str | None = None,
         people: Directory | None = None,
+        limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         self.store = store
         self.public_url = public_url  # OPSROOM_PUBLIC_URL: summaries link to the web view
@@ -172,6 +229,10 @@ class Mirror:
         # Deliveries the platform may have accepted without our record of it (the database
         # failed right after): their next attempt looks for them before posting again.
         self._suspect: set[int] = set()
+        self._commits = _GroupCommit(store)
+        # Per platform, how fast one channel may be posted to; 429s are still honoured.
+        self.limits = dict(limits or {})
+        self._buckets: dict[tuple[str, str], Bucket] = {}
 
     def wake(self) -> None:
         """Called after a commit that queued deliveries."""
@@ -252,17 +313,30 @@ class Mirror:
             for d in pending:
                 key = (d.link_id, d.action is DeliveryAction.ANNOUNCE)
                 queues.setdefault(key, []).append(d)
+            now = self.clock.now()
+            # A queue whose head is not due waits: nothing behind it may pass, no lease needed.
+            due = {key: q for key, q in queues.items()
+                   if not self._stopping and q[0].next_attempt_at <= now}
+            names = {key: f"mirror:{key[0]}:{'announce' if key[1] else 'channel'}" for key in due}
+            taken = await self._take_leases(sorted(names.values())) if names else {}
+            self.blocked = any(t is LeaseTake.BUSY for t in taken.values())
+            held = {key: q for key, q in due.items() if taken[names[key]] is not LeaseTake.BUSY}
+            for key, q in held.items():
+                if taken[names[key]] is LeaseTake.TAKEN_OVER:
+                    # Its last holder stopped answering midway: the head may have been sent.
+                    self._suspect.add(_id(q[0]))
             # Channel queues first, then announcements: each queue stays in order either way,
             # and people see a change in the incident channel before it is announced.
-            results = []
-            self.blocked = False
-            for announcements in (False, True):
-                batch = [
-                    (key, q) for key, q in queues.items() if key[1] is announcements
-                ]
-                results += await asyncio.gather(
-                    *(self._leased_queue(key, q) for key, q in batch), return_exceptions=True
-                )
+            results: list[int | BaseException] = []
+            try:
+                for announcements in (False, True):
+                    batch = [(key, q) for key, q in held.items() if key[1] is announcements]
+                    results += await asyncio.gather(
+                        *(self._deliver_queue(q, names[key]) for key, q in batch),
+                        return_exceptions=True,
+                    )
+            finally:
+                await self._drop_leases([names[key] for key in held])
             sent = 0
             self.troubled = False
             for result in results:
@@ -275,26 +349,25 @@ class Mirror:
                     sent += result
             return sent
 
-    async def _leased_queue(self, key: tuple[int, bool], queue: list[Delivery]) -> int:
-        """Send `queue` while holding its lease; 0 when another process holds it."""
-        if self._stopping or queue[0].next_attempt_at > self.clock.now():
-            return 0  # the head is not due: nothing behind it may pass, no lease needed
-        name = f"mirror:{key[0]}:{'announce' if key[1] else 'channel'}"
-        taken = await self._lease(name)
-        if taken is LeaseTake.BUSY:
-            self.blocked = True
-            return 0
-        if taken is LeaseTake.TAKEN_OVER:
-            # Its last holder stopped answering midway: the head may have been sent already.
-            self._suspect.add(_id(queue[0]))
+    async def _take_leases(self, names: list[str]) -> dict[str, LeaseTake]:
+        """Every queue's lease in one transaction (in name order, as every replica takes them)."""
+        async with self.store.unit() as u:
+            return {
+                name: await u.take_lease(
+                    name, holder=self.holder, now=self.clock.now(), ttl=self.lease_ttl
+                )
+                for name in names
+            }
+
+    async def _drop_leases(self, names: list[str]) -> None:
+        if not names:
+            return
         try:
-            return await self._deliver_queue(queue, name)
-        finally:
-            try:
-                async with self.store.unit() as u:
+            async with self.store.unit() as u:
+                for name in names:
                     await u.drop_lease(name, holder=self.holder)
-            except Exception:  # it expires by itself
-                logger.warning("mirror: could not release %s", name)
+        except Exception:  # they expire by themselves
+            logger.warning("mirror: could not release %d queue leases", len(names))
 
     async def _lease(self, name: str) -> LeaseTake:
         async with self.store.unit() as u:
@@ -303,28 +376,50 @@ class Mirror:
             )
 
     async def _deliver_queue(self, queue: list[Delivery], lease: str) -> int:
+        # What the whole batch needs, in one query; a row another process sent meanwhile (it
+        # held the queue before us) is no longer pending and so not here.
+        async with self.store.unit() as u:
+            loaded = await u.deliveries_to_send([_id(d) for d in queue])
+        refreshes = [i for i, row in enumerate(loaded)
+                     if row[0].action is DeliveryAction.REFRESH_SUMMARY]
+        last_refresh = refreshes[-1] if refreshes else -1
+        full = len(queue) >= QUEUE_BATCH  # more may wait behind this batch
         sent = 0
         renewed = self.clock.now()
-        for delivery in queue:
-            now = self.clock.now()
-            if self._stopping or delivery.next_attempt_at > now:
-                break  # the head of this link's queue is not due: nothing behind it may pass
-            if now - renewed > self.lease_ttl / 3:
-                if await self._lease(lease) is not LeaseTake.HELD:
-                    break  # we were too slow and another process took the queue over
-                renewed = now
-            if not await self._deliver(delivery):
-                break
-            sent += 1
+        skipped: list[Finished] = []  # written with the next outcome: nothing was sent for them
+        try:
+            for i, (delivery, link, incident, entry) in enumerate(loaded):
+                now = self.clock.now()
+                if self._stopping or delivery.next_attempt_at > now:
+                    break  # the head of this link's queue is not due: nothing behind may pass
+                if now - renewed > self.lease_ttl / 3:
+                    if await self._lease(lease) is not LeaseTake.HELD:
+                        break  # we were too slow and another process took the queue over
+                    renewed = now
+                # A summary refresh followed by another in this batch is superseded; the last
+                # one asks the database only when the batch may not hold the whole queue.
+                superseded = i < last_refresh or (None if full else False)
+                if not await self._deliver(delivery, link, incident, entry, superseded, skipped):
+                    break
+                sent += 1
+        finally:
+            if skipped:
+                await self._finish(skipped)
         return sent
 
-    async def _deliver(self, delivery: Delivery) -> bool:
+    async def _deliver(
+        self,
+        delivery: Delivery,
+        link: ChannelLink,
+        incident: Incident,
+        entry: TimelineEntry | None,
+        superseded: bool | None,
+        skipped: list[Finished],
+    ) -> bool:
         try:
-            message_id = await self._perform(delivery)
-        except _Done:
-            return True
+            message_id = await self._perform(delivery, link, incident, entry, superseded)
         except _Skip as skip:
-            await self._finish(delivery, DeliveryState.SKIPPED, None, str(skip) or None)
+            skipped.append(self._outcome(delivery, DeliveryState.SKIPPED, None, str(skip)))
             return True
         except _Wait:
             await self._postpone(delivery)
@@ -336,34 +431,40 @@ class Mirror:
                 delivery.id,
                 exc,
             )
-            await self._finish(delivery, DeliveryState.FAILED, None, str(exc)[:500])
+            outcome = self._outcome(delivery, DeliveryState.FAILED, None, str(exc)[:500])
+            await self._finish([*skipped, outcome])
+            skipped.clear()
             return True
         except Exception as exc:
             await self._failed(delivery, exc)
             return False
-        await self._finish(delivery, DeliveryState.SENT, message_id, None)
+        await self._finish([*skipped, self._outcome(delivery, DeliveryState.SENT, message_id, "")])
+        skipped.clear()
         return True
 
-    async def _finish(
-        self, delivery: Delivery, state: DeliveryState, message_id: str | None, note: str | None
-    ) -> None:
+    def _outcome(
+        self, delivery: Delivery, state: DeliveryState, message_id: str | None, note: str
+    ) -> Finished:
+        return Finished(_id(delivery), state, message_id, note or None, self.clock.now())
+
+    async def _finish(self, outcomes: list[Finished]) -> None:
         # The platform has the message now: a failed write here would send it again on the
-        # next pass, so it is retried a few times before giving up.
+        # next pass, so it is retried a few times before giving up. The write is committed
+        # before this queue sends anything else (outcomes of other channels may share it).
         for attempt in range(FINISH_ATTEMPTS):
             try:
-                async with self.store.unit() as u:
-                    row = await u.delivery(_id(delivery))
-                    assert row is not None
-                    row.state, row.message_id, row.sent_at = state, message_id, self.clock.now()
-                    row.last_error = note
-                    row.attempts += 1
-                self._suspect.discard(_id(delivery))
+                await self._commits.record(outcomes)
+                for outcome in outcomes:
+                    self._suspect.discard(outcome.delivery_id)
                 return
             except Exception:
                 if attempt == FINISH_ATTEMPTS - 1:
-                    self._suspect.add(_id(delivery))
+                    self._suspect.update(o.delivery_id for o in outcomes)
                     raise
-                logger.warning("mirror: recording delivery %s failed; retrying", delivery.id)
+                logger.warning(
+                    "mirror: recording deliveries %s failed; retrying",
+                    [o.delivery_id for o in outcomes],
+                )
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     async def _postpone(self, delivery: Delivery) -> None:
@@ -397,35 +498,37 @@ class Mirror:
 
     # --- actions ------------------------------------------------------------------------
 
-    async def _perform(self, delivery: Delivery) -> str | None:
+    async def _perform(
+        self,
+        delivery: Delivery,
+        link: ChannelLink,
+        incident: Incident,
+        entry: TimelineEntry | None,
+        superseded: bool | None,
+    ) -> str | None:
+        port = self.ports.get(link.platform)
+        if port is None:
+            raise RuntimeError(f"{link.platform} is not connected")
+        summary_msg = None  # built only for the deliveries that show it
+        posted = None
+        doc = None
         async with self.store.unit() as u:
-            current = await u.delivery(_id(delivery))
-            if current is None or current.state is not DeliveryState.PENDING:
-                raise _Done  # sent by the process that held this queue before us
-            delivery = current
-            link = await u.link(delivery.link_id)
-            incident = await u.incident_by_id(delivery.incident_id)
-            entry = await u.entry(delivery.entry_id) if delivery.entry_id else None
-            assert link is not None and incident is not None
             await self._learn_names(u, incident, entry)
-            port = self.ports.get(link.platform)
-            if port is None:
-                raise RuntimeError(f"{link.platform} is not connected")
-            summary_msg = None  # built only for the deliveries that show it
-            posted = None
-            if delivery.action is DeliveryAction.UPDATE_ENTRY and entry is not None:
-                posted = await u.posted_message(_id(link), delivery.entry_id or 0)
-            if delivery.action is DeliveryAction.REFRESH_SUMMARY:
-                if await u.has_later_summary_refresh(delivery):
-                    raise _Skip("superseded by a later refresh")
+            if delivery.action is DeliveryAction.REFRESH_SUMMARY and (
+                superseded
+                or (superseded is None and await u.has_later_summary_refresh(delivery))
+            ):
+                raise _Skip("superseded by a later refresh")
             if delivery.action in (DeliveryAction.OPEN_CHANNEL, DeliveryAction.REFRESH_SUMMARY):
                 summary_msg = await summary_for(
                     u, incident, self.catalog, self.clock.now(), self.public_url
                 )
                 summary_msg = self.people.localize_message(summary_msg, link.platform)
-            doc = None
+            if delivery.action is DeliveryAction.UPDATE_ENTRY and entry is not None:
+                posted = await u.posted_message(_id(link), delivery.entry_id or 0)
             if delivery.action is DeliveryAction.UPLOAD_FILE and entry is not None:
                 doc = await u.postmortem(int(entry.data.get("postmortem") or 0))
+        await self._pace(link, delivery.action)
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
             assert summary_msg is not None
             try:
@@ -502,6 +605,18 @@ class Mirror:
         ]
         for (platform, uid), name in (await u.people_seen(wanted)).items():
             self.people.learn(platform, uid, name)
+
+    async def _pace(self, link: ChannelLink, action: DeliveryAction) -> None:
+        """Wait for the channel's turn under its platform's rate limit (if one is set)."""
+        limit = self.limits.get(link.platform)
+        if limit is None:
+            return
+        channel = "#announce" if action is DeliveryAction.ANNOUNCE else str(link.channel_id)
+        now = asyncio.get_running_loop().time()
+        bucket = self._buckets.setdefault((link.platform, channel), Bucket(limit, now))
+        wait = bucket.delay(now)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _post_key(self, delivery: Delivery, step: str = "") -> tuple[str, bool]:
         """The key a post of `delivery` carries, and whether it may have gone out already: a

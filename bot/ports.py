@@ -15,6 +15,7 @@ from bot.models import (
     Alert,
     ChannelLink,
     Delivery,
+    DeliveryState,
     Escalation,
     Incident,
     Job,
@@ -220,6 +221,17 @@ class LeaseTake(StrEnum):
     # midway, so the first thing it was doing may or may not have happened
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A delivery's outcome, as the mirror records it (see Unit.finish_deliveries)."""
+
+    delivery_id: int
+    state: DeliveryState
+    message_id: str | None
+    note: str | None
+    at: datetime
+
+
 class Unit(Protocol):
     """One database transaction. Leaving the `Store.unit()` block commits it."""
 
@@ -250,6 +262,33 @@ class Unit(Protocol):
         ...
 
     async def incidents(self, *, include_closed: bool) -> list[Incident]: ...
+
+    async def incident_list_page(
+        self,
+        *,
+        include_closed: bool,
+        limit: int,
+        offset: int = 0,
+        severity: str | None = None,
+        incident_type: str | None = None,
+        person: str | None = None,
+        roles: Sequence[str] = (),
+    ) -> tuple[list[Incident], int]:
+        """Up to `limit` incidents, newest first, skipping `offset`, matching every filter given
+        (`person` holds one of `roles`); and how many match in all."""
+        ...
+
+    async def open_incident_choices(self, typed: str, *, limit: int) -> list[Incident]:
+        """Open incidents whose number starts with `typed` or whose title contains it
+        (`typed` in lower case), newest first, at most `limit`."""
+        ...
+
+    async def timeline_list_page(
+        self, incident_id: int, *, key_only: bool, limit: int, offset: int = 0
+    ) -> tuple[list[TimelineEntry], int]:
+        """The `limit` entries before the `offset` newest ones, oldest first; and how many
+        there are in all (deleted entries left out)."""
+        ...
 
     async def timeline(
         self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False
@@ -312,7 +351,27 @@ class Unit(Protocol):
 
     async def has_later_summary_refresh(self, delivery: Delivery) -> bool: ...
 
+    async def deliveries_to_send(
+        self, ids: Sequence[int]
+    ) -> list[tuple[Delivery, ChannelLink, Incident, TimelineEntry | None]]:
+        """Those of `ids` still pending, in queue order, each with what sending it needs: its
+        link, its incident and its entry (one query)."""
+        ...
+
+    async def finish_deliveries(self, done: Sequence[Finished]) -> None:
+        """Record outcomes (one statement for all; each counts one attempt)."""
+        ...
+
     # --- jobs (bot/jobs.py) -------------------------------------------------------------
+
+    async def prune_jobs(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` jobs finished (done, cancelled, failed) before `before`."""
+        ...
+
+    async def prune_deliveries(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` finished deliveries older than `before` that map no posted
+        entry (a sent post_entry with its message id is kept); how many went."""
+        ...
 
     async def schedule(self, job: Job, *, move: bool = False) -> None:
         """Insert `job` unless one with its key exists. A cancelled one with that key becomes

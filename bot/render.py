@@ -68,6 +68,39 @@ def clip(text: str, limit: int = KEY_EVENT_QUOTE_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+# Answers that list things (`list`, `timeline`) fit every platform by construction, not by
+# clipping the whole: Discord shows up to 4,096 characters in an embed description (content over
+# 2,000 goes there) and Slack asks a message's text to stay within 4,000. A page has at most
+# PAGE_SIZE lines; when they are longer than the room together, the longest are cut, each
+# to the same length, so short lines stay whole.
+REPLY_LIMIT = 4000
+PAGE_SIZE = 50
+EDGE_LIMIT = 200  # a page's head and foot
+
+
+def paged(head: str, lines: list[str], foot: str | None) -> str:
+    """`head`, `lines` and `foot` as one reply of at most REPLY_LIMIT characters."""
+    edges = [clip(head, EDGE_LIMIT), *([clip(foot, EDGE_LIMIT)] if foot else [])]
+    room = REPLY_LIMIT - sum(len(e) for e in edges) - len(lines) - len(edges)
+    cap = _fair_cap(sorted(len(x) for x in lines), room)
+    body = [clip(x, cap) for x in lines] if cap is not None else lines
+    out = "\n".join([edges[0], *body, *edges[1:]])
+    assert len(out) <= REPLY_LIMIT, len(out)  # _fair_cap guarantees it
+    return out
+
+
+def _fair_cap(lengths: list[int], room: int) -> int | None:
+    """The longest a line may be so that all fit in `room`; None when all fit whole."""
+    if sum(lengths) <= room:
+        return None
+    for i, length in enumerate(lengths):
+        share = room // (len(lengths) - i)
+        if length > share:
+            return max(1, share)
+        room -= length
+    return None
+
+
 def hhmm(moment: datetime, tz: tzinfo = UTC) -> str:
     return moment.astimezone(tz).strftime("%H:%M %Z")
 

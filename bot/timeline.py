@@ -25,7 +25,7 @@ from bot.ports import (
     ChannelRef,
     Unit,
 )
-from bot.render import entry_line, short_id
+from bot.render import PAGE_SIZE, entry_line, paged, short_id
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,39 @@ class Timeline(ServiceBase):
     }
 
     async def _timeline(self, cmd: c.ShowTimeline, actor: Actor, where: ChannelRef) -> Reply:
+        """Return the latest PAGE_SIZE entries (page 2: the ones before those), oldest first."""
         async with self.store.unit() as u:
             incident = await self._resolve_incident(u, cmd.incident, where)
-            entries = await u.timeline(_id(incident), key_only=cmd.key_only)
+            entries, total = await u.timeline_list_page(
+                _id(incident),
+                key_only=cmd.key_only,
+                limit=PAGE_SIZE,
+                offset=(cmd.page - 1) * PAGE_SIZE,
+            )
         what = "Key events" if cmd.key_only else "Timeline"
+        n = incident.number
         if not entries:
-            return Reply(f"{what} of #{incident.number}: nothing yet.", incident=incident.number)
-        lines = [f"{what} of #{incident.number} {incident.title}:"]
+            if total:
+                pages = -(-total // PAGE_SIZE)
+                return Reply(
+                    f"No page {cmd.page}: the {what.lower()} of #{n} has {total} entries, "
+                    f"{pages} page(s).",
+                    incident=n,
+                )
+            return Reply(f"{what} of #{n}: nothing yet.", incident=n)
+        newest = (cmd.page - 1) * PAGE_SIZE
+        head = f"{what} of #{n} {incident.title}"
+        if total > len(entries):
+            head = (
+                f"{what} of #{n}, {total - newest - len(entries) + 1}-{total - newest} "
+                f"of {total}: {incident.title}"
+            )
+        earlier = total - newest - len(entries)
+        key = " key" if cmd.key_only else ""
+        foot = f"{earlier} earlier: /incident timeline{key} page {cmd.page + 1}"
         now, tz = self.clock.now(), self.catalog.tz
-        lines += [entry_line(e, now, tz) for e in entries]
-        return Reply("\n".join(lines), incident=incident.number)
+        lines = [entry_line(e, now, tz) for e in entries]
+        return Reply(paged(f"{head}:", lines, foot if earlier else None), incident=n)
 
     async def _catchup(self, cmd: c.CatchUp, actor: Actor, where: ChannelRef) -> Reply:
         """Summarise the timeline so far; returns text whose every citation is a real entry."""

@@ -9,7 +9,19 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, text, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -17,6 +29,7 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 from sqlmodel import col, select
 
 from bot.models import (
+    OPEN_STATUS_SQL,
     ActionItem,
     ActionStatus,
     Alert,
@@ -40,7 +53,7 @@ from bot.models import (
     Status,
     TimelineEntry,
 )
-from bot.ports import LeaseTake
+from bot.ports import Finished, LeaseTake
 from storage import claims
 from storage.claims import claim
 from storage.reads import ReadQueries
@@ -114,6 +127,22 @@ _LATER_SUMMARY_REFRESH = select(
         col(Delivery.id) > bindparam("delivery_id"),
     )
 )
+# A delivery with everything sending it needs, in one round trip.
+_TO_SEND = (
+    select(Delivery, ChannelLink, Incident, TimelineEntry)
+    .join(ChannelLink, col(ChannelLink.id) == col(Delivery.link_id))
+    .join(Incident, col(Incident.id) == col(Delivery.incident_id))
+    .outerjoin(TimelineEntry, col(TimelineEntry.id) == col(Delivery.entry_id))
+    .where(col(Delivery.id).in_(bindparam("ids", expanding=True)), _PENDING)
+    .order_by(col(Delivery.id))
+)
+_DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
+_FINISH = (
+    _DELIVERY.update()
+    .where(_DELIVERY.c.id == bindparam("did"))
+    .values(state=bindparam("st"), message_id=bindparam("mid"), last_error=bindparam("note"),
+            sent_at=bindparam("at"), attempts=_DELIVERY.c.attempts + 1)
+)
 
 
 class SqlUnit(ReadQueries):
@@ -183,6 +212,70 @@ class SqlUnit(ReadQueries):
         if not include_closed:
             query = query.where(col(Incident.status).not_in([s for s in Status if not s.is_open]))
         return list((await self.session.execute(query)).scalars())
+
+    async def incident_list_page(
+        self,
+        *,
+        include_closed: bool,
+        limit: int,
+        offset: int = 0,
+        severity: str | None = None,
+        incident_type: str | None = None,
+        person: str | None = None,
+        roles: Sequence[str] = (),
+    ) -> tuple[list[Incident], int]:
+        where: list[Any] = []
+        if not include_closed:
+            where.append(text(OPEN_STATUS_SQL))  # as ix_incident_open_number says it
+        if severity is not None:
+            where.append(col(Incident.severity) == severity)
+        if incident_type is not None:
+            where.append(col(Incident.type) == incident_type)
+        if person is not None:
+            roles_col = col(Incident.roles)
+            where.append(or_(*(roles_col[r].as_string() == person for r in roles)))
+        page = select(Incident).where(*where).order_by(col(Incident.number).desc())
+        rows = list((await self.session.execute(page.limit(limit).offset(offset))).scalars())
+        if offset == 0 and len(rows) < limit:
+            return rows, len(rows)  # all of them: no count needed
+        total = (await self.session.execute(
+            select(func.count()).select_from(Incident).where(*where))).scalar_one()
+        return rows, int(total)
+
+    async def open_incident_choices(self, typed: str, *, limit: int) -> list[Incident]:
+        query = select(Incident).where(text(OPEN_STATUS_SQL))
+        if typed:
+            pattern = typed.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(or_(
+                cast(col(Incident.number), String).like(f"{pattern}%", escape="\\"),
+                func.lower(col(Incident.title)).like(f"%{pattern}%", escape="\\"),
+            ))
+        query = query.order_by(col(Incident.number).desc()).limit(limit)
+        return list((await self.session.execute(query)).scalars())
+
+    async def timeline_list_page(
+        self, incident_id: int, *, key_only: bool, limit: int, offset: int = 0
+    ) -> tuple[list[TimelineEntry], int]:
+        where: list[Any] = [
+            col(TimelineEntry.incident_id) == incident_id,
+            col(TimelineEntry.deleted) == False,  # noqa: E712
+        ]
+        if key_only:
+            where.append(col(TimelineEntry.kind) == EntryKind.KEY_EVENT)
+        newest = (
+            select(TimelineEntry)
+            .where(*where)
+            .order_by(col(TimelineEntry.occurred_at).desc(), col(TimelineEntry.id).desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = list((await self.session.execute(newest)).scalars())
+        rows.reverse()
+        if offset == 0 and len(rows) < limit:
+            return rows, len(rows)
+        total = (await self.session.execute(
+            select(func.count()).select_from(TimelineEntry).where(*where))).scalar_one()
+        return rows, int(total)
 
     async def timeline(
         self, incident_id: int, *, key_only: bool = False, include_deleted: bool = False
@@ -314,11 +407,63 @@ class SqlUnit(ReadQueries):
         )
         return bool(result.scalar())
 
+    async def deliveries_to_send(
+        self, ids: Sequence[int]
+    ) -> list[tuple[Delivery, ChannelLink, Incident, TimelineEntry | None]]:
+        if not ids:
+            return []
+        result = await self.session.execute(_TO_SEND, {"ids": list(ids)})
+        return [(d, link, incident, entry) for d, link, incident, entry in result.all()]
+
+    async def finish_deliveries(self, done: Sequence[Finished]) -> None:
+        if done:
+            await self.session.execute(_FINISH, [
+                {"did": f.delivery_id, "st": f.state, "mid": f.message_id, "note": f.note,
+                 "at": f.at} for f in done
+            ])
+
     # --- jobs ---------------------------------------------------------------------------
 
     def _insert(self) -> Any:
         dialect = self.session.bind.dialect.name if self.session.bind else "sqlite"
         return pg_insert if dialect == "postgresql" else sqlite_insert
+
+    async def prune_jobs(self, *, before: datetime, limit: int) -> int:
+        finished = [JobState.DONE, JobState.CANCELLED, JobState.FAILED]
+        # A cancelled job has no finished_at: its creation time stands in.
+        old = (
+            select(col(Job.id))
+            .where(
+                col(Job.state).in_(finished),
+                func.coalesce(col(Job.finished_at), col(Job.created_at)) < before,
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(Job).where(col(Job.id).in_(old)).execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def prune_deliveries(self, *, before: datetime, limit: int) -> int:
+        maps_a_post = and_(
+            col(Delivery.action) == DeliveryAction.POST_ENTRY,
+            col(Delivery.message_id).is_not(None),
+        )
+        old = (
+            select(col(Delivery.id))
+            .where(
+                col(Delivery.state) != DeliveryState.PENDING,
+                func.coalesce(col(Delivery.sent_at), col(Delivery.created_at)) < before,
+                ~maps_a_post,
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(Delivery)
+            .where(col(Delivery.id).in_(old))
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def schedule(self, job: Job, *, move: bool = False) -> None:
         stmt = self._insert()(Job).values(**job.model_dump(exclude={"id"}))

@@ -102,6 +102,8 @@ class OpsroomClient(discord.AutoShardedClient):
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
         if event == "socket_event_type":  # every gateway dispatch, replays included
             self.edge.gateway_events += 1
+        elif event == "shard_connect":  # a shard's READY was parsed (on_ready comes later)
+            self.edge.shard_connected(args[0])
         super().dispatch(event, *args, **kwargs)
 
     async def on_ready(self) -> None:
@@ -145,6 +147,7 @@ class DiscordEdge:
         guild_id: int | None = None,
         answer_within: float = ANSWER_WITHIN,
         guild_ready_timeout: float = 2.0,
+        gateway: bool = True,
     ) -> None:
         self.service = service
         self.store = store
@@ -153,6 +156,9 @@ class DiscordEdge:
         self.api_url = api_url.rstrip("/")
         self.guild_id = guild_id
         self.answer_within = answer_within
+        # False (DISCORD_GATEWAY=false): REST only, for a replica that posts the mirror's
+        # messages while another replica holds the gateway and answers commands.
+        self.gateway = gateway
         # Rate limits longer than a minute become RetryLater for the mirror instead of a wait.
         self.client = OpsroomClient(self, guild_ready_timeout=guild_ready_timeout,
                                     max_ratelimit_timeout=60.0)
@@ -162,6 +168,8 @@ class DiscordEdge:
         self.gateway_events = 0  # gateway dispatches received (tests wait for the fake's count)
         self.synced = False
         self.gateway_ready = False
+        self._shards: set[int] = set()
+        self._guild_watch: asyncio.Task[None] | None = None
         self._readiness: Any = None
         self._runner: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -198,6 +206,11 @@ class DiscordEdge:
                                type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+        if not self.gateway:
+            logger.info("discord: REST only (DISCORD_GATEWAY=false): no gateway connection; "
+                        "the gateway replica answers commands and syncs them")
+            self._update_readiness()
+            return
         self._sync_task = asyncio.create_task(self._sync(), name="opsroom-discord-sync")
         try:
             await self.client.connect(reconnect=True)
@@ -233,6 +246,23 @@ class DiscordEdge:
         self.synced = True
         self._update_readiness()
 
+    def shard_connected(self, shard_id: int) -> None:
+        """READY on a shard: ready as soon as every shard is and the guilds we need have
+        arrived, instead of after discord.py's guild_ready_timeout of quiet."""
+        self._shards.add(shard_id)
+        if self._guild_watch is None or self._guild_watch.done():
+            self._guild_watch = asyncio.create_task(self._watch_guilds(), name="opsroom-guilds")
+
+    async def _watch_guilds(self) -> None:
+        while not self.gateway_ready and not self.client.is_closed():
+            wanted = [self.guild_id] if self.guild_id else [g.id for g in self.client.guilds]
+            here = all((g := self.client.get_guild(i)) is not None and not g.unavailable
+                       for i in wanted)
+            if here and len(self._shards) >= (self.client.shard_count or 1):
+                self.gateway_up("ready with its guilds")
+                return
+            await asyncio.sleep(0.02)
+
     def gateway_up(self, how: str) -> None:
         self.gateway_ready = True
         logger.info("discord: gateway %s", how)
@@ -240,6 +270,7 @@ class DiscordEdge:
 
     def gateway_down(self) -> None:
         self.gateway_ready = False
+        self._shards.clear()
         self._update_readiness()
 
     def _update_readiness(self) -> None:
@@ -252,6 +283,8 @@ class DiscordEdge:
 
     @property
     def ready(self) -> bool:
+        if not self.gateway:
+            return self.client.user is not None and not self.client.is_closed()
         return self.synced and self.gateway_ready and not self.client.is_closed()
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -273,7 +306,7 @@ class DiscordEdge:
         await self.chat.close()
         if not self.client.is_closed():
             await self.client.close()
-        for task in (self._sync_task, self._runner):
+        for task in (self._sync_task, self._runner, self._guild_watch):
             if task is None:
                 continue
             done, _ = await asyncio.wait({task}, timeout=5.0)
@@ -543,13 +576,10 @@ class DiscordEdge:
 
     async def complete_incident(self, interaction: discord.Interaction[Any],
                                 current: str) -> list[Choice[int]]:
-        async with self.store.unit() as u:
-            incidents = await u.incidents(include_closed=False)
         wanted = current.strip().lstrip("#").lower()
-        found = [i for i in incidents
-                 if not wanted or str(i.number).startswith(wanted) or wanted in i.title.lower()]
-        return [Choice(name=clip(f"#{i.number} {i.title}", 100), value=i.number)
-                for i in found[:25]]
+        async with self.store.unit() as u:  # Discord shows at most 25 choices
+            found = await u.open_incident_choices(wanted, limit=25)
+        return [Choice(name=clip(f"#{i.number} {i.title}", 100), value=i.number) for i in found]
 
     async def complete_type(self, interaction: discord.Interaction[Any],
                             current: str) -> list[Choice[str]]:

@@ -38,12 +38,14 @@ SUB_COMMAND, SUB_COMMAND_GROUP, USER = 1, 2, 6
 async def running_edge(fake: FakeDiscord, *, service: IncidentService, store: SqlStore,
                        catalog: Catalog, mirror: Mirror, guild: bool = True,
                        answer_within: float = 2.0, readiness: Readiness | None = None,
+                       guild_ready_timeout: float = 0.05, gateway: bool = True,
                        ) -> AsyncIterator[tuple[DiscordEdge, Readiness]]:
     """A started DiscordEdge wired into `mirror`; closed and Route.BASE restored afterwards."""
     previous = discord.http.Route.BASE
     edge = DiscordEdge(service=service, store=store, catalog=catalog, token=fake.token,
                        api_url=fake.api_base, guild_id=int(fake.guild_id) if guild else None,
-                       answer_within=answer_within, guild_ready_timeout=0.05)
+                       answer_within=answer_within, guild_ready_timeout=guild_ready_timeout,
+                       gateway=gateway)
     mirror.ports["discord"] = edge.chat
     readiness = readiness if readiness is not None else Readiness()
     try:

@@ -23,6 +23,6 @@ def test_bench_scale_runs_and_reports_every_operation() -> None:
     out = json.loads(done.stdout.strip().splitlines()[-1])
     ops = out["sqlite"]["ops"]
     assert set(ops) == {"note", "thread reply", "pin", "show", "list", "timeline", "declare",
-                        "outbox query", "mirror deliveries/s"}
+                        "outbox query", "mirror deliveries/s", "mirror/s 20 channels"}
     assert all(row["ratio"] > 0 for row in ops.values())
     assert "seeded 1000 incidents" in done.stderr

@@ -81,6 +81,9 @@ PARSED: list[tuple[str, Command]] = [
     ("list open", ListIncidents(include_closed=False)),
     ("list all", ListIncidents(include_closed=True)),
     ("list ALL", ListIncidents(include_closed=True)),
+    ("list sev1 mine type=Security page 3",
+     ListIncidents(severity="sev1", mine=True, type="security", page=3)),
+    ("list all page 2 mine", ListIncidents(include_closed=True, mine=True, page=2)),
     ("show", Show()),
     ("show 12", Show(incident=12)),
     ("show #12", Show(incident=12)),
@@ -114,6 +117,8 @@ PARSED: list[tuple[str, Command]] = [
     # timeline, ack, resolve, reopen
     ("timeline", ShowTimeline()),
     ("timeline key", ShowTimeline(key_only=True)),
+    ("timeline page 2", ShowTimeline(page=2)),
+    ("timeline key page 4", ShowTimeline(key_only=True, page=4)),
     ("ack", Acknowledge()),
     ("resolve", Resolve()),
     ("resolve fixed by rolling back", Resolve(text="fixed by rolling back")),
