@@ -92,8 +92,11 @@ async def start(env: dict[str, str], cwd: Path, log: Path) -> asyncio.subprocess
         )
 
 
-async def until(check: Any, what: str, tries: int = 400) -> None:
-    for _ in range(tries):
+async def until(check: Any, what: str, seconds: float = 60.0) -> None:
+    """Wait for `check` (a generous bound: a loaded CI machine is slow, a passing run is not)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
         # In a thread: a blocked read must not stall this loop, which serves the fakes.
         if await asyncio.to_thread(check):
             return
@@ -156,7 +159,7 @@ async def test_a_run_resumes_after_kill_9_at_its_step(
 
         third = await start(env, tmp_path, log)
         try:
-            await until(lambda: run_state() == "done", "the run to finish", tries=600)
+            await until(lambda: run_state() == "done", "the run to finish", seconds=90)
             await until(quiet, "deliveries")
         finally:
             third.send_signal(signal.SIGTERM)
