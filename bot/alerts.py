@@ -252,6 +252,8 @@ class Alerts(Lifecycle):
                 )
             )
             return
+        if incident.impact_started_at is None or alert.starts_at < incident.impact_started_at:
+            incident.impact_started_at = alert.starts_at  # the earliest alert's start
         await self._record(
             u,
             incident,
@@ -307,6 +309,8 @@ class Alerts(Lifecycle):
             declared_by=actor.ref,
             declared_on=ALERTS_PLATFORM,
             declared_at=now,
+            # The impact started when the alert did (metrics and postmortems count from it).
+            impact_started_at=min(alert.starts_at, now),
             updated_at=now,
         )
         await u.add(incident)

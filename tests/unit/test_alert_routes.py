@@ -3,6 +3,7 @@ route gives at start-up."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from bot.alerts import AlertEvent, group_key, route_for
 from bot.catalog import AlertRoute, Catalog, CatalogError, load_catalog
 from tests.conftest import Core
+from tests.fakes.clock import FakeClock
 
 ROUTES = [
     AlertRoute(name="db", match=['service=~"postgres|mysql"', "env!=staging"], mode="declare"),
@@ -96,3 +98,22 @@ async def test_a_route_that_pages_starts_its_escalation_policy(core: Core) -> No
         jobs = await u.pending_jobs(1)
     assert declared.data["page"] == "database-oncall"
     assert [j.kind for j in jobs if j.kind == "escalation_step"] == ["escalation_step"]
+
+
+async def test_the_impact_starts_with_the_earliest_alert(core: Core, clock: FakeClock) -> None:
+    def event(fingerprint: str, minutes_ago: int) -> AlertEvent:
+        return AlertEvent(
+            source="generic", fingerprint=fingerprint, status="firing",
+            summary="Checkout is down", severity="critical",
+            labels={"alertname": "CheckoutDown", "service": "checkout", "pod": fingerprint},
+            starts_at=clock.now() - timedelta(minutes=minutes_ago),
+        )
+
+    await core.service.receive([event("p1", 10)])
+    await core.service.receive([event("p2", 25)])  # joins #1, and started earlier
+    await core.service.receive([event("p3", 5)])
+    async with core.store.unit() as u:
+        incident = await u.incident(1)
+    assert incident is not None
+    assert incident.impact_started_at == clock.now() - timedelta(minutes=25)
+    assert incident.declared_at == clock.now()
