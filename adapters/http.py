@@ -2,7 +2,8 @@
 
 Every request passes `BodyLimit` first: a body over OPSROOM_MAX_BODY_BYTES is refused (413)
 from its Content-Length before anything is read, or as soon as the bytes streamed in pass the
-limit; nothing more is read. Refused requests are logged in one line, without body or headers.
+limit; nothing more reaches the app (the server discards the rest). Refused requests are logged
+in one line, without body or headers.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -37,6 +38,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+if TYPE_CHECKING:
+    from adapters.alerts_http import AlertAuth
+    from adapters.api import WebContext
+    from bot.alerts import Alerts
 
 
 @dataclass
@@ -117,7 +123,10 @@ class BodyLimit:
                 await refuse(scope, send, 400, "Content-Length is not a number")
                 return
             if int(declared) > self.limit:
-                await refuse(scope, send, 413, f"body of {int(declared)} bytes over the limit")
+                await refuse(
+                    scope, send, 413,
+                    f"body too large: {int(declared)} bytes; the limit is {self.limit}",
+                )
                 return
         # Read the body here, counting: a sender that lies or streams (chunked) is cut off as
         # soon as it passes the limit, and the app below gets the body from memory.
@@ -130,7 +139,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await refuse(scope, send, 413, f"body over the limit ({size}+ bytes streamed)")
+                await refuse(scope, send, 413, f"body too large: over {self.limit} bytes")
                 return
             chunks.append(chunk)
             if not message.get("more_body"):
@@ -154,7 +163,8 @@ async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
         "http: %d for %s %s from %s: %s",
         status, scope.get("method", "-"), scope.get("path", "-"), client[0], reason,
     )
-    body = json.dumps({"error": reason}).encode()
+    # "message" too: the shape the alert routes answer their own refusals with.
+    body = json.dumps({"error": reason, "message": reason}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -162,7 +172,8 @@ async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                # No "connection: close": the server discards the rest of the body itself, so a
+                # client still sending (a 2 MB stream) reads its 413 instead of a reset.
             ],
         }
     )
@@ -210,12 +221,25 @@ def malformed_slack_request(request: Request, body: bytes, secret: str) -> tuple
 def create_app(
     readiness: Readiness,
     slack: AsyncApp | None = None,
+    web: WebContext | None = None,
+    metrics: APIRouter | None = None,
+    alerts: tuple[Alerts, AlertAuth] | None = None,
+    routers: Sequence[APIRouter] = (),
     *,
     slack_secret: str = "",
     health: Health | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> ASGIApp:
     app = FastAPI(title="Opsroom", docs_url=None, redoc_url=None, openapi_url=None)
+    if metrics is not None:  # GET /metrics (adapters/metrics.py)
+        app.include_router(metrics)
+    for router in routers:  # the on-call calendar feeds, ...
+        app.include_router(router)
+
+    if alerts is not None:
+        from adapters.alerts_http import alerts_router
+
+        app.include_router(alerts_router(*alerts))
 
     async def ready() -> Response:
         body: dict[str, Any] = {
@@ -256,4 +280,8 @@ def create_app(
                 return JSONResponse({"error": reason}, status_code=status)
             return await handler.handle(request)
 
+    if web is not None:  # the REST API, its docs and the web view (adapters/api, adapters/web)
+        from adapters.api import mount
+
+        mount(app, web)
     return BodyLimit(app, max_body_bytes)

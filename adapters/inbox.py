@@ -45,6 +45,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from bot import commands as c
+from bot import oncall_commands
 from bot.models import InboxItem
 from bot.ports import Clock, SystemClock
 from storage import inbox as db
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UNAPPLIED = 5000
 MAX_ATTEMPTS = 5
-KEEP_APPLIED = timedelta(days=7)  # applied rows (and their keys, for replays) are kept this long
 GROUP_MAX = 500  # rows written in one intake transaction at most
 LOOK_EVERY = 0.02  # seconds between two looks for queues with work
 BATCH_SECONDS = 0.3  # a transaction applying rows takes no more rows after this long
@@ -88,19 +88,29 @@ def command_json(command: c.Command) -> dict[str, Any]:
     out: dict[str, Any] = {"command": type(command).__name__}
     for f in dataclasses.fields(command):
         value = getattr(command, f.name)
-        out[f.name] = {"due": value.text} if isinstance(value, c.DueSpec) else value
+        if isinstance(value, c.DueSpec):
+            value = {"due": value.text}
+        elif isinstance(value, timedelta):  # `/oncall override ... for 4h`
+            value = {"seconds": value.total_seconds()}
+        out[f.name] = value
     return out
 
 
 def command_from_json(data: dict[str, Any]) -> c.Command:
-    cls = getattr(c, str(data.get("command")), None)
+    name = str(data.get("command"))
+    # /incident's commands, then /oncall's (their own module, the same Command base).
+    cls = getattr(c, name, None) or getattr(oncall_commands, name, None)
     if not (isinstance(cls, type) and issubclass(cls, c.Command)):
         raise ValueError(f"not a command: {data.get('command')!r}")
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             value = data[f.name]
-            kwargs[f.name] = c.DueSpec(value["due"]) if isinstance(value, dict) else value
+            if isinstance(value, dict) and "due" in value:
+                value = c.DueSpec(value["due"])
+            elif isinstance(value, dict) and "seconds" in value:
+                value = timedelta(seconds=value["seconds"])
+            kwargs[f.name] = value
     return cls(**kwargs)
 
 
@@ -292,7 +302,6 @@ class InboxWorker:
         self._active: dict[str, asyncio.Task[None]] = {}
         self._retry_at: dict[str, float] = {}  # queue -> loop time; only queues that failed
         self._answering: dict[str, asyncio.Task[None]] = {}  # queue -> its last batch's answers
-        self._pruned_at = -1e9
         self._stopping = False
         self._stopped = asyncio.Event()
         self._stopped.set()  # not running yet
@@ -318,7 +327,6 @@ class InboxWorker:
             self._wake.clear()
             try:
                 await self._start_drains()
-                await self._maybe_prune(loop.time())
                 delay = 0.0
             except asyncio.CancelledError:
                 raise
@@ -368,15 +376,6 @@ class InboxWorker:
         async with self.store.transaction() as session:
             queues = await db.pending_queues(session, platforms=list(self.appliers), limit=1)
         return len(queues)
-
-    async def _maybe_prune(self, now: float) -> None:
-        if now - self._pruned_at < 3600:
-            return
-        self._pruned_at = now
-        async with self.store.transaction() as session:
-            removed = await db.prune(session, before=self.clock.now() - KEEP_APPLIED)
-        if removed:
-            logger.info("inbox: removed %d rows applied more than %s ago", removed, KEEP_APPLIED)
 
     # --- one queue ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,8 +36,8 @@ from bot.ai import (
     validate_model_output,
 )
 from bot.catalog import Catalog
-from bot.models import TimelineEntry
-from bot.ports import Suggester, Suggestion
+from bot.models import Incident, TimelineEntry
+from bot.ports import Suggester, Suggestion, Written
 from bot.redact import Redactor
 from bot.suggest import HeuristicSuggester, ai_off_types_mentioned
 
@@ -261,7 +262,7 @@ class OpenAISummarizer(_Chat):
 
     `summarize(entries)` returns the text to post and how many citations of entries that do not
     exist were removed from it. It never raises: when the model cannot help, the text is the
-    latest key events (each cited) headed by why.
+    plain catch-up (where the incident stands, its latest entries, each cited) headed by why.
     """
 
     def __init__(
@@ -275,15 +276,23 @@ class OpenAISummarizer(_Chat):
     ) -> None:
         super().__init__(client, model, budget_s=budget_s, redactor=redactor, send_auth=send_auth)
 
-    async def summarize(self, entries: Sequence[TimelineEntry]) -> tuple[str, int]:
+    async def summarize(
+        self,
+        entries: Sequence[TimelineEntry],
+        *,
+        incident: Incident | None = None,
+        now: datetime | None = None,
+        tz: tzinfo = UTC,
+    ) -> tuple[str, int]:
         live = [e for e in entries if not e.deleted and e.id is not None]
         if not live:
             return "Nothing on the timeline yet.", 0
         valid = {e.id for e in live if e.id is not None}
         messages = [
             {"role": "system", "content": CATCHUP_SYSTEM},
-            {"role": "user", "content": catchup_prompt(live, self.redactor.redact)},
+            {"role": "user", "content": catchup_prompt(live, self.redactor.redact, tz)},
         ]
+        plain = plain_catchup(live, incident=incident, now=now, tz=tz)
         started = time.monotonic()
         try:
             content, _ = await asyncio.wait_for(
@@ -291,11 +300,8 @@ class OpenAISummarizer(_Chat):
             )
         except Exception as exc:
             reason = _reason(exc, self.budget_s, self.endpoint)
-            logger.warning("AI catch-up by %s %s; using key events", self.origin, reason)
-            return (
-                f"AI summary {reason} ({self.origin}); the key events so far:\n"
-                f"{plain_catchup(live)}"
-            ), 0
+            logger.warning("AI catch-up by %s %s; using the plain catch-up", self.origin, reason)
+            return f"AI summary {reason} ({self.origin}); the timeline so far:\n{plain}", 0
         text, removed = clean_citations(content, valid)
         if removed:
             logger.info(
@@ -305,7 +311,23 @@ class OpenAISummarizer(_Chat):
             )
         if not text:
             return (
-                f"The AI summary ({self.origin}) cited nothing real; the key events so far:\n"
-                f"{plain_catchup(live)}"
+                f"The AI summary ({self.origin}) cited nothing real; the timeline so far:\n"
+                f"{plain}"
             ), removed
         return text, removed
+
+    async def write(self, *, system: str, prompt: str) -> Written:
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": self.redactor.redact(prompt)},
+        ]
+        started = time.monotonic()
+        try:
+            content, _ = await asyncio.wait_for(
+                self._complete(messages, None, started + self.budget_s), timeout=self.budget_s
+            )
+        except Exception as exc:
+            reason = _reason(exc, self.budget_s, self.endpoint)
+            logger.warning("AI writing by %s %s", self.origin, reason)
+            return Written(None, model=self.model, note=f"the AI model {reason} ({self.origin})")
+        return Written(content, model=self.model)

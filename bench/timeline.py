@@ -4,7 +4,8 @@ What is measured
     service  `/incident note <text>` through `IncidentService.handle_text`, run in the channel of
              a declared incident whose console channel is open (a `RecordingChat` is linked and the
              mirror has opened it). Each note is one transaction: resolve the incident from the
-             channel, append a TimelineEntry, touch the incident's `updated_at`, list its links
+             channel, append a TimelineEntry (a note leaves the incident row and its
+             `updated_at` alone: only changes to the incident touch it), list its links
              and queue a Delivery per action per link (post the entry, refresh the pinned
              summary). The mirror is not drained while timing: the outbox rows are part of
              recording an entry, sending them is not.
@@ -22,8 +23,8 @@ Why the baseline is fair
     so a change in machine load hits both alike.
 
     What the baseline leaves out is exactly the service's own cost: parsing the command,
-    finding the incident from the channel, reading its links, updating `incident.updated_at`, and
-    the ORM unit of work (one flush per added row). The ratio service/plain is therefore the
+    finding the incident from the channel, reading its links, and the ORM unit of work (one flush
+    per added row). The ratio service/plain is therefore the
     share of the bare write speed the service path keeps; 1.0 would mean it adds nothing.
 
 Run it as `python -m bench.timeline [--n 500] [--pg postgresql://...]`. SQLite runs in a temporary

@@ -6,8 +6,9 @@ mode) a model must answer with, `system_prompt(catalog)` explains the catalog to
 the heuristic and saying so in `Suggestion.sources`.
 
 Catch-up: `catchup_prompt(entries)` lists timeline entries with their ids, the model cites them
-as `[#12]`, and `clean_citations(...)` removes citations of entries that do not exist (and the
-sentences that rested only on them) before anything is posted.
+as `[e12]` (as `/incident timeline` shows them), and `clean_citations(...)` removes citations
+of entries that do not exist (and the sentences that rested only on them) before anything is
+posted.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import math
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from bot.catalog import Catalog, CustomField, FieldKind, IncidentType
-from bot.models import EntryKind, TimelineEntry
-from bot.ports import FieldSource, Suggestion
+from bot.models import EntryKind, Incident, TimelineEntry
+from bot.ports import FieldSource, Suggestion, Written
+from bot.render import clip, hhmm, icon, short_id, when
 
 SCHEMA_NAME = "incident_fields"
 TITLE_MAX = 80
@@ -398,17 +401,20 @@ def suggestion_text(s: Suggestion) -> str:
 
 # --- catch-up -----------------------------------------------------------------------------
 
-CITATION_RE = re.compile(r"\[#(\d+)\]")
-# Several citations in one bracket, as models like to write them: [#3, #4] or [#3][#4].
-_GROUPED_RE = re.compile(r"\[\s*#\d+(?:\s*[,;]\s*#?\d+)+\s*\]")
-_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?!\[#)|(?<=\])\s+(?=[A-Z])")
+# An entry is cited as [e12] (what `/incident timeline` shows); [#12] and [#e12], which models
+# also write, are read as the same citation and written back as [e12].
+_CITE = r"(?:#\s*[eE]?|[eE])"
+CITATION_RE = re.compile(rf"\[\s*{_CITE}(\d+)\s*\]")
+# Several citations in one bracket, as models like to write them: [e3, e4] or [#3, #4].
+_GROUPED_RE = re.compile(rf"\[\s*{_CITE}\d+(?:\s*[,;]\s*{_CITE}?\d+)+\s*\]")
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?!\[e)|(?<=\])\s+(?=[A-Z])")
 
 CATCHUP_SYSTEM = (
     "You write catch-up summaries of an incident for someone who just joined. You get the "
-    "timeline as lines starting with the entry id, like [#12]. Write at most 8 short sentences "
+    "timeline as lines starting with the entry id, like [e12]. Write at most 8 short sentences "
     "in plain text: what happened, what is known about the cause, what is being done, and what "
-    "is still open. End every sentence with the ids of the entries it comes from, like [#12] "
-    "or [#12][#15]. Use only ids that appear in the timeline; state nothing the timeline does "
+    "is still open. End every sentence with the ids of the entries it comes from, like [e12] "
+    "or [e12][e15]. Use only ids that appear in the timeline; state nothing the timeline does "
     "not say. Text like [redacted-email] hides private data: leave it out."
 )
 
@@ -423,16 +429,18 @@ _KIND_LABEL = {
 
 
 def catchup_prompt(
-    entries: Sequence[TimelineEntry], redact: Callable[[str], str] | None = None
+    entries: Sequence[TimelineEntry],
+    redact: Callable[[str], str] | None = None,
+    tz: tzinfo = UTC,
 ) -> str:
-    """The timeline as `[#<entry id>] time author: text` lines, oldest first.
+    """The timeline as `[e<entry id>] time author: text` lines, oldest first.
 
     Deleted entries are left out. `redact` masks each line before it leaves for a model. Times
-    are UTC; the date is shown when the timeline spans more than one day.
+    are in `tz` (the catalog's zone); the date is shown when the timeline spans more than one day.
     """
     kept = [e for e in entries if not e.deleted and e.id is not None]
     kept.sort(key=lambda e: (e.occurred_at, e.id or 0))
-    days = {e.occurred_at.date() for e in kept}
+    days = {e.occurred_at.astimezone(tz).date() for e in kept}
     fmt = "%H:%M" if len(days) <= 1 else "%Y-%m-%d %H:%M"
     lines = []
     for e in kept:
@@ -440,23 +448,31 @@ def catchup_prompt(
         label = _KIND_LABEL.get(e.kind)
         kind = f" ({label})" if label else ""
         text = " ".join(e.text.split())
-        line = f"[#{e.id}] {e.occurred_at.strftime(fmt)} {author}{kind}: {text}"
+        at = e.occurred_at.astimezone(tz).strftime(fmt)
+        line = f"[{short_id(e.id)}] {at} {author}{kind}: {text}"
         lines.append(redact(line) if redact else line)
-    return "Timeline (times in UTC):\n" + "\n".join(lines)
+    return f"Timeline (times in {tz}):\n" + "\n".join(lines)
 
 
 def _ungroup(match: re.Match[str]) -> str:
-    return "".join(f"[#{n}]" for n in re.findall(r"\d+", match.group(0)))
+    return "".join(f"[{short_id(int(n))}]" for n in re.findall(r"\d+", match.group(0)))
+
+
+def _canonical(text: str) -> str:
+    """Every citation written as [e12], one per bracket."""
+    text = _GROUPED_RE.sub(_ungroup, text)
+    return CITATION_RE.sub(lambda m: f"[{short_id(int(m.group(1)))}]", text)
 
 
 def clean_citations(text: str, valid_ids: Collection[int]) -> tuple[str, int]:
     """`text` without citations of entries not in `valid_ids`, and how many were removed.
 
     A sentence whose every citation was invalid rested on nothing real, so it is removed too;
-    sentences with at least one valid citation (or none at all, like a heading) stay.
+    sentences with at least one valid citation (or none at all, like a heading) stay. The
+    citations kept are written [e12] whatever form the model used.
     """
     valid = set(valid_ids)
-    text = _GROUPED_RE.sub(_ungroup, text)
+    text = _canonical(text)
     removed = 0
     out_lines: list[str] = []
     for line in text.splitlines():
@@ -493,24 +509,64 @@ def cited_ids(text: str) -> list[int]:
     return seen
 
 
-def plain_catchup(entries: Sequence[TimelineEntry], limit: int = 8) -> str:
-    """A catch-up without a model: the latest key events and status changes, each cited."""
-    wanted = (EntryKind.KEY_EVENT, EntryKind.STATUS_CHANGE, EntryKind.STATUS_UPDATE)
-    kept = [e for e in entries if not e.deleted and e.id is not None and e.kind in wanted]
-    kept.sort(key=lambda e: (e.occurred_at, e.id or 0))
-    if not kept:
-        kept = [e for e in entries if not e.deleted and e.id is not None][-limit:]
-    if not kept:
-        return "Nothing on the timeline yet."
-    lines = [
-        f"- {e.occurred_at.strftime('%H:%M')} {' '.join(e.text.split())[:200]} [#{e.id}]"
-        for e in kept[-limit:]
-    ]
-    return "\n".join(lines)
+_FIRST = (EntryKind.KEY_EVENT, EntryKind.STATUS_CHANGE, EntryKind.STATUS_UPDATE)
+
+
+def plain_catchup(
+    entries: Sequence[TimelineEntry],
+    limit: int = 8,
+    *,
+    incident: Incident | None = None,
+    now: datetime | None = None,
+    tz: tzinfo = UTC,
+) -> str:
+    """A catch-up without a model: where the incident stands (status, severity, commander),
+    then its latest entries, the newest of every kind and the rest key events first, each
+    cited and dated when it is not from today (`now` in `tz`)."""
+    head = []
+    if incident is not None:
+        lead = f"commander {incident.commander}" if incident.commander else "no commander"
+        head.append(f"Now {incident.status.value} · {incident.severity.upper()} · {lead}.")
+    live = [e for e in entries if not e.deleted and e.id is not None]
+    live.sort(key=lambda e: (e.occurred_at, e.id or 0))
+    if not live:
+        return "\n".join([*head, "Nothing on the timeline yet."])
+    newest = list(reversed(live))
+    chosen: dict[int, TimelineEntry] = {}
+    kinds: set[EntryKind] = set()
+    for e in newest:  # the latest of every kind, however old
+        if e.kind not in kinds:
+            kinds.add(e.kind)
+            chosen[e.id or 0] = e
+    for e in [e for e in newest if e.kind in _FIRST] + newest:
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(e.id or 0, e)
+    shown = sorted(chosen.values(), key=lambda e: (e.occurred_at, e.id or 0))
+    lines = []
+    for e in shown:
+        at = when(e.occurred_at, now, tz) if now is not None else hhmm(e.occurred_at, tz)
+        author = f"{e.author_name}: " if e.author_name else ""
+        text = clip(" ".join(e.text.split()), 200)
+        lines.append(f"- {at} {icon(e.kind)} {author}{text} [{short_id(e.id)}]")
+    if head:
+        head.append("Latest on the timeline:")
+    return "\n".join([*head, *lines])
 
 
 class PlainSummarizer:
-    """The catch-up used without a model (or for types with AI off): key events, each cited."""
+    """The catch-up used without a model (or for types with AI off): where the incident stands
+    and its latest entries, each cited."""
 
-    async def summarize(self, entries: Sequence[TimelineEntry]) -> tuple[str, int]:
-        return plain_catchup(entries), 0
+    async def summarize(
+        self,
+        entries: Sequence[TimelineEntry],
+        *,
+        incident: Incident | None = None,
+        now: datetime | None = None,
+        tz: tzinfo = UTC,
+    ) -> tuple[str, int]:
+        return plain_catchup(entries, incident=incident, now=now, tz=tz), 0
+
+    async def write(self, *, system: str, prompt: str) -> Written:
+        return Written(None, note="no AI model is configured")

@@ -12,60 +12,23 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, tzinfo
+
+from bot.dates import FORMS as DUE_FORMS
+from bot.dates import looks_like_date, parse_due, read_due
 
 # --- due dates ------------------------------------------------------------------------------
-
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_WEEKDAY_ALIASES = {d[:3]: i for i, d in enumerate(WEEKDAYS)} | {
-    d: i for i, d in enumerate(WEEKDAYS)
-}
-_RELATIVE_RE = re.compile(r"^in\s+(\d+)\s*(m|min|mins|minutes?|h|hrs?|hours?|d|days?|w|weeks?)$")
-END_OF_DAY = time(17, 0, tzinfo=UTC)  # a date without a time means the end of the working day
 
 
 @dataclass(frozen=True)
 class DueSpec:
-    """A due date as written; `resolve(now)` gives the moment it means."""
+    """A due date as written (its form already checked by `read_due`); `resolve(now, tz)`
+    gives the moment it means, so the grammar itself never reads a clock."""
 
     text: str
 
-    def resolve(self, now: datetime) -> datetime:
-        return parse_due(self.text, now)
-
-
-def parse_due(text: str, now: datetime) -> datetime:
-    """Return the UTC datetime `text` means relative to `now`, or raise ValueError."""
-    t = text.strip().lower()
-    if t in ("today", "eod"):
-        end = datetime.combine(now.date(), END_OF_DAY)
-        # Late in the day "today" still means before midnight, never a time already gone.
-        return end if end > now else datetime.combine(now.date(), time(23, 59, tzinfo=UTC))
-    if t == "tomorrow":
-        return datetime.combine(now.date() + timedelta(days=1), END_OF_DAY)
-    if t in _WEEKDAY_ALIASES:
-        ahead = (_WEEKDAY_ALIASES[t] - now.weekday()) % 7 or 7
-        return datetime.combine(now.date() + timedelta(days=ahead), END_OF_DAY)
-    m = _RELATIVE_RE.match(t)
-    if m:
-        n, unit = int(m.group(1)), m.group(2)[0]
-        step = {
-            "m": timedelta(minutes=1),
-            "h": timedelta(hours=1),
-            "d": timedelta(days=1),
-            "w": timedelta(weeks=1),
-        }[unit]
-        return now + n * step
-    try:
-        if len(t) == 10:
-            return datetime.combine(date.fromisoformat(t), END_OF_DAY)
-        parsed = datetime.fromisoformat(text.strip().upper().replace(" ", "T"))
-    except ValueError:
-        raise ValueError(
-            f'invalid date "{text}": use 2026-12-01, 2026-12-01T15:00, today, tomorrow, '
-            "a weekday, or in 3h / in 2d / in 1w"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    def resolve(self, now: datetime, tz: tzinfo = UTC) -> datetime:
+        return parse_due(self.text, now, tz)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -89,6 +52,10 @@ class Declare(Command):
 @dataclass(frozen=True, kw_only=True)
 class ListIncidents(Command):
     include_closed: bool = False
+    severity: str | None = None  # checked against the catalog by the service
+    mine: bool = False
+    type: str | None = None
+    page: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +90,11 @@ class AssignRole(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Unassign(Command):
+    role: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SetField(Command):
     field: str
     value: str
@@ -131,6 +103,11 @@ class SetField(Command):
 @dataclass(frozen=True, kw_only=True)
 class SetTitle(Command):
     title: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeType(Command):
+    type: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,6 +133,7 @@ class AddNote(Command):
 @dataclass(frozen=True, kw_only=True)
 class ShowTimeline(Command):
     key_only: bool = False
+    page: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +152,11 @@ class Reopen(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Cancel(Command):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ActionAdd(Command):
     text: str
     assignee: str | None = None
@@ -187,6 +170,16 @@ class ActionList(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class ActionDone(Command):
+    number: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionReopen(Command):
+    number: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionCancel(Command):
     number: int
 
 
@@ -214,8 +207,31 @@ class RunbookStatus(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunbookCancel(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookRetry(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookCheck(Command):
+    item: int
+    run: int | None = None
+    skip: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunbookApprove(Command):
+    run: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Page(Command):
     target: str
+    message: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,36 +249,91 @@ class MirrorTo(Command):
     platform: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShowReminders(Command):
+    pass
+
+
+# The incident times `/incident time` corrects, in the order they must keep.
+TIME_NAMES = ("impact_started", "declared", "acknowledged", "mitigated", "resolved", "closed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetTime(Command):
+    which: str  # one of TIME_NAMES
+    when: str  # as written; read in the catalog timezone by the service
+
+
+@dataclass(frozen=True, kw_only=True)
+class Close(Command):
+    force_reason: str | None = None  # `close force <reason>`: close despite open work
+@dataclass(frozen=True, kw_only=True)
+class ShowAlerts(Command):
+    pass
+
+
 # --- grammar --------------------------------------------------------------------------------
 
 USAGE: dict[str, str] = {
     "declare": "/incident declare [type=<type>] <what is happening>",
-    "list": "/incident list [open|all]",
+    "list": "/incident list [open|all] [<sev>] [mine] [type=<type>] [page <n>]",
     "show": "/incident show [<number>]",
     "help": "/incident help [<command>]",
     "status": "/incident status <status>",
     "severity": "/incident severity <sev>",
     "priority": "/incident priority <p>",
     "assign": "/incident assign <role> <@user>",
+    "unassign": "/incident unassign <role>",
     "set": "/incident set <field> <value>",
     "title": "/incident title <text>",
+    "type": "/incident type <type>   (custom fields the new type lacks are kept as extra)",
     "summary": "/incident summary <text>",
     "update": "/incident update <text>   (status update to stakeholders)",
     "event": "/incident event <text>   (key event)",
     "note": "/incident note <text>   (timeline note)",
-    "timeline": "/incident timeline [key]",
+    "timeline": "/incident timeline [key] [page <n>]",
     "catchup": "/incident catchup   (summary of the timeline so far, citing its entries)",
     "ack": "/incident ack",
     "resolve": "/incident resolve [<text>]",
     "reopen": "/incident reopen [<text>]",
+    "cancel": "/incident cancel <reason>   (declared by mistake: archived, undone by reopen)",
     "action": (
         "/incident action add <text> [@user] [due <date>] | action list | action done <n> | "
-        "action edit <n> [<text>] [@user] [due <date>]"
+        "action edit <n> [<text>] [@user] [due <date>] | action reopen <n> | action cancel <n>"
     ),
-    "runbook": "/incident runbook list | runbook run <name> | runbook status",
-    "page": "/incident page <policy|@user>",
-    "postmortem": "/incident postmortem",
+    "runbook": (
+        "/incident runbook list | runbook run <name> | runbook status | "
+        "runbook cancel [<run>] | runbook retry [<run>] | runbook check [<run>] <n> | "
+        "runbook skip [<run>] <n> | runbook approve [<run>]"
+    ),
+    "page": "/incident page <policy|@user> [message]",
+    "postmortem": "/incident postmortem   (a new version of the postmortem, posted as a file)",
+    "time": (
+        "/incident time <impact_started|declared|acknowledged|mitigated|resolved|closed> <when>"
+    ),
+    "close": "/incident close [force <reason>]",
     "mirror": "/incident mirror <slack|discord>",
+    "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
+    "alerts": "/incident alerts   (the monitoring alerts of this incident)",
+}
+
+# What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
+DETAILS: dict[str, str] = {
+    "time": (
+        "When: 14:05 (the latest 14:05 not in the future), yesterday 14:05, 2026-12-15 14:05, "
+        "15 Dec 14:05, 20m ago, 2h ago; times are in {timezone}. The times keep their order: "
+        "impact_started <= declared <= acknowledged <= mitigated <= resolved <= closed "
+        "(impact may start before the declare)."
+    ),
+    "close": (
+        "Closing needs every action item done or cancelled and a postmortem, unless the "
+        "commander or declarer forces it: /incident close force <reason>."
+    ),
+    "action": (
+        f"Due dates: {DUE_FORMS}, or any of them with a time (friday 3pm). A weekday is the "
+        "next one, next friday is next week's, and a day already past this year is next "
+        "year's. Dates without a time mean 17:00; times are in {timezone}."
+    ),
 }
 
 HELP_TEXT = (
@@ -276,8 +347,39 @@ _MENTION_RE = re.compile(r"^(@[\w.\-]+|<@!?[A-Za-z0-9]+(?:\|[^>]*)?>)$")
 _INCIDENT_RE = re.compile(r"^#([0-9]+)$")
 
 
+# Mentions of many people at once: Slack's "<!here>" / "<!channel|@channel>", a Discord role
+# "<@&123>", and "@here" / "@everyone" / "@channel" as typed anywhere.
+_GROUP_RE = re.compile(
+    r"^(@(?:here|everyone|channel)|<!(?:here|channel|everyone)(?:\|[^>]*)?>|<@&[0-9]+>)$",
+    re.IGNORECASE,
+)
+
+
+def is_group_mention(token: str) -> bool:
+    return bool(_GROUP_RE.match(token))
+
+
 def is_mention(token: str) -> bool:
-    return bool(_MENTION_RE.match(token))
+    """One person's mention ("@here" and other group mentions are not)."""
+    return bool(_MENTION_RE.match(token)) and not is_group_mention(token)
+
+
+_ID_MENTION_RE = re.compile(r"^<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>$")
+
+
+def person_key(mention: str) -> str:
+    """One form per person, to compare mentions: "<@U1|bob>" and "<@!1>" become "<@U1>" and
+    "<@1>"; "@Bob" becomes "@bob"."""
+    mention = mention.strip()
+    m = _ID_MENTION_RE.match(mention)
+    return f"<@{m.group(1)}>" if m else mention.lower()
+
+
+def not_a_person(token: str) -> str:
+    """Why `token` cannot stand for a person, for an error message."""
+    if is_group_mention(token):
+        return f'"{token}" is a group mention, not a person (write @name)'
+    return f'"{token}" is not a person (write @name)'
 
 
 def _usage(name: str, problem: str | None = None) -> UsageError:
@@ -318,43 +420,40 @@ def _number(name: str, token: str) -> int:
     return int(n)
 
 
-_DATE_WORDS = frozenset({"today", "tomorrow", "eod", "next", *_WEEKDAY_ALIASES})
-_DATE_START = re.compile(r"^(\d{4}-|in\s+\d)")
-
-
-def _looks_like_date(expr: str) -> bool:
-    """Meant as a date: one word ("due never"), a date-like start ("due 2026-13-01",
-    "due in 3 fortnights") or a short phrase starting with a date word ("due next week")."""
-    words = expr.lower().split()
-    if len(words) <= 1 or _DATE_START.match(expr.lower()):
-        return True
-    return len(words) <= 3 and words[0] in _DATE_WORDS
-
-
 def _split_action_tail(rest: str) -> tuple[str, str | None, DueSpec | None]:
-    """Split '<text> [@user] [due <date>]' into its parts."""
-    text, due = rest, None
+    """Split '<text> [@user] [due <date>]' into its parts; the person and the due date may
+    come in either order ("x due friday @bob", "x @bob due friday")."""
+    spans = [m.span() for m in re.finditer(r"\S+", rest)]
+    words = [rest[a:b] for a, b in spans]
+    end = len(words)
+    assignee = None
+    if end and is_mention(words[end - 1]):
+        assignee, end = words[end - 1], end - 1
     # The text may itself say "due" ("chase the due invoices due friday"): the due date is the
-    # rightmost "due <date>" that parses; if none does, the rightmost date-like one is reported,
-    # and "due to the cache change" stays part of the text.
-    problem: ValueError | None = None
-    for m in reversed(list(re.finditer(r"(?:^|(?<=\s))due\s+(?=\S)", rest, re.IGNORECASE))):
-        expr = rest[m.end() :].strip()
+    # rightmost "due <date>" that reads as one; if none does, the rightmost date-like one is
+    # reported, and "due to the cache change" stays part of the text.
+    due, problem = None, None
+    for i in range(end - 2, -1, -1):
+        if words[i].lower() != "due":
+            continue
+        expr = " ".join(words[i + 1 : end])
         try:
-            parse_due(expr, datetime.now(UTC))
+            read_due(expr)
         except ValueError as exc:
-            if _looks_like_date(expr):  # "due someday-ish" is a mistake; "due to ..." is prose
+            if looks_like_date(expr):  # "due someday-ish" is a mistake; "due to ..." is prose
                 problem = problem or exc
             continue
-        due, text = DueSpec(expr), rest[: m.start()].strip()
+        due, end = DueSpec(expr), i
         break
     else:
         if problem is not None:
             raise UsageError(str(problem)) from None
-    assignee = None
-    words = text.split()
-    if words and is_mention(words[-1]):
-        assignee, text = words[-1], " ".join(words[:-1])
+    if assignee is None and end and is_mention(words[end - 1]):
+        assignee, end = words[end - 1], end - 1
+    for word in (words[end - 1] if end else "", words[-1] if words else ""):
+        if is_group_mention(word):
+            raise UsageError(f"{not_a_person(word)}: an action item is assigned to one person")
+    text = rest[: spans[end - 1][1]].strip() if end else ""
     return text, assignee, due
 
 
@@ -369,14 +468,15 @@ def _parse_action(rest: str) -> Command:
     if sub == "list":
         _none("action", tail)
         return ActionList()
-    if sub in ("done", "edit"):
+    if sub in ("done", "edit", "reopen", "cancel"):
         number_token, _, changes = tail.partition(" ")
         if not number_token:
             raise _usage("action", "missing action item number")
         number = _number("action", number_token)
-        if sub == "done":
+        one_number = {"done": ActionDone, "reopen": ActionReopen, "cancel": ActionCancel}
+        if sub in one_number:
             _none("action", changes.strip())
-            return ActionDone(number=number)
+            return one_number[sub](number=number)
         text, assignee, due = _split_action_tail(changes.strip())
         if not (text or assignee or due):
             raise _usage("action", "nothing to change")
@@ -395,9 +495,34 @@ def _parse_runbook(rest: str) -> Command:
         return RunbookStatus()
     if sub == "run":
         return RunbookRun(name=_one_word("runbook", tail, "runbook name"))
+    numbers = tail.split()
+    for token in numbers:
+        if not token.isdigit() or int(token) < 1:
+            raise _usage("runbook", f'"{token}" is not a run or item number')
+    ints = [int(t) for t in numbers]
+    if sub in ("cancel", "retry", "approve"):
+        if len(ints) > 1:
+            raise _usage("runbook", f"runbook {sub} takes at most a run number")
+        run = ints[0] if ints else None
+        return {"cancel": RunbookCancel, "retry": RunbookRetry, "approve": RunbookApprove}[sub](
+            run=run
+        )
+    if sub in ("check", "skip"):
+        if not ints or len(ints) > 2:
+            raise _usage("runbook", "missing checklist item number" if not ints else
+                         f"runbook {sub} takes [<run>] <n>")
+        return RunbookCheck(item=ints[-1], run=ints[0] if len(ints) == 2 else None,
+                            skip=sub == "skip")
     raise _usage(
         "runbook", f'unknown runbook command "{sub}"' if sub else "missing runbook command"
     )
+
+
+def _parse_page(rest: str) -> Command:
+    target, _, message = rest.partition(" ")
+    if is_group_mention(target):
+        raise _usage("page", not_a_person(target))
+    return Page(target=target if is_mention(target) else target.lower(), message=message.strip())
 
 
 def _parse_declare(rest: str) -> Command:
@@ -410,11 +535,43 @@ def _parse_declare(rest: str) -> Command:
     return Declare(description=_need_text("declare", rest.strip()), type=type_)
 
 
+def _page(name: str, words: list[str]) -> tuple[list[str], int]:
+    """`words` without a trailing "page <n>", and n (1 when absent)."""
+    lowered = [w.lower() for w in words]
+    if "page" not in lowered:
+        return words, 1
+    at = lowered.index("page")
+    given = words[at + 1] if at + 1 < len(words) else ""
+    if not given:
+        raise _usage(name, "expected a page number after page")
+    if not _is_number(given) or int(given) < 1:
+        raise _usage(name, f'"{given}" is not a page number (1, 2, 3...)')
+    return words[:at] + words[at + 2 :], int(given)
+
+
 def _parse_list(rest: str) -> Command:
-    scope = rest.lower()
-    if scope not in ("", "open", "all"):
-        raise _usage("list", f'unknown scope "{rest}"')
-    return ListIncidents(include_closed=scope == "all")
+    words, page = _page("list", rest.split())
+    scope: str | None = None
+    severity = type_ = None
+    mine = False
+    for word in (w.lower() for w in words):
+        if word in ("open", "all"):
+            if scope is not None:
+                raise _usage("list", f'"{word}" after "{scope}": give one of open or all')
+            scope = word
+        elif word == "mine":
+            mine = True
+        elif word.startswith("type="):
+            if not word[5:]:
+                raise _usage("list", "missing type after type=")
+            type_ = word[5:]
+        elif severity is None and re.fullmatch(r"[a-z0-9_-]+", word):
+            severity = word
+        else:
+            raise _usage("list", f'unknown filter "{word}"')
+    return ListIncidents(
+        include_closed=scope == "all", severity=severity, mine=mine, type=type_, page=page
+    )
 
 
 def _parse_show(rest: str) -> Command:
@@ -428,7 +585,7 @@ def _parse_assign(rest: str) -> Command:
     if len(words) != 2:
         raise _usage("assign", "expected a role and a person")
     if not is_mention(words[1]):
-        raise _usage("assign", f'"{words[1]}" is not a person (write @name)')
+        raise _usage("assign", not_a_person(words[1]))
     return AssignRole(role=words[0].lower(), user=words[1])
 
 
@@ -440,9 +597,11 @@ def _parse_set(rest: str) -> Command:
 
 
 def _parse_timeline(rest: str) -> Command:
-    if rest.lower() not in ("", "key"):
-        raise _usage("timeline", f'unknown option "{rest}"')
-    return ShowTimeline(key_only=rest.lower() == "key")
+    words, page = _page("timeline", rest.split())
+    option = " ".join(words)
+    if option.lower() not in ("", "key"):
+        raise _usage("timeline", f'unknown option "{option}"')
+    return ShowTimeline(key_only=option.lower() == "key", page=page)
 
 
 def _parse_help(rest: str) -> Command:
@@ -472,8 +631,10 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "severity": lambda r: SetSeverity(severity=_one_word("severity", r, "severity")),
     "priority": lambda r: SetPriority(priority=_one_word("priority", r, "priority")),
     "assign": _parse_assign,
+    "unassign": lambda r: Unassign(role=_one_word("unassign", r, "role")),
     "set": _parse_set,
     "title": lambda r: SetTitle(title=_need_text("title", r)),
+    "type": lambda r: ChangeType(type=_one_word("type", r, "incident type")),
     "summary": lambda r: SetSummary(summary=_need_text("summary", r)),
     "update": lambda r: StatusUpdate(text=_need_text("update", r)),
     "event": lambda r: AddKeyEvent(text=_need_text("event", r)),
@@ -483,12 +644,40 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "ack": lambda r: _bare("ack", r, Acknowledge),
     "resolve": lambda r: Resolve(text=r),
     "reopen": lambda r: Reopen(text=r),
+    "cancel": lambda r: Cancel(reason=_need_text("cancel", r)),
     "action": _parse_action,
     "runbook": _parse_runbook,
-    "page": lambda r: Page(target=_need_text("page", r)),
+    "page": lambda r: _parse_page(_need_text("page", r)),
     "postmortem": lambda r: _bare("postmortem", r, Postmortem),
     "mirror": lambda r: MirrorTo(platform=_one_word("mirror", r, "platform")),
+    "reminders": lambda r: _bare("reminders", r, ShowReminders),
+    "time": lambda r: _parse_time(r),
+    "close": lambda r: _parse_close(r),
+    "alerts": lambda r: _bare("alerts", r, ShowAlerts),
 }
+def _parse_time(rest: str) -> Command:
+    which, _, when = rest.partition(" ")
+    which = which.lower().replace("-", "_")
+    if not which:
+        raise _usage("time", "missing which time")
+    if which not in TIME_NAMES:
+        raise _usage("time", f'unknown time "{which}": use {", ".join(TIME_NAMES)}')
+    if not when.strip():
+        raise _usage("time", f"missing when {which}")
+    return SetTime(which=which, when=when.strip())
+
+
+def _parse_close(rest: str) -> Command:
+    if not rest:
+        return Close()
+    word, _, reason = rest.partition(" ")
+    if word.lower() != "force":
+        raise _usage("close", f'unexpected "{rest}"')
+    if not reason.strip():
+        raise _usage("close", "missing reason after force")
+    return Close(force_reason=reason.strip())
+
+
 _ALIASES = {
     "sev": "severity",
     "acknowledge": "ack",
@@ -509,10 +698,10 @@ def parse(text: str) -> Command:
         text = text[len("/incident") :].strip()
     incident = None
     first, _, rest = text.partition(" ")
-    m = _INCIDENT_RE.match(first)
-    if m:
-        if not _is_number(m.group(1)):
-            raise UsageError(f'"{first}" is not an incident number')
+    if first.startswith("#"):
+        m = _INCIDENT_RE.match(first)
+        if m is None or not _is_number(m.group(1)):
+            raise UsageError(f'"{first}" is not an incident number (write #42)')
         incident = int(m.group(1))
         first, _, rest = rest.strip().partition(" ")
     if not first:
@@ -553,4 +742,9 @@ def button_command(action: str, value: str) -> Command | None:
         return Reopen(incident=incident)
     if action == "action_done" and _is_number(item):
         return ActionDone(incident=incident, number=int(item))
+    run, _, n = item.partition(":")  # a runbook's progress message: "42:2:3" is run 2, item 3
+    if action == "runbook_check" and _is_number(run) and _is_number(n):
+        return RunbookCheck(incident=incident, run=int(run), item=int(n))
+    if action == "runbook_approve" and _is_number(run):
+        return RunbookApprove(incident=incident, run=int(run))
     return None

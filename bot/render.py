@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from bot.models import ActionItem, ActionStatus, EntryKind, Incident, Status, TimelineEntry
 
@@ -53,7 +53,7 @@ class Field:
 @dataclass(frozen=True)
 class Button:
     label: str
-    action: str  # "ack", "resolve", "reopen", "key_event", "action_done"
+    action: str  # "ack", "resolve", "reopen", "key_event", "action_done", "runbook_check"...
     value: str  # what the action applies to: "42" (incident) or "42:3" (action item)
     style: str | None = None  # "primary" | "danger"
 
@@ -80,33 +80,79 @@ def fit(text: str, limit: int = TEXT_LIMIT) -> str:
     return text[: max(0, limit - len(CUT_NOTE))].rstrip() + CUT_NOTE
 
 
-def hhmm(moment: datetime) -> str:
-    return moment.strftime("%H:%M UTC")
+# Answers that list things (`list`, `timeline`) fit every platform by construction, not by
+# clipping the whole: Discord shows up to 4,096 characters in an embed description (content over
+# 2,000 goes there) and Slack asks a message's text to stay within 4,000. A page has at most
+# PAGE_SIZE lines; when they are longer than the room together, the longest are cut, each
+# to the same length, so short lines stay whole.
+REPLY_LIMIT = 4000
+PAGE_SIZE = 50
+EDGE_LIMIT = 200  # a page's head and foot
 
 
-def when(moment: datetime, now: datetime) -> str:
-    """A short absolute time, with the date when it is not today."""
-    if moment.date() == now.date():
-        return moment.strftime("%H:%M UTC")
-    return moment.strftime("%a %d %b %H:%M UTC")
+def paged(head: str, lines: list[str], foot: str | None) -> str:
+    """`head`, `lines` and `foot` as one reply of at most REPLY_LIMIT characters."""
+    edges = [clip(head, EDGE_LIMIT), *([clip(foot, EDGE_LIMIT)] if foot else [])]
+    room = REPLY_LIMIT - sum(len(e) for e in edges) - len(lines) - len(edges)
+    cap = _fair_cap(sorted(len(x) for x in lines), room)
+    body = [clip(x, cap) for x in lines] if cap is not None else lines
+    out = "\n".join([edges[0], *body, *edges[1:]])
+    assert len(out) <= REPLY_LIMIT, len(out)  # _fair_cap guarantees it
+    return out
+
+
+def _fair_cap(lengths: list[int], room: int) -> int | None:
+    """The longest a line may be so that all fit in `room`; None when all fit whole."""
+    if sum(lengths) <= room:
+        return None
+    for i, length in enumerate(lengths):
+        share = room // (len(lengths) - i)
+        if length > share:
+            return max(1, share)
+        room -= length
+    return None
+
+
+def hhmm(moment: datetime, tz: tzinfo = UTC) -> str:
+    return moment.astimezone(tz).strftime("%H:%M %Z")
+
+
+def when(moment: datetime, now: datetime, tz: tzinfo = UTC) -> str:
+    """A short time in `tz` (the catalog's zone) named by its zone, with the date when it is
+    not today there and the year when it is not this year."""
+    local, today = moment.astimezone(tz), now.astimezone(tz).date()
+    if local.date() == today:
+        return local.strftime("%H:%M %Z")
+    if local.year == today.year:
+        return local.strftime("%a %d %b %H:%M %Z")
+    return local.strftime("%a %d %b %Y %H:%M %Z")
+
+
+def short_id(entry_id: int | None) -> str:
+    """How people see and cite a timeline entry: "e44" (its id; "#44" reads as an incident)."""
+    return f"e{entry_id}"
 
 
 def incident_ref(incident: Incident) -> str:
     return f"#{incident.number}"
 
 
-def next_update_due(incident: Incident, cadence: timedelta) -> datetime | None:
-    if not incident.status.is_open:
+def next_update_due(incident: Incident, cadence: timedelta | None) -> datetime | None:
+    if not incident.status.is_open or cadence is None:
         return None
     return (incident.last_update_at or incident.declared_at) + cadence
 
 
-def topic(incident: Incident, cadence: timedelta, now: datetime) -> str:
+def due_text(due: datetime, now: datetime, tz: tzinfo = UTC) -> str:
+    return when(due, now, tz) + (" (overdue)" if due <= now else "")
+
+
+def topic(incident: Incident, cadence: timedelta | None, now: datetime, tz: tzinfo = UTC) -> str:
     parts = [incident.severity.upper(), incident.status.value]
     parts.append(f"Commander {incident.commander}" if incident.commander else "No commander")
     due = next_update_due(incident, cadence)
     if due is not None:
-        parts.append(f"next update due {when(due, now)}")
+        parts.append(f"next update due {due_text(due, now, tz)}")
     return " · ".join(parts)
 
 
@@ -118,14 +164,14 @@ def incident_line(incident: Incident) -> str:
     )
 
 
-def action_line(item: ActionItem, now: datetime) -> str:
+def action_line(item: ActionItem, now: datetime, tz: tzinfo = UTC) -> str:
     mark = {ActionStatus.OPEN: "[ ]", ActionStatus.DONE: "[x]", ActionStatus.CANCELLED: "[-]"}
     parts = [f"{mark[item.status]} {item.number}. {item.text}"]
     if item.assignee:
         parts.append(item.assignee)
     if item.due_at:
         overdue = item.status is ActionStatus.OPEN and item.due_at < now
-        parts.append(("OVERDUE " if overdue else "due ") + when(item.due_at, now))
+        parts.append(("OVERDUE " if overdue else "due ") + when(item.due_at, now, tz))
     return " · ".join(parts)
 
 
@@ -138,20 +184,25 @@ _ENTRY_ICON = {
     EntryKind.ACTION_ITEM: "☑️",
     EntryKind.STATUS_UPDATE: "📣",
     EntryKind.RUNBOOK: "📖",
-    EntryKind.ALERT: "🚨",
+    EntryKind.ALERT: "🔔",
     EntryKind.REMINDER: "⏰",
     EntryKind.SYSTEM: "ℹ️",
+    EntryKind.PAGE: "📟",
 }
 
 
-def entry_line(entry: TimelineEntry) -> str:
-    """One timeline entry as a line: time, icon, author, text."""
+def icon(kind: EntryKind) -> str:
+    return _ENTRY_ICON[kind]
+
+
+def entry_line(entry: TimelineEntry, now: datetime | None = None, tz: tzinfo = UTC) -> str:
+    """One timeline entry as a line: short id, time (dated when not today), icon, author, text."""
     author = f"{entry.author_name}: " if entry.author_name else ""
     origin = f" (via {entry.source})" if entry.data.get("show_source") else ""
     deleted = " [deleted]" if entry.deleted else ""
-    return (
-        f"{hhmm(entry.occurred_at)} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
-    )
+    at = when(entry.occurred_at, now, tz) if now is not None else hhmm(entry.occurred_at, tz)
+    ident = f"{short_id(entry.id)} " if entry.id is not None else ""
+    return f"{ident}{at} {_ENTRY_ICON[entry.kind]} {author}{entry.text}{origin}{deleted}"
 
 
 def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: bool) -> Message:
@@ -165,15 +216,23 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
         text = f"{icon} Key event by {author}{via}{marked}:\n> {clip(entry.text)}"
     elif entry.kind is EntryKind.MESSAGE:
         text = f"{icon} {author}{via}: {entry.text}"
+    elif entry.kind is EntryKind.REMINDER:
+        text = f"{icon} {entry.text}"  # the bot's own nudge: no "(Opsroom)" after it
+    elif entry.kind is EntryKind.PAGE:
+        text = entry.text  # each paging line starts with its own sign (📟, ⬆️, ✅, ⚠️)
     elif entry.kind is EntryKind.STATUS_UPDATE:
         head = f"Status update on #{incident.number} {incident.title} by {author}{via}"
         text = f"{icon} {head}:\n{entry.text}"
     else:
-        text = f"{icon} {entry.text} ({author}{via})"
+        # Who did it goes after the first line, not after a list that follows (resolve).
+        first, newline, rest = entry.text.partition("\n")
+        text = f"{icon} {first} ({author}{via}){newline}{rest}"
     buttons: tuple[Button, ...] = ()
     action_no = entry.data.get("action_item")
     if entry.kind is EntryKind.ACTION_ITEM and entry.data.get("event") == "added" and action_no:
         buttons = (Button("Done", "action_done", f"{incident.number}:{action_no}", "primary"),)
+    if entry.kind is EntryKind.RUNBOOK:  # a run's progress: what it waits on, as buttons
+        buttons = tuple(Button(**b) for b in entry.data.get("buttons", []))
     return Message(text=fit(text), buttons=buttons)
 
 
@@ -186,13 +245,21 @@ def announcement(entry: TimelineEntry, incident: Incident, channel_name: str | N
 def summary(
     incident: Incident,
     *,
-    cadence: timedelta,
+    cadence: timedelta | None,
     actions: Sequence[ActionItem],
     key_events: Sequence[TimelineEntry],
     field_labels: dict[str, str],
     now: datetime,
+    extra_fields: Collection[str] = (),
+    tz: tzinfo = UTC,
+    page_url: str | None = None,
+    alerts_firing: int = 0,
 ) -> Message:
-    """The pinned summary: the current state of the incident, edited in place on every change."""
+    """The pinned summary: the current state of the incident, edited in place on every change.
+
+    `extra_fields` are custom fields the incident's type does not define (kept from the type it
+    had before): shown apart, so nobody takes them for fields of this type.
+    """
     title = f"#{incident.number} {incident.title}"
     fields = [
         Field("Status", incident.status.value),
@@ -201,23 +268,34 @@ def summary(
         Field("Type", incident.type),
     ]
     fields += [Field(role.capitalize(), who) for role, who in incident.roles.items()]
+    if alerts_firing or incident.declared_on == "alerts":
+        fields.append(Field("Alerts firing", str(alerts_firing)))
+    extras = []
     for name, value in incident.custom_fields.items():
         shown = ", ".join(value) if isinstance(value, list) else str(value)
-        fields.append(Field(field_labels.get(name, name), shown))
+        if name in extra_fields:
+            extras.append(f"{field_labels.get(name, name)}: {shown}")
+        else:
+            fields.append(Field(field_labels.get(name, name), shown))
     due = next_update_due(incident, cadence)
     if due is not None:
-        fields.append(Field("Next update due", when(due, now)))
+        fields.append(Field("Next update due", due_text(due, now, tz)))
     if incident.resolved_at is not None:
-        fields.append(Field("Resolved", when(incident.resolved_at, now)))
+        fields.append(Field("Resolved", when(incident.resolved_at, now, tz)))
 
     sections = [f"Summary: {incident.summary or incident.description or '-'}"]
     if key_events:
         shown_events = key_events[-5:]
-        lines = [f"{hhmm(e.occurred_at)} {clip(e.text, 200)}" for e in shown_events]
+        lines = [f"{when(e.occurred_at, now, tz)} {clip(e.text, 200)}" for e in shown_events]
         sections.append("Key events:\n" + "\n".join(lines))
+    if extras:
+        sections.append(f"Extra (not fields of type {incident.type}): " + " · ".join(extras))
     open_items = [a for a in actions if a.status is ActionStatus.OPEN]
     if open_items:
-        sections.append("Open action items:\n" + "\n".join(action_line(a, now) for a in open_items))
+        lines = [action_line(a, now, tz) for a in open_items]
+        sections.append("Open action items:\n" + "\n".join(lines))
+    if page_url:
+        sections.append(f"Incident page: {page_url}")
 
     ref = str(incident.number)
     buttons: list[Button] = []
@@ -238,5 +316,5 @@ def summary(
         fields=tuple(fields),
         sections=tuple(sections),
         buttons=tuple(buttons),
-        context=f"Declared {when(incident.declared_at, now)} by {incident.declared_by}",
+        context=f"Declared {when(incident.declared_at, now, tz)} by {incident.declared_by}",
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 logger = logging.getLogger(__name__)
@@ -22,7 +25,13 @@ _UPGRADE_LOCK_KEY = 0x4F505352  # "OPSR": the advisory lock class that serialize
 
 def async_url(url: str) -> str:
     """Return `url` with the async driver Opsroom uses for its database."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL at all; not echoed, as it may hold a password
+        raise ValueError(
+            "DATABASE_URL is not a database URL: use sqlite:////absolute/path.db or "
+            "postgresql://user:pass@host:5432/db"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
@@ -40,6 +49,51 @@ def safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # unparseable: say so without echoing what might hold a password
         return "(an unparseable DATABASE_URL)"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file a SQLite URL names (`~` expanded, maybe relative); None for other databases,
+    an in-memory SQLite or a URL that does not parse."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def with_sqlite_path(url: str, path: Path) -> str:
+    """`url` (a SQLite URL) naming `path` instead, its query (`?mode=ro`...) kept."""
+    return make_url(url).set(database=str(path)).render_as_string(hide_password=False)
+
+
+def sqlite_problem(path: Path) -> str | None:
+    """Why SQLite could not use `path`, said plainly, before it fails with "unable to open
+    database file"; None when nothing is visibly wrong."""
+    if path.is_dir():
+        return f"{path} is a directory, not a database file"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"the directory {parent} does not exist (create it, or set DATABASE_URL)"
+    if not path.exists() and not os.access(parent, os.W_OK):
+        return f"cannot create {path}: the directory {parent} is not writable"
+    if path.exists() and not os.access(path, os.R_OK):
+        return f"cannot read {path}: permission denied"
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for people about a database failure: the driver's own words, without the SQL,
+    its parameters or a traceback (and never the URL, which may hold a password)."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()[0].strip() if str(inner).strip() else ""
+    if "file is not a database" in text:
+        return "the file is not a SQLite database"
+    missing = re.match(r'database "([^"]+)" does not exist', text)
+    if missing:
+        return f"{text} (create it with `createdb {missing.group(1)}`)"
+    return text or type(inner).__name__
 
 
 class SchemaError(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -17,7 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from bot.models import InboxItem, InboxState
+from bot.ports import Unit
+from bot.retention import PRUNE_HOOKS
 from storage.claims import claim, release
+from storage.store import SqlUnit
 
 ERROR_MAX = 500  # characters of an error kept in last_error
 
@@ -225,14 +228,24 @@ async def release_holder(session: AsyncSession, holder: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def prune(session: AsyncSession, *, before: datetime) -> int:
-    """Delete rows applied (or failed) before `before`: their keys are past any replay."""
-    result = await session.execute(
-        delete(InboxItem)
-        .where(
-            col(InboxItem.state) != InboxState.PENDING,
-            col(InboxItem.received_at) < before,
-        )
-        .execution_options(synchronize_session=False)
-    )
+async def prune(session: AsyncSession, *, before: datetime, limit: int | None = None) -> int:
+    """Delete rows applied (or failed) before `before`, at most `limit` of them: their keys
+    are past any replay."""
+    done = (col(InboxItem.state) != InboxState.PENDING, col(InboxItem.received_at) < before)
+    query = delete(InboxItem)
+    if limit is None:
+        query = query.where(*done)
+    else:
+        oldest = select(col(InboxItem.id)).where(*done).limit(limit)
+        query = query.where(col(InboxItem.id).in_(oldest))
+    result = await session.execute(query.execution_options(synchronize_session=False))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def prune_for_retention(u: Unit, before: datetime, limit: int) -> int:
+    """The retention job's hook (bot/retention.py): applied inbox rows older than
+    OPSROOM_RETENTION go with the finished jobs and deliveries, in the same transaction."""
+    return await prune(cast(SqlUnit, u).session, before=before, limit=limit)
+
+
+PRUNE_HOOKS["inbox"] = prune_for_retention

@@ -25,6 +25,10 @@ from storage.store import SqlStore
 from tests.fakes.chat import RecordingChat
 from tests.fakes.clock import FakeClock
 
+# No test writes to the real home: Opsroom's per-user files (the default database, the console
+# history) go to a directory of this run, in this process and every `opsroom` it starts.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="opsroom-test-data-")
+
 PG_URL = os.environ.get("OPSROOM_TEST_DATABASE_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="OPSROOM_TEST_DATABASE_URL is not set")
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=needs_pg)]

@@ -25,7 +25,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -100,9 +100,13 @@ class OpsroomClient(discord.AutoShardedClient):
     def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
         if event == "socket_event_type":  # every gateway dispatch, replays included
             self.edge.gateway_events += 1
+        elif event == "shard_connect":  # a shard's READY was parsed (on_ready comes later)
+            self.edge.shard_connected(args[0])
         super().dispatch(event, *args, **kwargs)
 
     async def on_ready(self) -> None:
+        if self.user is not None:  # the bot is no person to assign things to
+            self.edge.service.refuse_mentions(f"<@{self.user.id}>")
         self.edge.gateway_up("ready")
 
     async def on_resumed(self) -> None:
@@ -142,6 +146,7 @@ class DiscordEdge:
         guild_id: int | None = None,
         answer_within: float = ANSWER_WITHIN,
         guild_ready_timeout: float = 2.0,
+        gateway: bool = True,
     ) -> None:
         self.service = service
         self.store = store
@@ -151,6 +156,9 @@ class DiscordEdge:
         self.api_url = api_url.rstrip("/")
         self.guild_id = guild_id
         self.answer_within = answer_within
+        # False (DISCORD_GATEWAY=false): REST only, for a replica that posts the mirror's
+        # messages while another replica holds the gateway and answers commands.
+        self.gateway = gateway
         # Rate limits longer than a minute become RetryLater for the mirror instead of a wait.
         self.client = OpsroomClient(self, guild_ready_timeout=guild_ready_timeout,
                                     max_ratelimit_timeout=60.0)
@@ -160,6 +168,8 @@ class DiscordEdge:
         self.gateway_events = 0  # gateway dispatches received (tests wait for the fake's count)
         self.synced = False
         self.gateway_ready = False
+        self._shards: set[int] = set()
+        self._guild_watch: asyncio.Task[None] | None = None
         self._readiness: Any = None
         self._runner: asyncio.Task[None] | None = None
         self._sync_task: asyncio.Task[None] | None = None
@@ -194,6 +204,11 @@ class DiscordEdge:
                                type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+        if not self.gateway:
+            logger.info("discord: REST only (DISCORD_GATEWAY=false): no gateway connection; "
+                        "the gateway replica answers commands and syncs them")
+            self._update_readiness()
+            return
         self._sync_task = asyncio.create_task(self._sync(), name="opsroom-discord-sync")
         try:
             await self.client.connect(reconnect=True)
@@ -229,6 +244,23 @@ class DiscordEdge:
         self.synced = True
         self._update_readiness()
 
+    def shard_connected(self, shard_id: int) -> None:
+        """READY on a shard: ready as soon as every shard is and the guilds we need have
+        arrived, instead of after discord.py's guild_ready_timeout of quiet."""
+        self._shards.add(shard_id)
+        if self._guild_watch is None or self._guild_watch.done():
+            self._guild_watch = asyncio.create_task(self._watch_guilds(), name="opsroom-guilds")
+
+    async def _watch_guilds(self) -> None:
+        while not self.gateway_ready and not self.client.is_closed():
+            wanted = [self.guild_id] if self.guild_id else [g.id for g in self.client.guilds]
+            here = all((g := self.client.get_guild(i)) is not None and not g.unavailable
+                       for i in wanted)
+            if here and len(self._shards) >= (self.client.shard_count or 1):
+                self.gateway_up("ready with its guilds")
+                return
+            await asyncio.sleep(0.02)
+
     def gateway_up(self, how: str) -> None:
         self.gateway_ready = True
         logger.info("discord: gateway %s", how)
@@ -236,6 +268,7 @@ class DiscordEdge:
 
     def gateway_down(self) -> None:
         self.gateway_ready = False
+        self._shards.clear()
         self._update_readiness()
 
     def _update_readiness(self) -> None:
@@ -248,6 +281,8 @@ class DiscordEdge:
 
     @property
     def ready(self) -> bool:
+        if not self.gateway:
+            return self.client.user is not None and not self.client.is_closed()
         return self.synced and self.gateway_ready and not self.client.is_closed()
 
     async def wait_ready(self, timeout: float = 10.0) -> None:
@@ -269,7 +304,7 @@ class DiscordEdge:
         await self.chat.close()
         if not self.client.is_closed():
             await self.client.close()
-        for task in (self._sync_task, self._runner):
+        for task in (self._sync_task, self._runner, self._guild_watch):
             if task is None:
                 continue
             done, _ = await asyncio.wait({task}, timeout=5.0)
@@ -413,15 +448,18 @@ class DiscordEdge:
             except discord.HTTPException as exc:  # e.g. the interaction expired meanwhile
                 logger.warning("discord: could not tell about an error: %s", exc)
 
-    async def run(self, interaction: discord.Interaction[Any], command: c.Command) -> None:
+    async def run(self, interaction: discord.Interaction[Any], command: c.Command, *,
+                  note: str = "") -> None:
         """A command from /incident (or a button, a modal): stored, then applied by the inbox
-        worker where it was used; the answer is ephemeral."""
+        worker where it was used; the answer is ephemeral (with `note` under a successful
+        answer)."""
         actor = self.actor(interaction.user)
         where = self.where(interaction.channel or interaction.channel_id, interaction.guild_id)
-        await self.store_interaction(
-            interaction, "command", where,
-            {"command": command_json(command), "actor": _actor_json(actor),
-             "where": _where_json(where)})
+        payload = {"command": command_json(command), "actor": _actor_json(actor),
+                   "where": _where_json(where)}
+        if note:
+            payload["note"] = note
+        await self.store_interaction(interaction, "command", where, payload)
 
     async def store_interaction(self, interaction: discord.Interaction[Any], kind: str,
                                 where: ChannelRef, payload: dict[str, Any], *,
@@ -551,13 +589,10 @@ class DiscordEdge:
 
     async def complete_incident(self, interaction: discord.Interaction[Any],
                                 current: str) -> list[Choice[int]]:
-        async with self.store.unit() as u:
-            incidents = await u.incidents(include_closed=False)
         wanted = current.strip().lstrip("#").lower()
-        found = [i for i in incidents
-                 if not wanted or str(i.number).startswith(wanted) or wanted in i.title.lower()]
-        return [Choice(name=clip(f"#{i.number} {i.title}", 100), value=i.number)
-                for i in found[:25]]
+        async with self.store.unit() as u:  # Discord shows at most 25 choices
+            found = await u.open_incident_choices(wanted, limit=25)
+        return [Choice(name=clip(f"#{i.number} {i.title}", 100), value=i.number) for i in found]
 
     async def complete_type(self, interaction: discord.Interaction[Any],
                             current: str) -> list[Choice[str]]:
@@ -678,8 +713,12 @@ class DiscordEdge:
             command = command_from_json(body["command"])
             actor, where = _actor_from(body["actor"]), _where_from(body["where"])
 
+            note = str(body.get("note") or "")
+
             async def run() -> Answer:
                 reply = await self.service.handle(command, actor=actor, where=where)
+                if note and reply.ok:
+                    reply = replace(reply, text=f"{reply.text}\n{note}")
                 return self._answer(item.reply_to, reply, update=False)
 
             return Step(run, alone=isinstance(command, c.CatchUp))
@@ -720,10 +759,17 @@ class DiscordEdge:
             return None
         except discord.DiscordServerError as exc:
             raise Transient(f"discord: {exc.status}") from None
-        return Step(lambda: _nothing_to_say(self.service.reaction_added(
-            where=where, actor=actor, emoji=body["emoji"], message_id=str(message_id),
-            text=_text(message), author=message.author.display_name,
-            occurred_at=message.created_at)))
+
+        async def mark() -> None:
+            reply = await self.service.reaction_added(
+                where=where, actor=actor, emoji=body["emoji"], message_id=str(message_id),
+                text=_text(message), author=message.author.display_name,
+                occurred_at=message.created_at)
+            if reply is not None and not reply.ok:
+                # Outside an interaction Discord has no ephemeral message: say nothing.
+                logger.info("discord: reaction on %s not recorded: %s", message_id, reply.text)
+
+        return Step(mark)
 
     async def _declare(self, body: dict[str, Any], reply_to: str | None) -> Answer:
         suggested = body.get("suggested")

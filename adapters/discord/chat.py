@@ -9,6 +9,7 @@ which the mirror retries after the delay (everything else it retries with backof
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -191,10 +192,13 @@ class DiscordChat:
 
     # --- messages -----------------------------------------------------------------------
 
-    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
+    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None,
+                   key: str | None = None, recheck: bool = False) -> str:
         http = self.http
         target = thread_id or channel_id  # a Discord thread is a channel of its own
-        with handle_message_parameters(**render(message).kwargs(),
+        # The key goes out as an enforced nonce: Discord answers a repeat within a few minutes
+        # with the message it already created, so `recheck` needs nothing more here.
+        with handle_message_parameters(**render(message).kwargs(), nonce=key,
                                        allowed_mentions=ALLOWED_MENTIONS) as params:
             async with _api("post"):
                 try:
@@ -301,6 +305,33 @@ class DiscordChat:
             with handle_message_parameters(**render(message).kwargs(),
                                            allowed_mentions=ALLOWED_MENTIONS) as params:
                 await http.send_message(dm["id"], params=params)
+
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        """The file as an attachment of one message whose content is `comment`."""
+        http = self.http
+        file = discord.File(io.BytesIO(content), filename=filename, description=title[:1024])
+        with handle_message_parameters(content=comment[:2000], file=file,
+                                       allowed_mentions=ALLOWED_MENTIONS) as params:
+            async with _api("upload_file"):
+                sent = await http.send_message(channel_id, params=params)
+        return str(sent["id"])
+
+    async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
+        """A text channel called `name` in the bot's incident category (Discord records no
+        channel creator; the category is the bot's own)."""
+        http = self.http
+        guild = self._guild(workspace)
+        async with _api("find_channel"):
+            channels = await http.get_all_guild_channels(guild)
+        category = self._categories.get(guild) or next(
+            (int(c["id"]) for c in channels
+             if c["type"] == CATEGORY and c["name"].lower() == self.category.lower()), None)
+        found = next((c for c in channels if c["type"] == TEXT and c["name"] == name
+                      and category is not None and str(c.get("parent_id")) == str(category)),
+                     None)
+        return str(found["id"]) if found else None
 
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         http = self.http

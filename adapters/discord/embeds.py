@@ -27,7 +27,8 @@ BUTTONS_LIMIT = 25  # 5 rows of 5
 PREFIX = "opsroom"
 # The buttons the mirror puts on channel messages; any bot process can answer them (no state).
 BUTTON_TEMPLATE = (
-    rf"{PREFIX}:(?P<action>ack|resolve|reopen|key_event|action_done):(?P<value>\d+(?::\d+)?)"
+    rf"{PREFIX}:(?P<action>ack|resolve|reopen|key_event|action_done|runbook_check|"
+    rf"runbook_approve):(?P<value>\d+(?::\d+){{0,2}})"
 )
 EMBED_COLOR = 0xE67E22
 

@@ -48,6 +48,7 @@ from adapters.slack.chat import SlackChat
 from bot import commands as c
 from bot.catalog import Catalog
 from bot.models import InboxItem
+from bot.oncall_commands import parse_oncall
 from bot.ports import Actor, ChannelRef, FieldSource, Store, Suggestion
 from bot.render import fit
 from bot.service import IncidentService, Reply, ServiceError, coerce_field
@@ -110,6 +111,8 @@ class SlackEdge:
         result = await self.client.auth_test()
         self.bot_user_id = result.get("user_id")
         self.team_id = result.get("team_id") or ""
+        if self.bot_user_id:  # the bot is no person to assign things to
+            self.service.refuse_mentions(f"<@{self.bot_user_id}>")
 
     async def close(self) -> None:
         """Stop filling modals in (they keep what they show); close the answers' session."""
@@ -204,13 +207,15 @@ class SlackEdge:
     def _register(self) -> None:
         app = self.app
         app.command("/incident")(self.on_command)
+        app.command("/oncall")(self.on_oncall)
         app.shortcut(DECLARE_SHORTCUT)(self.on_declare_shortcut)
         app.shortcut(TIMELINE_SHORTCUT)(self.on_timeline_shortcut)
         app.view(DECLARE_CALLBACK)(self.on_declare_submit)
         app.view(KEY_EVENT_CALLBACK)(self.on_key_event_submit)
         app.view(TIMELINE_PICK_CALLBACK)(self.on_timeline_pick_submit)
         app.action(TYPE_ACTION)(self.on_type_changed)
-        for name in ("ack", "resolve", "reopen", "action_done", "key_event"):
+        for name in ("ack", "resolve", "reopen", "action_done", "key_event", "runbook_check",
+                     "runbook_approve"):
             app.action(ACTION_PREFIX + name)(self.on_button)
         app.event("message")(self.on_message)
         app.event("reaction_added")(self.on_reaction)
@@ -274,7 +279,7 @@ class SlackEdge:
             if f.kind.value == "user":
                 raw = f"<@{raw}>"
             try:
-                coerce_field(f, raw)
+                coerce_field(f, raw, not_people=self.service.not_people)
             except ServiceError as exc:
                 errors[FIELD_BLOCK + f.name] = str(exc)
         if not (state_value(state, "title") or "").strip():
@@ -334,6 +339,24 @@ class SlackEdge:
         await ack()
         if receipt.new and receipt.behind:
             await self.tell(body["user"]["id"], channel, queued_note(receipt.ahead))
+
+    async def on_oncall(self, ack: Any, command: dict[str, Any]) -> None:
+        """`/oncall ...`: malformed text gets its usage at once; the rest (reads and overrides)
+        is stored, then applied and answered like `/incident`."""
+        text = (command.get("text") or "").strip()
+        try:
+            parse_oncall(text)
+        except c.UsageError as exc:
+            await ack(text=str(exc), response_type="ephemeral")
+            return
+        receipt = await self.store_input(
+            kind="oncall",
+            key=f"oncall:{command['trigger_id']}",
+            channel=command["channel_id"],
+            body=command,
+            reply_to=command.get("response_url"),
+        )
+        await self.stored_ack(ack, receipt)
 
     async def on_timeline_shortcut(self, ack: Any, body: dict[str, Any]) -> None:
         """Message shortcut "Add to timeline": in an incident channel it is stored and applied;
@@ -544,6 +567,8 @@ class SlackEdge:
             return await self._apply_command(body, reply_to)
         if item.kind == "button":
             return await self._apply_button(body, reply_to)
+        if item.kind == "oncall":
+            return await self._apply_oncall(body, reply_to)
         if item.kind == "declare":
             return await self._apply_declare(body)
         if item.kind == "key_event":
@@ -585,6 +610,19 @@ class SlackEdge:
 
         # A catch-up waits on the model and changes nothing: not inside the transaction.
         return Step(apply, alone=isinstance(command, c.CatchUp))
+
+    async def _apply_oncall(self, body: dict[str, Any], reply_to: str | None) -> Step:
+        user, channel = body["user_id"], body["channel_id"]
+        actor = await self.actor(user, body.get("user_name"))
+        where = self.where(channel, team=body.get("team_id", ""))
+
+        async def apply() -> Answer:
+            reply = await self.service.handle_oncall_text(
+                (body.get("text") or "").strip(), actor=actor, where=where
+            )
+            return self._answer(reply_to, reply, user, channel)
+
+        return Step(apply)
 
     async def _apply_button(self, body: dict[str, Any], reply_to: str | None) -> Step | None:
         action = body["actions"][0]
@@ -787,19 +825,22 @@ class SlackEdge:
             logger.warning("slack: reacted message %s in %s not found", ts, channel)
             return None
         author = await self.actor(message["user"]) if message.get("user") else None
-        return Step(
-            lambda: _recorded(
-                self.service.reaction_added(
-                    where=self.where(channel),
-                    actor=actor,
-                    emoji=event["reaction"],
-                    message_id=ts,
-                    text=_message_text(message),
-                    author=author.name if author else "",
-                    occurred_at=ts_time(ts),
-                )
+
+        async def mark() -> Answer | None:
+            reply = await self.service.reaction_added(
+                where=self.where(channel),
+                actor=actor,
+                emoji=event["reaction"],
+                message_id=ts,
+                text=_message_text(message),
+                author=author.name if author else "",
+                occurred_at=ts_time(ts),
             )
-        )
+            if reply is not None and not reply.ok:  # a 📌 on the pinned summary or the timeline
+                return self._told(event["user"], channel, reply.text)
+            return None
+
+        return Step(mark)
 
     async def _apply_joined(self, event: dict[str, Any]) -> Step:
         user, channel = event.get("user", ""), event.get("channel", "")

@@ -66,6 +66,9 @@ _PERSON = {
     "already_in_channel",
 }
 TOPIC_LIMIT = 250
+# Message metadata naming the delivery a post carries out, so a re-send can find it first.
+METADATA_EVENT = "opsroom_delivery"
+RECHECK_DEPTH = 100  # recent messages searched for a post that may have gone out already
 
 
 def user_id(mention: str) -> str | None:
@@ -101,6 +104,7 @@ class SlackChat:
 
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
+        self._bot_user: str | None = None
 
     async def create_channel(self, *, name: str, private: bool, workspace: str) -> CreatedChannel:
         try:
@@ -132,18 +136,58 @@ class SlackChat:
             for uid in ids:
                 await self.invite(channel_id=channel_id, users=[f"<@{uid}>"])
 
-    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
+    async def post(
+        self,
+        *,
+        channel_id: str,
+        message: Message,
+        thread_id: str | None = None,
+        key: str | None = None,
+        recheck: bool = False,
+    ) -> str:
         try:
+            if recheck and key is not None:
+                found = await self._find_posted(channel_id, thread_id, key)
+                if found is not None:
+                    logger.info("slack: %s was posted already (%s); not sending again", key, found)
+                    return found
             response = await self.client.chat_postMessage(
                 channel=channel_id,
                 text=message.text,
                 blocks=message_blocks(message) or None,
                 thread_ts=thread_id,
                 unfurl_links=False,
+                metadata=(
+                    {"event_type": METADATA_EVENT, "event_payload": {"key": key}}
+                    if key is not None
+                    else None
+                ),
             )
         except SlackApiError as exc:
             _reraise(exc)
         return str(response["ts"])
+
+    async def _find_posted(self, channel_id: str, thread_id: str | None, key: str) -> str | None:
+        """The ts of a recent message of ours carrying `key` in its metadata, if any."""
+        if thread_id is not None:
+            page = await self.client.conversations_replies(
+                channel=channel_id, ts=thread_id, limit=RECHECK_DEPTH, include_all_metadata=True
+            )
+            # Replies come oldest first; a reply just posted is at the end of a long thread.
+            messages = list(page.get("messages", []))[-RECHECK_DEPTH:]
+        else:
+            page = await self.client.conversations_history(
+                channel=channel_id, limit=RECHECK_DEPTH, include_all_metadata=True
+            )
+            messages = list(page.get("messages", []))
+        for m in messages:
+            meta = m.get("metadata") or {}
+            if (
+                meta.get("event_type") == METADATA_EVENT
+                and (meta.get("event_payload") or {}).get("key") == key
+            ):
+                return str(m["ts"])
+        return None
 
     async def update(self, *, channel_id: str, message_id: str, message: Message) -> None:
         try:
@@ -201,7 +245,40 @@ class SlackChat:
         except SlackApiError as exc:
             _reraise(exc)
 
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        # files.upload is retired: the SDK runs the external flow (files.getUploadURLExternal,
+        # a POST of the bytes to the URL it gives, files.completeUploadExternal with the
+        # channel and the comment).
+        try:
+            response = await self.client.files_upload_v2(
+                channel=channel_id,
+                filename=filename,
+                content=content,
+                title=title,
+                initial_comment=comment,
+            )
+        except SlackApiError as exc:
+            _reraise(exc)
+        return str(response["files"][0]["id"])
+
+    async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
+        found = await self._channel_named(name)
+        if found is None:
+            return None
+        if self._bot_user is None:
+            try:
+                self._bot_user = str((await self.client.auth_test())["user_id"])
+            except SlackApiError as exc:
+                _reraise(exc)
+        return str(found["id"]) if found.get("creator") == self._bot_user else None
+
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
+        found = await self._channel_named(name)
+        return str(found["id"]) if found is not None else None
+
+    async def _channel_named(self, name: str) -> dict[str, Any] | None:
         cursor = None
         while True:
             try:
@@ -216,7 +293,7 @@ class SlackChat:
             channels: list[dict[str, Any]] = page.get("channels", [])
             for channel in channels:
                 if channel.get("name") == name.lstrip("#"):
-                    return str(channel["id"])
+                    return channel
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return None

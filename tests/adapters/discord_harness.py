@@ -18,6 +18,7 @@ import discord
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.discord.app import DiscordEdge
+from adapters.discord.commands import DISCORD_PATHS
 from adapters.http import Readiness
 from adapters.inbox import Inbox, InboxWorker
 from bot.catalog import Catalog
@@ -40,20 +41,23 @@ async def running_edge(fake: FakeDiscord, *, service: IncidentService, store: Sq
                        catalog: Catalog, mirror: Mirror, guild: bool = True,
                        answer_within: float = 2.0, readiness: Readiness | None = None,
                        inbox: tuple[Inbox, InboxWorker] | None = None,
+                       guild_ready_timeout: float = 0.05, gateway: bool = True,
                        ) -> AsyncIterator[tuple[DiscordEdge, Readiness]]:
     """A started DiscordEdge wired into `mirror` and the inbox (`inbox`, or one of its own);
     closed and Route.BASE restored afterwards."""
     if inbox is None:
         async with applying(store, mirror) as own, running_edge(
                 fake, service=service, store=store, catalog=catalog, mirror=mirror, guild=guild,
-                answer_within=answer_within, readiness=readiness, inbox=own) as started:
+                answer_within=answer_within, readiness=readiness, inbox=own,
+                guild_ready_timeout=guild_ready_timeout, gateway=gateway) as started:
             yield started
         return
     previous = discord.http.Route.BASE
     edge = DiscordEdge(service=service, store=store, catalog=catalog, token=fake.token,
                        inbox=inbox[0], api_url=fake.api_base,
                        guild_id=int(fake.guild_id) if guild else None,
-                       answer_within=answer_within, guild_ready_timeout=0.05)
+                       answer_within=answer_within, guild_ready_timeout=guild_ready_timeout,
+                       gateway=gateway)
     inbox[1].appliers["discord"] = edge
     mirror.ports["discord"] = edge.chat
     readiness = readiness if readiness is not None else Readiness()
@@ -79,18 +83,24 @@ class DiscordRig:
     # --- people doing things ------------------------------------------------------------
 
     def options(self, path: tuple[str, ...], values: dict[str, Any]) -> list[JSON]:
-        """`/incident <path...>` options in Discord's shape, typed from the registered schema."""
+        """`/incident <path...>` options in Discord's shape, typed from the registered schema.
+        A lone grammar word is looked up where the tree has it (`DISCORD_PATHS`)."""
         registered = next(c for c in self.fake.commands(self.fake.guild_id)
                           if c["name"] == "incident")
         schema: list[JSON] = registered["options"]
+        if len(path) == 1 and not any(o["name"] == path[0] for o in schema):
+            # A grammar word that lives in a group on Discord: "assign" is "role assign".
+            path = DISCORD_PATHS.get(path[0], path)
         chain: list[JSON] = []
         for name in path:
-            node = next(o for o in schema if o["name"] == name)
+            node = next((o for o in schema if o["name"] == name), None)
+            assert node is not None, f"/incident has no {' '.join(path)}"
             chain.append(node)
             schema = node.get("options", [])
         leaf: list[JSON] = []
         for name, value in values.items():
-            option = next(o for o in schema if o["name"] == name)
+            option = next((o for o in schema if o["name"] == name), None)
+            assert option is not None, f"/incident {' '.join(path)} has no option {name}"
             if option["type"] == USER and not str(value).isdigit():
                 value = self.fake.user(str(value))["id"]
             leaf.append({"type": option["type"], "name": name, "value": value})
@@ -112,6 +122,26 @@ class DiscordRig:
         payload = await self.command(*path, **kwargs)
         await self.settle()
         return self.answer(payload)
+
+    async def autocomplete(self, *path: str, focused: str, user: str = "alice",
+                           channel_id: str | None = None, **values: Any) -> list[JSON]:
+        """Someone types into option `focused` of `/incident <path>`; returns the choices the
+        bot offered."""
+        options = self.options(path, values)
+        leaf = options
+        while leaf and "options" in leaf[0]:
+            leaf = leaf[0]["options"]
+        for option in leaf:
+            if option["name"] == focused:
+                option["focused"] = True
+        payload = self.fake.autocomplete_payload("incident", options, user=user,
+                                                 channel_id=channel_id)
+        await self.fake.dispatch("INTERACTION_CREATE", payload)
+        response = await self.fake.wait_for(lambda: self.fake.interaction_response(payload["id"]),
+                                            what="the autocomplete answer")
+        assert response["type"] == 8, response
+        choices: list[JSON] = response["data"]["choices"]
+        return choices
 
     def answer(self, payload: JSON) -> JSON:
         """The (last) message an interaction's answer left."""

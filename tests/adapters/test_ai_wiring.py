@@ -86,13 +86,13 @@ def _answer(catalog: Catalog) -> dict[str, object]:
 
 def _cite_and_invent(request: RecordedRequest) -> str:
     ids = [
-        line.split("]")[0].removeprefix("[#")
+        line.split("]")[0].removeprefix("[e")
         for line in request.messages[-1]["content"].splitlines()
-        if line.startswith("[#")
+        if line.startswith("[e")
     ]
     return (
-        f"Checkout failed in the EU [#{ids[0]}]. A database was restored [#999]. "
-        f"The team is monitoring [#{ids[-1]}][#1000]."
+        f"Checkout failed in the EU [e{ids[0]}]. A database was restored [e999]. "
+        f"The team is monitoring [e{ids[-1]}][#1000]."
     )
 
 
@@ -146,10 +146,10 @@ async def test_catchup_of_a_type_with_ai_off_sends_nothing(
     await core.run("event token revoked", where=where)
     reply = await core.run("catchup", where=where)
     assert fake.requests == []
-    assert "token revoked [#" in reply.text
+    assert "token revoked [e" in reply.text
 
 
-async def test_catchup_without_a_model_lists_key_events(core: Core) -> None:
+async def test_catchup_without_a_model_lists_the_latest_entries(core: Core) -> None:
     await core.run(f"declare {CHECKOUT}")
     where = core.where(core.incident_channel(1))
     await core.run("event rolled back deploy 4.12", where=where)
@@ -158,7 +158,7 @@ async def test_catchup_without_a_model_lists_key_events(core: Core) -> None:
         incident = await u.incident(1)
         assert incident is not None and incident.id is not None
         key = next(e for e in await u.timeline(incident.id) if e.kind is EntryKind.KEY_EVENT)
-    assert reply.text.endswith(f"rolled back deploy 4.12 [#{key.id}]")
+    assert reply.text.endswith(f"rolled back deploy 4.12 [e{key.id}]")
 
 
 # --- opsroom suggest, as a process ---------------------------------------------------------------

@@ -129,7 +129,7 @@ async def test_an_incident_declared_in_slack_and_mirrored_to_discord(both: Both)
                                                     ensure_ascii=False)
 
     # A change made in Discord reaches Slack's summary too.
-    await discord.run("severity", severity="sev1", channel_id=channel["id"])
+    await discord.run("set", "severity", severity="sev1", channel_id=channel["id"])
     await both.settle()
     slack_summary = slack.fake.message(slack_channel, slack.fake.pins(slack_channel)[0]["ts"])
     assert "SEV1" in json.dumps(slack_summary["blocks"])

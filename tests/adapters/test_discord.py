@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from adapters.discord.app import intents
 from adapters.discord.chat import DiscordChat
+from adapters.discord.commands import DISCORD_PATHS
 from adapters.discord.embeds import render
 from adapters.http import Readiness
 from bot import commands as c
@@ -91,26 +92,31 @@ async def test_commands_are_synced_to_the_guild_and_health_waits_for_them(
 
     [put] = rig.fake.calls_to("PUT", COMMANDS)
     body = {command["name"]: command for command in put.json}
-    assert set(body) == {"incident", "Add to timeline"}
+    assert set(body) == {"incident", "oncall", "Add to timeline"}
     assert body["Add to timeline"]["type"] == 3
     incident = body["incident"]
-    options = {o["name"]: o for o in incident["options"]}
-    assert set(c.USAGE) == set(options)  # the whole grammar, one subcommand per command word
-    assert {o["name"] for o in options["action"]["options"]} == {"add", "list", "done", "edit"}
 
-    def option(command: str, name: str) -> JSONish:
-        return next(o for o in options[command]["options"] if o["name"] == name)
+    def node(*path: str) -> JSONish:
+        found: JSONish = incident
+        for name in path:
+            found = next(o for o in found["options"] if o["name"] == name)
+        return found
 
-    assert [ch["value"] for ch in option("severity", "severity")["choices"]] == \
+    for word in c.USAGE:  # the whole grammar is there, at its place in the tree
+        assert node(*DISCORD_PATHS[word])["type"] in (1, 2), word
+    assert {o["name"] for o in node("action")["options"]} >= {"add", "list", "done", "edit"}
+
+    assert [ch["value"] for ch in node("set", "severity", "severity")["choices"]] == \
         catalog.severity_names
-    assert [ch["value"] for ch in option("priority", "priority")["choices"]] == \
+    assert [ch["value"] for ch in node("set", "priority", "priority")["choices"]] == \
         catalog.priority_names
-    assert [ch["value"] for ch in option("status", "status")["choices"]] == catalog.status_names
-    assert option("assign", "person")["type"] == 6  # a member picker
-    assert option("declare", "type")["autocomplete"] is True
-    assert option("set", "field")["autocomplete"] is True
-    assert option("note", "incident")["autocomplete"] is True
-    assert option("note", "incident")["type"] == 4 and not option("note", "incident").get(
+    assert [ch["value"] for ch in node("set", "status", "status")["choices"]] == \
+        catalog.status_names
+    assert node("role", "assign", "person")["type"] == 6  # a member picker
+    assert node("declare", "type")["autocomplete"] is True
+    assert node("set", "field", "field")["autocomplete"] is True
+    assert node("note", "incident")["autocomplete"] is True
+    assert node("note", "incident")["type"] == 4 and not node("note", "incident").get(
         "required")
 
 
@@ -119,7 +125,7 @@ async def test_without_a_guild_commands_are_synced_globally(tmp_path: Path,
     async with discord_rig(tmp_path, catalog, guild=False) as rig:
         assert rig.fake.calls_to("PUT", COMMANDS) == []
         [put] = rig.fake.calls_to("PUT", "/applications/{application_id}/commands")
-        assert put.status == 200 and {c["name"] for c in put.json} == {"incident",
+        assert put.status == 200 and {c["name"] for c in put.json} == {"incident", "oncall",
                                                                        "Add to timeline"}
         assert rig.readiness.ok
 
@@ -203,7 +209,7 @@ async def test_a_private_incident_admits_only_the_bot_and_its_responders(
     assert int(overwrites[rig.fake.guild_id]["deny"]) & view
     assert int(overwrites[rig.fake.bot_user["id"]]["allow"]) & view
     assert int(overwrites[rig.fake.users[0]["id"]]["allow"]) & view
-    await rig.run("assign", role="scribe", person="bob", channel_id=channel["id"])
+    await rig.run("role", "assign", role="scribe", person="bob", channel_id=channel["id"])
     overwrites = {o["id"]: o for o in rig.fake.channel(channel["id"])["permission_overwrites"]}
     assert int(overwrites[rig.fake.users[1]["id"]]["allow"]) & view
 
@@ -348,6 +354,19 @@ async def test_running_an_incident_from_discord(rig: DiscordRig) -> None:
     assert buttons(summary) == ["opsroom:reopen:1"]
 
 
+async def test_the_bot_itself_is_not_a_person_to_assign(rig: DiscordRig) -> None:
+    """on_ready told the service the bot's own id: the bot is refused as a role holder."""
+    await declare(rig)
+    channel = rig.incident_channel(1)["id"]
+    bot = rig.fake.bot_user["id"]
+    refused = await rig.run("assign", role="scribe", person=bot, channel_id=channel)
+    assert refused["content"] == f'scribe must be a person, not the bot ("<@{bot}>")'
+    assert refused["flags"] & EPHEMERAL
+    async with rig.store.unit() as u:
+        incident = await u.incident(1)
+    assert incident is not None and "scribe" not in incident.roles
+
+
 async def test_a_malformed_command_gets_an_ephemeral_error_and_changes_nothing(
     rig: DiscordRig,
 ) -> None:
@@ -355,12 +374,12 @@ async def test_a_malformed_command_gets_an_ephemeral_error_and_changes_nothing(
     channel = rig.incident_channel(1)["id"]
     before = await entries(rig, deleted=True)
 
-    bad = await rig.run("severity", severity="banana", channel_id=channel)
+    bad = await rig.run("set", "severity", severity="banana", channel_id=channel)
     assert bad["content"] == 'unknown severity "banana": use sev1, sev2, sev3 or sev4'
     assert bad["flags"] & EPHEMERAL
     due = await rig.run("action", "add", text="call the bank", due="someday", channel_id=channel)
     assert due["content"].startswith('invalid date "someday": use ') and due["flags"] & EPHEMERAL
-    nowhere = await rig.run("status", status="monitoring", incident=7)
+    nowhere = await rig.run("set", "status", status="monitoring", incident=7)
     assert nowhere["content"] == "no incident #7"
     outside = await rig.run("note", text="hello")
     assert outside["content"].startswith("no incident here")

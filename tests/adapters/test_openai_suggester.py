@@ -402,7 +402,8 @@ async def test_the_labelled_set_through_the_model_path(
         assert (s.type, s.severity) == (item.type, item.severity), item.id
         assert s.sources["type"] == s.sources["severity"] == "model"
     assert fake.errors == []
-    assert len(fake.chat_requests) == asked >= len(items) - 10
+    # Only the security descriptions and a few that mention secrets stay with the heuristic.
+    assert len(fake.chat_requests) == asked >= sum(i.type != "security" for i in items) - 5
 
 
 # --- catch-up -----------------------------------------------------------------------------------
@@ -423,12 +424,13 @@ async def _timeline(engine: AsyncEngine, catalog: Catalog) -> list[TimelineEntry
 
 
 def _cite_everything_and_invent(request: RecordedRequest) -> str:
-    ids = [int(n) for n in re.findall(r"^\[#(\d+)\]", request.messages[-1]["content"], re.M)]
+    ids = [int(n) for n in re.findall(r"^\[e(\d+)\]", request.messages[-1]["content"], re.M)]
+    # As models answer: mostly the ids as shown, sometimes the older [#12] or a grouped bracket.
     return (
-        f"Checkout failed for EU card payments [#{ids[0]}][#{ids[1]}]. "
-        f"The database was restored from backup [#999]. "
-        f"The deploy was rolled back and errors are dropping [#{ids[2]}, #998]. "
-        f"The incident is being monitored [#{ids[-1]}]."
+        f"Checkout failed for EU card payments [e{ids[0]}][#{ids[1]}]. "
+        f"The database was restored from backup [e999]. "
+        f"The deploy was rolled back and errors are dropping [e{ids[2]}, e998]. "
+        f"The incident is being monitored [e{ids[-1]}]."
     )
 
 
@@ -444,19 +446,19 @@ async def test_catchup_cites_real_entries_and_drops_fabricated_ones(
     assert "999" not in text and "998" not in text and "restored from backup" not in text
     ids = sorted(e.id for e in entries if e.id is not None)
     assert text == (
-        f"Checkout failed for EU card payments [#{ids[0]}][#{ids[1]}]. "
-        f"The deploy was rolled back and errors are dropping [#{ids[2]}]. "
-        f"The incident is being monitored [#{ids[-1]}]."
+        f"Checkout failed for EU card payments [e{ids[0]}][e{ids[1]}]. "
+        f"The deploy was rolled back and errors are dropping [e{ids[2]}]. "
+        f"The incident is being monitored [e{ids[-1]}]."
     )
     request = fake.last_request()
     assert request.body["model"] == MODEL and request.response_format is None
     prompt = request.messages[-1]["content"]
     for e in entries:
-        assert f"[#{e.id}] " in prompt
+        assert f"[e{e.id}] " in prompt
     assert "ops@example.com" not in request.raw.decode()
 
 
-async def test_catchup_falls_back_to_key_events_when_the_model_is_slow(
+async def test_catchup_falls_back_to_the_plain_catch_up_when_the_model_is_slow(
     fake: FakeOpenAI, client: openai.AsyncOpenAI, engine: AsyncEngine, catalog: Catalog
 ) -> None:
     entries = await _timeline(engine, catalog)
@@ -467,7 +469,7 @@ async def test_catchup_falls_back_to_key_events_when_the_model_is_slow(
     assert removed == 0
     assert text.startswith(f"AI summary timed out after 0.3s ({MODEL} at 127.0.0.1:")
     key = next(e for e in entries if e.kind is EntryKind.KEY_EVENT)
-    assert f"rolled back deploy 4.12, errors dropping [#{key.id}]" in text
+    assert f"rolled back deploy 4.12, errors dropping [e{key.id}]" in text
 
 
 async def test_catchup_of_an_empty_timeline_asks_nothing(

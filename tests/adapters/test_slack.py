@@ -488,8 +488,9 @@ def test_the_manifest_matches_what_the_app_listens_for() -> None:
     root = Path(__file__).resolve().parents[2]
     manifest = yaml.safe_load((root / "slack-manifest.yaml").read_text())
     features, settings = manifest["features"], manifest["settings"]
-    (command,) = features["slash_commands"]
+    command, oncall = features["slash_commands"]
     assert command["command"] == "/incident"
+    assert oncall["command"] == "/oncall" and oncall["should_escape"] is True
     assert command["should_escape"] is True  # mentions arrive as <@U…>, as the parser expects
     assert {(s["type"], s["callback_id"]) for s in features["shortcuts"]} == {
         ("global", DECLARE_SHORTCUT),
@@ -683,13 +684,53 @@ async def test_socket_mode_without_a_signing_secret_mounts_no_request_url(
     assert not fake.response_posts
 
 
+async def test_cancel_archives_the_slack_channel_and_reopen_opens_a_new_one(
+    rig: SlackRig,
+) -> None:
+    await declare(rig)
+    await rig.settle()
+    old = rig.incident_channel(1)
+    await rig.command("cancel it was a drill", channel=old["id"])
+    await rig.settle()
+    assert rig.fake.channel(old["id"])["is_archived"]
+    assert rig.bot_texts(old["id"])[-1].startswith(
+        "🔄 Incident cancelled (was triggered): it was a drill"
+    )
+    assert not [c for c in rig.fake.calls if c.method.startswith("chat.") and not c.ok]
+
+    await rig.command("#1 reopen it was not a drill", channel=rig.fake.general_id)
+    await rig.settle()
+    new = [c for c in rig._channels() if c["name"].startswith("inc-1-")][-1]
+    assert new["id"] != old["id"] and new["name"] == f"{old['name']}-2"
+    assert not new["is_archived"]
+    assert rig.bot_texts(new["id"])[-1].startswith("🔄 Reopened (was cancelled), now triggered")
+
+
+async def test_the_bot_itself_is_not_a_person_to_assign(rig: SlackRig) -> None:
+    """auth.test told the edge the bot's user id: the bot is refused as commander and assignee."""
+    await declare(rig)
+    await rig.settle()
+    channel = rig.incident_channel(1)["id"]
+    bot = f"<@{fs.BOT_USER_ID}|{fs.BOT_NAME}>"
+    await rig.command(f"assign commander {bot}", channel=channel)
+    await rig.command(f"action add check the logs {bot}", channel=channel)
+    await rig.settle()
+    assert f'commander must be a person, not the bot ("{bot}")' in rig.ephemeral_texts()
+    assert f'the assignee must be a person, not the bot ("{bot}")' in rig.ephemeral_texts()
+    async with rig.store.unit() as u:
+        incident = await u.incident(1)
+        assert incident is not None and incident.id is not None
+        assert incident.commander == f"<@{fs.ALICE}>"
+        assert await u.action_items(incident.id) == []
+
+
 async def test_long_field_values_are_clipped_to_slacks_limits(rig: SlackRig) -> None:
     await declare(rig, "checkout p99 latency is slow for some customers")
     await rig.settle()
     channel = rig.incident_channel(1)["id"]
     metric = "checkout p99 latency " + "x" * 2500
     await rig.command(f"set metric {metric}", channel=channel)
-    await rig.command(f"title {'Checkout latency ' * 12}", channel=channel)
+    await rig.command(f"title {'Checkout latency ' * 11}", channel=channel)  # 186 characters
     await rig.settle(timeout=3)
     async with rig.store.unit() as u:
         incident = await u.incident(1)

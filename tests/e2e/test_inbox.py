@@ -377,7 +377,7 @@ def test_db_upgrade_says_plainly_when_the_database_is_newer_or_has_no_version(
     assert "the database has Opsroom tables (incident) but no schema version" in bare.stderr
     for result in (ahead, bare):
         assert "Traceback" not in result.stderr
-        assert result.stderr.strip().splitlines()[-1].startswith("opsroom: database sqlite:///")
+        assert result.stderr.strip().splitlines()[-1].startswith(f"opsroom: database {tmp_path}/")
     with sqlite3.connect(unversioned) as conn:  # refused before anything was touched
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"incident"}

@@ -24,6 +24,8 @@ class Posted:
     message: Message
     thread_id: str | None = None
     edits: int = 0
+    key: str | None = None  # what the poster named it (Slack metadata, Discord nonce)
+    file: tuple[str, bytes] | None = None  # (filename, content) of a shared file
 
 
 @dataclass
@@ -53,6 +55,8 @@ class RecordingChat:
         self.down: set[str] = set()  # channel ids whose posts fail (an outage of one channel)
         self.refusing: set[str] = set()  # channel ids that refuse posts for good
         self.refuse_invites = False  # e.g. Slack's cant_invite for a guest account
+        self._lose_answers = 0
+        self.created: set[str] = set()  # ids of the channels the bot created
         self._ids = 0
         for name in channels:
             self._new_channel(name, private=False)
@@ -62,6 +66,11 @@ class RecordingChat:
     def fail_next(self, n: int) -> None:
         """The next `n` calls raise FakeChatDown and change nothing."""
         self._failures = n
+
+    def lose_answer_next(self, n: int) -> None:
+        """The next `n` posts are kept but their answer is lost (a timeout after the platform
+        accepted): the caller sees a failure although the message is there."""
+        self._lose_answers = n
 
     def rate_limit_next(self, n: int) -> None:
         self._rate_limits = n
@@ -103,6 +112,7 @@ class RecordingChat:
         if any(c.name == name for c in self.channels.values()):
             raise ChannelNameTaken(name)
         channel = self._new_channel(name, private)
+        self.created.add(channel.id)
         return CreatedChannel(id=channel.id, name=channel.name)
 
     async def invite(self, *, channel_id: str, users: Sequence[str]) -> None:
@@ -112,19 +122,39 @@ class RecordingChat:
         members = self.channels[channel_id].members
         members.extend(u for u in users if u not in members)
 
-    async def post(self, *, channel_id: str, message: Message, thread_id: str | None = None) -> str:
+    async def post(
+        self,
+        *,
+        channel_id: str,
+        message: Message,
+        thread_id: str | None = None,
+        key: str | None = None,
+        recheck: bool = False,
+    ) -> str:
         self._call("post")
         if channel_id in self.refusing:
             raise DeliveryRejected("not_in_channel")
+        if self.channels[channel_id].archived:
+            raise DeliveryRejected("is_archived")  # as Slack answers
         if channel_id in self.down:
             raise FakeChatDown(f"post to {channel_id}: 503 service unavailable")
+        if recheck and key is not None:
+            self.calls.append("recheck")
+            found = next((m for m in self.channels[channel_id].messages if m.key == key), None)
+            if found is not None:
+                return found.id
         posted = Posted(id=self._next_id("M"), text=message.text, message=message,
-                        thread_id=thread_id)
+                        thread_id=thread_id, key=key)
         self.channels[channel_id].messages.append(posted)
+        if self._lose_answers > 0:
+            self._lose_answers -= 1
+            raise FakeChatDown(f"post to {channel_id}: timed out")
         return posted.id
 
     async def update(self, *, channel_id: str, message_id: str, message: Message) -> None:
         self._call("update")
+        if self.channels[channel_id].archived:
+            raise DeliveryRejected("is_archived")
         posted = next(m for m in self.channels[channel_id].messages if m.id == message_id)
         posted.text, posted.message, posted.edits = message.text, message, posted.edits + 1
 
@@ -156,6 +186,22 @@ class RecordingChat:
         self._call("send_dm")
         self.dms.append((user, message))
 
+    async def upload_file(
+        self, *, channel_id: str, filename: str, content: bytes, title: str, comment: str
+    ) -> str:
+        self._call("upload_file")
+        if self.channels[channel_id].archived:
+            raise DeliveryRejected("is_archived")
+        posted = Posted(id=self._next_id("F"), text=comment, message=Message(text=comment),
+                        file=(filename, content))
+        self.channels[channel_id].messages.append(posted)
+        return posted.id
+
     async def find_channel(self, *, name: str, workspace: str) -> str | None:
         self._call("find_channel")
         return next((c.id for c in self.channels.values() if c.name == name), None)
+
+    async def find_own_channel(self, *, name: str, workspace: str) -> str | None:
+        self._call("find_own_channel")
+        return next((c.id for c in self.channels.values()
+                     if c.name == name and c.id in self.created and not c.archived), None)

@@ -42,6 +42,8 @@ REST: the routes listed in ``FakeDiscord._routes``; every request is kept in ``f
 (channels, messages, pins, threads, commands, interaction responses) is kept and answered with
 documented object shapes; unknown routes answer ``404 {"message": "404: Not Found", "code": 0}``;
 ``fake.rate_limit(...)`` makes the next N calls of a route answer 429 with Discord's headers.
+Command registration (bulk PUT and POST, guild or global) is validated against Discord's limits
+(``tests/fakes/discord_commands.py``) and refused with 400 Invalid Form Body as Discord does.
 
 Limitations: one guild; JSON encoding only (``etf`` is refused with close code 4002) and
 ``zstd-stream`` is answered uncompressed; no permission checks; rate limits only when injected;
@@ -68,6 +70,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.discord_commands import MAX_COMMANDS, check_bulk, check_one
+
 JSON = dict[str, Any]
 
 API_VERSION = 10
@@ -80,9 +84,9 @@ THREAD_TYPES = {ANNOUNCEMENT_THREAD, PUBLIC_THREAD, PRIVATE_THREAD}
 MESSAGEABLE_TYPES = {GUILD_TEXT, DM, GUILD_VOICE, GUILD_ANNOUNCEMENT, *THREAD_TYPES}
 
 # https://discord.com/developers/docs/interactions/receiving-and-responding
-APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 2, 3, 5
+APPLICATION_COMMAND, MESSAGE_COMPONENT, APPLICATION_COMMAND_AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
 CHANNEL_MESSAGE_WITH_SOURCE, DEFERRED_CHANNEL_MESSAGE = 4, 5
-DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE, MODAL = 6, 7, 9
+DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE, AUTOCOMPLETE_RESULT, MODAL = 6, 7, 8, 9
 
 # https://discord.com/developers/docs/resources/message#message-object-message-flags
 FLAG_HAS_THREAD, FLAG_EPHEMERAL, FLAG_LOADING = 1 << 5, 1 << 6, 1 << 7
@@ -121,8 +125,10 @@ def _permissions(*bits: int) -> int:
 
 # https://discord.com/developers/docs/topics/permissions#permissions-bitwise-permission-flags
 EVERYONE_PERMISSIONS = _permissions(0, 6, 10, 11, 14, 15, 16, 18, 20, 21, 26, 31, 35, 38)
-BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS | _permissions(4, 13, 17, 28, 29, 34, 36)
-ALL_PERMISSIONS = (1 << 51) - 1
+# The bot's role also has PIN_MESSAGES (bit 51), which Discord split from MANAGE_MESSAGES.
+BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS | _permissions(4, 13, 17, 28, 29, 34, 36, 51)
+ALL_PERMISSIONS = (1 << 52) - 1
+NONCE_WINDOW_S = 300.0  # "the past few minutes" of enforce_nonce
 
 # Handler signature for REST routes: (call, **path parameters) -> response
 Handler = Callable[..., Awaitable[web.Response]]
@@ -303,6 +309,9 @@ class FakeDiscord:
         (Discord's 3-second rule); later callbacks answer 404 Unknown interaction."""
         self.heartbeat_interval = heartbeat_interval
         self.interaction_deadline = interaction_deadline
+        # The portal's Bot > Message Content Intent switch: off, the application's flags lack
+        # it and an IDENTIFY asking for it is closed with 4014, as Discord does.
+        self.message_content_intent = True
         self._ids = _Snowflakes()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -341,6 +350,8 @@ class FakeDiscord:
             "general", channel_id=self.general_channel_id, topic="General chat", position=0))
 
         self._messages: dict[str, list[JSON]] = {}
+        # (channel, author, nonce) -> (message id, when): enforce_nonce's memory
+        self._nonces: dict[tuple[str, str, str], tuple[str, float]] = {}
         self._message_channel: dict[str, str] = {}
         self._ephemeral: dict[str, JSON] = {}
         self._pins: dict[str, list[tuple[str, str]]] = {}  # channel -> [(pinned_at, message id)]
@@ -746,7 +757,8 @@ class FakeDiscord:
     def _application_flags(self) -> int:
         # GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED |
         # APPLICATION_COMMAND_BADGE
-        return (1 << 15) | (1 << 19) | (1 << 23)
+        content = (1 << 19) if self.message_content_intent else 0
+        return (1 << 15) | content | (1 << 23)
 
     def channel_payload(self, name: str, *, type: int = GUILD_TEXT, parent_id: str | None = None,
                         topic: str | None = None, position: int | None = None,
@@ -844,8 +856,25 @@ class FakeDiscord:
                               resolved: JSON | None = None) -> JSON:
         """INTERACTION_CREATE for a chat-input command (type 2). ``options`` is a list of raw
         option objects or ``{name: value}`` (str -> 3, int -> 4, bool -> 5, float -> 10).
-        The command id and ``guild_id`` come from the commands the bot registered.
         https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object"""
+        data = self._command_data(name, options)
+        if resolved:
+            data["resolved"] = resolved
+        return self._interaction(APPLICATION_COMMAND, data, user=user, channel_id=channel_id,
+                                 command_name=name)
+
+    def autocomplete_payload(self, name: str, options: list[JSON], *,
+                             user: JSON | str | None = None,
+                             channel_id: str | int | None = None) -> JSON:
+        """INTERACTION_CREATE for an autocomplete (type 4): ``options`` as the person has filled
+        them so far, the one being typed marked ``"focused": true``; the bot answers with
+        callback type 8 and ``data.choices``."""
+        return self._interaction(APPLICATION_COMMAND_AUTOCOMPLETE,
+                                 self._command_data(name, options), user=user,
+                                 channel_id=channel_id, command_name=name)
+
+    def _command_data(self, name: str, options: Mapping[str, Any] | list[JSON] | None) -> JSON:
+        """The command id and ``guild_id`` come from the commands the bot registered."""
         guild_command = next((c for c in self.commands(self.guild_id) if c["name"] == name), None)
         command = guild_command or next(
             (c for c in self.global_commands if c["name"] == name), None)
@@ -855,10 +884,7 @@ class FakeDiscord:
         }
         if guild_command is not None:
             data["guild_id"] = self.guild_id
-        if resolved:
-            data["resolved"] = resolved
-        return self._interaction(APPLICATION_COMMAND, data, user=user, channel_id=channel_id,
-                                 command_name=name)
+        return data
 
     def component_payload(self, message: JSON, custom_id: str | None = None, *,
                           user: JSON | str | None = None,
@@ -1268,6 +1294,9 @@ class FakeDiscord:
         if data.get("token") != self.token:
             await conn.close(4004, "Authentication failed.")
             return
+        if int(data.get("intents", 0)) & MESSAGE_CONTENT and not self.message_content_intent:
+            await conn.close(4014, "Disallowed intent(s).")
+            return
         self._session_starts_remaining -= 1
         session = _Session(uuid.uuid4().hex, int(data.get("intents", 0)), data.get("shard"))
         async with conn.lock:
@@ -1328,6 +1357,7 @@ class FakeDiscord:
             ("GET", "/gateway/bot", self._get_gateway_bot),
             ("GET", "/users/@me", self._get_current_user),
             ("POST", "/users/@me/channels", self._create_dm),
+            ("GET", "/users/@me/guilds", self._get_current_user_guilds),
             ("GET", "/users/{user_id}", self._get_user),
             ("GET", "/oauth2/applications/@me", self._get_application),
             ("GET", "/applications/@me", self._get_application),
@@ -1482,6 +1512,26 @@ class FakeDiscord:
         return _json_response({**self.bot_user, "verified": True, "mfa_enabled": False,
                                "email": None, "locale": "en-US", "premium_type": 0, "bio": ""})
 
+    async def _get_current_user_guilds(self, call: Call) -> web.Response:
+        """GET /users/@me/guilds: partial guilds with the bot's base permissions in each.
+        https://discord.com/developers/docs/resources/user#get-current-user-guilds"""
+        member = self.members.get(self.bot_user["id"])
+        if member is None:  # the bot was removed from the one guild
+            return _json_response([])
+        roles = {r["id"]: int(r["permissions"]) for r in self.guild["roles"]}
+        permissions = roles.get(self.guild_id, 0)
+        for role in member["roles"]:
+            permissions |= roles.get(role, 0)
+        guild: JSON = {
+            "id": self.guild_id, "name": self.guild["name"], "icon": None, "banner": None,
+            "owner": self.guild["owner_id"] == self.bot_user["id"],
+            "permissions": str(permissions), "features": list(self.guild["features"]),
+        }
+        if call.query.get("with_counts", "").lower() in ("1", "true"):
+            guild.update({"approximate_member_count": len(self.members),
+                          "approximate_presence_count": 0})
+        return _json_response([guild])
+
     async def _get_user(self, call: Call, user_id: str) -> web.Response:
         try:
             return _json_response(self.user(user_id))
@@ -1544,21 +1594,6 @@ class FakeDiscord:
             command["dm_permission"] = body.get("dm_permission", True)
         return command
 
-    @staticmethod
-    def _invalid_command(body: Any, index: int | None) -> web.Response | None:
-        path: list[str | int] = [] if index is None else [index]
-        if not isinstance(body, dict) or not body.get("name"):
-            return _form_error([*path, "name"], "BASE_TYPE_REQUIRED", "This field is required")
-        kind = body.get("type", 1)
-        name = body["name"]
-        if kind == 1 and (not re.fullmatch(r"[-_\w]{1,32}", name) or name != name.lower()):
-            return _form_error([*path, "name"], "APPLICATION_COMMAND_INVALID_NAME",
-                               "Command name is invalid")
-        if kind == 1 and not 1 <= len(body.get("description") or "") <= 100:
-            return _form_error([*path, "description"], "BASE_TYPE_BAD_LENGTH",
-                               "Must be between 1 and 100 in length.")
-        return None
-
     def _command_list(self, guild_id: str | None) -> list[JSON]:
         if guild_id is None:
             return self.global_commands
@@ -1575,10 +1610,10 @@ class FakeDiscord:
             return _error(403, "Missing Access", 50001)
         if guild_id is not None and guild_id != self.guild_id:
             return _error(403, "Missing Access", 50001)
-        bodies = call.json if isinstance(call.json, list) else []
-        for index, body in enumerate(bodies):
-            if (error := self._invalid_command(body, index)) is not None:
-                return error
+        errors = check_bulk(call.json)
+        if errors:
+            return _json_response(errors.body(), status=400)
+        bodies: list[JSON] = call.json
         existing = self._command_list(guild_id)
         commands = [self._command_object(body, guild_id, existing) for body in bodies]
         existing[:] = commands
@@ -1587,11 +1622,16 @@ class FakeDiscord:
     async def _create_command(self, call: Call, application_id: str,
                               guild_id: str | None = None) -> web.Response:
         """POST upsert of one command (201 when new, 200 when it replaced one by name)."""
-        if (error := self._invalid_command(call.json, None)) is not None:
-            return error
+        errors = check_one(call.json)
+        if errors:
+            return _json_response(errors.body(), status=400)
         existing = self._command_list(guild_id)
         command = self._command_object(call.json, guild_id, existing)
         replaced = any(c["id"] == command["id"] for c in existing)
+        limit = MAX_COMMANDS.get(command["type"])
+        if not replaced and limit is not None and \
+                sum(c["type"] == command["type"] for c in existing) >= limit:
+            return _error(400, f"Maximum number of application commands reached ({limit})", 30032)
         existing[:] = [c for c in existing if c["id"] != command["id"]] + [command]
         return _json_response(command, status=200 if replaced else 201)
 
@@ -1891,6 +1931,17 @@ class FakeDiscord:
         if not (content or body.get("embeds") or body.get("components") or call.files
                 or body.get("sticker_ids") or body.get("poll")):
             return _error(400, "Cannot send an empty message", 50006)
+        nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > 25:
+            return _form_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord: the same author and nonce within the past few minutes returns the message
+            # already created instead of a new one.
+            seen = self._nonces.get((channel_id, self.bot_user["id"], str(nonce)))
+            if seen is not None and time.time() - seen[1] < NONCE_WINDOW_S:
+                earlier = self._find_message(seen[0])
+                if earlier is not None:
+                    return _json_response(earlier)
         reference = body.get("message_reference")
         if reference and self._find_message(str(reference.get("message_id"))) is None and (
             reference.get("fail_if_not_exists", True)
@@ -1911,6 +1962,9 @@ class FakeDiscord:
             tts=bool(body.get("tts")),
         )
         self._store_message(message)
+        if nonce is not None:
+            self._nonces[(channel_id, self.bot_user["id"], str(nonce))] = (message["id"],
+                                                                         time.time())
         await self._emit("MESSAGE_CREATE", self._gateway_message(message))
         return _json_response(message)
 

@@ -23,6 +23,7 @@ The builders' default ids (``TEAM_ID``, ``ALICE``, ``INCIDENTS_ID``, ...) are th
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -47,6 +48,7 @@ __all__ = [
     "BOB",
     "BOT_ID",
     "BOT_NAME",
+    "BOT_SCOPES",
     "BOT_TOKEN",
     "BOT_USER_ID",
     "CAROL",
@@ -102,6 +104,14 @@ BOT_TOKEN = "xoxb-1000000000001-2000000000002-FakeOpsroomBotToken0001"
 # The deprecated verification token Slack still puts in every payload's `token` field.
 VERIFICATION_TOKEN = "fAkEvErIfIcAtIoNtOkEn001"
 SIGNING_SECRET = "e5c3b7f0a1d2c4b6987f0e1d2c3b4a59"
+# What the bot token was granted, sent back in every Web API response's ``X-OAuth-Scopes``
+# header as Slack does: slack-manifest.yaml's bot scopes, plus a few a workspace often adds.
+BOT_SCOPES = (
+    "commands", "chat:write", "chat:write.public", "channels:manage", "groups:write",
+    "channels:read", "groups:read", "channels:history", "groups:history", "channels:join",
+    "pins:write", "pins:read", "reactions:read", "reactions:write", "users:read",
+    "users:read.email", "im:write", "files:write",
+)
 
 ALICE = "U0ALICE0001"
 BOB = "U0BOB000002"
@@ -775,6 +785,15 @@ class _Channel:
         ]
 
 
+def _with_metadata(messages: list[dict[str, Any]], include: bool) -> list[dict[str, Any]]:
+    """Copies of `messages`; Slack returns message metadata only with include_all_metadata."""
+    copies = copy.deepcopy(messages)
+    if not include:
+        for m in copies:
+            m.pop("metadata", None)
+    return copies
+
+
 def _is_top_level(message: dict[str, Any]) -> bool:
     """In channel history: not a thread reply, unless broadcast to the channel."""
     thread_ts = message.get("thread_ts")
@@ -825,8 +844,9 @@ class FakeSlack:
     ``#incidents`` (``incidents_id``). It also accepts POSTs to ``/hooks/...`` so that
     ``response_url``s made by ``new_response_url()`` are captured in ``response_posts``.
 
-    Scopes are not modelled: the bot may post to public channels it is not in (as with
-    ``chat:write.public``) but not read them. ``clock`` drives message ``ts`` values;
+    Scopes are not enforced: the bot may post to public channels it is not in (as with
+    ``chat:write.public``) but not read them. ``scopes`` is only what every response's
+    ``X-OAuth-Scopes`` header says was granted. ``clock`` drives message ``ts`` values;
     ``trigger_ttl`` is how long a ``trigger_id`` stays valid (Slack: 3 seconds; None: forever).
     """
 
@@ -844,8 +864,12 @@ class FakeSlack:
         clock: Callable[[], float] | None = None,
         trigger_ttl: float | None = 3.0,
         seed: int = 0,
+        latency: float = 0.0,
+        scopes: Iterable[str] = BOT_SCOPES,
     ) -> None:
         self.token = token
+        self.latency = latency  # seconds each Web API call takes before it is carried out
+        self.scopes = list(scopes)
         self.team_id = team_id
         self.team_name = team_name
         self.team_domain = team_domain
@@ -864,6 +888,9 @@ class FakeSlack:
         self.ephemerals: list[dict[str, Any]] = []
         self.response_posts: list[dict[str, Any]] = []
         self._channels: dict[str, _Channel] = {}
+        # Files of the external upload flow, by id: name, length, title, the bytes once
+        # uploaded, and whether files.completeUploadExternal finished them.
+        self.files: dict[str, dict[str, Any]] = {}
         self._used_triggers: set[str] = set()
         self._modal_stack: list[str] = []
         self._home_views: dict[str, str] = {}
@@ -881,6 +908,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/hooks/{path:.*}", self._handle_hook)
+        app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -1181,6 +1209,8 @@ class FakeSlack:
             content_type=request.content_type,
         )
         self.calls.append(call)
+        if self.latency:
+            await asyncio.sleep(self.latency)
 
         failure = self._take_failure(method)
         if failure is not None:
@@ -1202,15 +1232,10 @@ class FakeSlack:
             except SlackError as exc:
                 body = exc.body()
         call.response = body
-        return web.json_response(
-            body,
-            headers={
-                "X-Slack-Req-Id": uuid.uuid4().hex,
-                "X-OAuth-Scopes": "channels:manage,channels:read,channels:join,channels:history,"
-                "groups:read,groups:write,chat:write,chat:write.public,pins:write,"
-                "pins:read,reactions:write,users:read,users:read.email,im:write,commands",
-            },
-        )
+        headers = {"X-Slack-Req-Id": uuid.uuid4().hex}
+        if token == self.token:  # an unknown token has no grants to report
+            headers["X-OAuth-Scopes"] = ",".join(self.scopes)
+        return web.json_response(body, headers=headers)
 
     @staticmethod
     async def _read_params(request: web.Request) -> tuple[dict[str, Any], bool]:
@@ -1752,7 +1777,7 @@ class FakeSlack:
         ]
         page, cursor = self._page(found, p, 100)
         return {
-            "messages": copy.deepcopy(page),
+            "messages": _with_metadata(page, p.flag("include_all_metadata")),
             "has_more": bool(cursor),
             "pin_count": len(channel.pins),
             "channel_actions_ts": None,
@@ -1778,7 +1803,7 @@ class FakeSlack:
         ]
         page, cursor = self._page([parent, *replies], p, 1000)
         return {
-            "messages": copy.deepcopy(page),
+            "messages": _with_metadata(page, p.flag("include_all_metadata")),
             "has_more": bool(cursor),
             "response_metadata": {"next_cursor": cursor},
         }
@@ -1819,6 +1844,109 @@ class FakeSlack:
             message["subtype"] = "thread_broadcast"
         self._store(channel, message, thread_ts)
         return {"channel": channel.id, "ts": message["ts"], "message": copy.deepcopy(message)}
+
+    # -- files: the external upload flow ------------------------------------------------------
+
+    @_api("files.getUploadURLExternal")
+    def _files_get_upload_url(self, p: _Params) -> dict[str, Any]:
+        """``files.getUploadURLExternal``: a file id and the URL its bytes are POSTed to."""
+        filename = p.required("filename", "invalid_arguments")
+        length = p.text("length")
+        if length is None or not length.isdigit() or int(length) < 1:
+            raise SlackError("invalid_arguments")
+        file_id = _random_id("F", self._rng)
+        self.files[file_id] = {
+            "id": file_id,
+            "name": filename,
+            "length": int(length),
+            "title": filename,
+            "data": None,
+            "completed": False,
+        }
+        return {"upload_url": f"{self.base_url}/upload/v1/{file_id}", "file_id": file_id}
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: takes the bytes (raw or a multipart ``file`` part) once."""
+        file = self.files.get(request.match_info["file_id"])
+        if file is None or file["completed"]:
+            return web.Response(status=404, text="Not Found")
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            part = form.get("file")
+            data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
+        else:
+            data = await request.read()
+        file["data"] = data
+        return web.Response(status=200, text=f"OK - {len(data)}")
+
+    @_api("files.completeUploadExternal")
+    def _files_complete_upload(self, p: _Params) -> dict[str, Any]:
+        """``files.completeUploadExternal``: finishes uploaded files and, with ``channel_id``,
+        shares them there in one message whose text is ``initial_comment``."""
+        raw = p.get("files")
+        try:
+            items = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            raise SlackError("invalid_arguments") from None
+        if not isinstance(items, list) or not items:
+            raise SlackError("invalid_arguments")
+        files = []
+        for item in items:
+            file = self.files.get(str(item.get("id"))) if isinstance(item, dict) else None
+            if file is None or file["completed"]:
+                raise SlackError("file_not_found")
+            if file["data"] is None:
+                raise SlackError("file_upload_not_found")  # nothing was POSTed to the URL
+            if len(file["data"]) != file["length"]:
+                raise SlackError("file_size_mismatch")
+            files.append((file, item.get("title")))
+        channel = None
+        if p.text("channel_id"):
+            channel = self._writable(self._visible(p, "channel_id"))
+            if self.bot_user_id not in channel.members:
+                raise SlackError("not_in_channel")
+        shown = []
+        for file, title in files:
+            file["completed"] = True
+            file["title"] = title or file["name"]
+            file["channels"] = [channel.id] if channel else []
+            shown.append(self._file_object(file))
+        if channel is not None:
+            message = self._bot_message(
+                text=p.text("initial_comment", default="") or "",
+                blocks=None,
+                attachments=None,
+                metadata=None,
+            )
+            message["files"] = copy.deepcopy(shown)
+            message["upload"] = True
+            message["display_as_bot"] = False
+            self._store(channel, message, p.text("thread_ts"))
+        return {"files": [{"id": f["id"], "title": f["title"]} for f in shown]}
+
+    def _file_object(self, file: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": file["id"],
+            "created": self._now(),
+            "timestamp": self._now(),
+            "name": file["name"],
+            "title": file["title"],
+            "mimetype": "text/markdown" if file["name"].endswith(".md") else "text/plain",
+            "filetype": "markdown" if file["name"].endswith(".md") else "text",
+            "pretty_type": "Markdown" if file["name"].endswith(".md") else "Plain Text",
+            "user": self.bot_user_id,
+            "size": file["length"],
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": not file["channels"] or not self._channels[file["channels"][0]].is_private,
+            "channels": list(file["channels"]),
+            "url_private": f"{self.base_url}/files-pri/{self.team_id}-{file['id']}/{file['name']}",
+        }
+
+    def file_content(self, file_id: str) -> bytes | None:
+        """The bytes uploaded for ``file_id`` (a test helper)."""
+        file = self.files.get(file_id)
+        return None if file is None else file["data"]
 
     @_api("chat.update")
     def _chat_update(self, p: _Params) -> dict[str, Any]:

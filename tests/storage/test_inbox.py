@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
+from bot import retention
 from bot.models import InboxItem, InboxState, IncidentCounter
 from storage import inbox as db
 from storage.store import SqlStore
@@ -142,3 +143,20 @@ async def test_units_inside_an_ambient_transaction_commit_with_it_or_not_at_all(
     assert await counter(store) == 3
     async with store.transaction() as s:
         assert (await s.execute(select(func.count()).select_from(InboxItem))).scalar_one() == 0
+
+
+async def test_the_retention_job_prunes_applied_rows_older_than_the_retention(
+    any_engine: AsyncEngine,
+) -> None:
+    store = SqlStore(any_engine)
+    async with store.transaction() as s:
+        await db.put(s, [item("old"), item("waiting")], now=T0)
+        old, _ = await db.claim_head(s, "slack:C1", holder="me", now=T0, ttl=TTL, limit=2)
+        assert await db.mark_applied(s, [old.id or 0], holder="me", now=T0)
+        await db.put(s, [item("recent")], now=T0 + timedelta(days=40))
+    async with store.unit() as u:
+        pruned = await retention.prune(u, before=T0 + timedelta(days=30))
+    assert pruned["inbox"] == 1
+    async with store.transaction() as s:
+        left = {r.key for r in (await s.execute(select(InboxItem))).scalars()}
+    assert left == {"waiting", "recent"}  # a pending row stays whatever its age

@@ -7,10 +7,12 @@ import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.ai import (
+    CATCHUP_SYSTEM,
     SERVICES,
     ModelOutputError,
     PlainSummarizer,
@@ -410,55 +412,89 @@ def test_catchup_prompt_lists_entries_with_their_ids() -> None:
     prompt = catchup_prompt(ENTRIES, Redactor().redact)
     assert prompt.splitlines() == [
         "Timeline (times in UTC):",
-        "[#3] 14:00 Opsroom: Incident declared: Checkout 500s (outage, SEV2, P2)",
-        "[#5] 14:05 alice: Seeing 502s from the payments gateway, mail [redacted-email]",
-        "[#7] 14:12 alice (key event): Rolled back deploy 4.12; errors dropping",
+        "[e3] 14:00 Opsroom: Incident declared: Checkout 500s (outage, SEV2, P2)",
+        "[e5] 14:05 alice: Seeing 502s from the payments gateway, mail [redacted-email]",
+        "[e7] 14:12 alice (key event): Rolled back deploy 4.12; errors dropping",
     ]
+    assert "[e12]" in CATCHUP_SYSTEM and "[#" not in CATCHUP_SYSTEM
 
 
 def test_catchup_prompt_shows_dates_across_days() -> None:
     prompt = catchup_prompt([_entry(1, "a"), _entry(2, "b", minutes=60 * 24)])
-    assert "[#2] 2026-11-26 14:00 alice: b" in prompt
+    assert "[e2] 2026-11-26 14:00 alice: b" in prompt
+
+
+def test_catchup_prompt_times_are_in_the_catalogs_zone() -> None:
+    # 14:00 and 23:30 UTC are one day in UTC, two days in Tokyo (23:00, then 08:30 next day).
+    prompt = catchup_prompt([_entry(1, "a"), _entry(2, "b", minutes=9 * 60 + 30)],
+                            tz=ZoneInfo("Asia/Tokyo"))
+    assert prompt.splitlines() == [
+        "Timeline (times in Asia/Tokyo):",
+        "[e1] 2026-11-25 23:00 alice: a",
+        "[e2] 2026-11-26 08:30 alice: b",
+    ]
 
 
 def test_valid_citations_are_kept() -> None:
-    text = "Checkout failed after a deploy [#3][#5]. It was rolled back [#7]."
+    text = "Checkout failed after a deploy [e3][e5]. It was rolled back [e7]."
     assert clean_citations(text, {3, 5, 7}) == (text, 0)
     assert cited_ids(text) == [3, 5, 7]
 
 
+def test_citations_in_the_old_and_odd_forms_are_read_and_written_as_e_ids() -> None:
+    # Models copy what they see, and older prompts said [#12]: every form means the entry.
+    text = "Checkout failed [#3][E5]. Rolled back [#e7]. Monitoring [ e9 ]."
+    assert cited_ids(text) == [3, 5, 7, 9]
+    assert clean_citations(text, {3, 5, 7, 9}) == (
+        "Checkout failed [e3][e5]. Rolled back [e7]. Monitoring [e9].", 0)
+    assert cited_ids("see [12] and #4") == []  # a footnote or an incident is not an entry
+
+
 def test_fabricated_citations_are_removed_and_counted() -> None:
     text = (
-        "Checkout failed after a deploy [#3][#999]. The database was restored [#998]. "
+        "Checkout failed after a deploy [e3][e999]. The database was restored [e998]. "
         "It was rolled back [#7]."
     )
     cleaned, removed = clean_citations(text, {3, 5, 7})
     assert removed == 2
-    assert cleaned == "Checkout failed after a deploy [#3]. It was rolled back [#7]."
+    assert cleaned == "Checkout failed after a deploy [e3]. It was rolled back [e7]."
     assert set(cited_ids(cleaned)) <= {3, 5, 7}
 
 
 def test_grouped_citations_and_bullets() -> None:
     text = (
-        "Status:\n- Payments errors began at 14:05 [#5, #42].\n"
-        "- A fix was deployed [#41].\n- Rolled back at 14:12 [#7]"
+        "Status:\n- Payments errors began at 14:05 [e5, e42].\n"
+        "- A fix was deployed [#41].\n- Rolled back at 14:12 [#7; #8]"
     )
     cleaned, removed = clean_citations(text, {5, 7})
-    assert removed == 2
-    assert cleaned == "Status:\n- Payments errors began at 14:05 [#5].\n- Rolled back at 14:12 [#7]"
+    assert removed == 3
+    assert cleaned == "Status:\n- Payments errors began at 14:05 [e5].\n- Rolled back at 14:12 [e7]"
 
 
 def test_citation_after_the_full_stop() -> None:
-    cleaned, removed = clean_citations("Deploy rolled back. [#7] Cause unknown. [#70]", {7})
-    assert (cleaned, removed) == ("Deploy rolled back. [#7]", 1)
+    cleaned, removed = clean_citations("Deploy rolled back. [e7] Cause unknown. [e70]", {7})
+    assert (cleaned, removed) == ("Deploy rolled back. [e7]", 1)
 
 
-def test_plain_catchup_cites_key_events() -> None:
+def test_plain_catchup_cites_the_latest_entry_of_every_kind() -> None:
     text = plain_catchup(ENTRIES)
-    assert text == "- 14:12 Rolled back deploy 4.12; errors dropping [#7]"
+    assert text.splitlines() == [
+        "- 14:00 UTC ℹ️ Incident declared: Checkout 500s (outage, SEV2, P2) [e3]",
+        "- 14:05 UTC 💬 alice: Seeing 502s from the payments gateway, mail bob@example.com [e5]",
+        "- 14:12 UTC 📌 alice: Rolled back deploy 4.12; errors dropping [e7]",
+    ]
     assert plain_catchup([]) == "Nothing on the timeline yet."
     only_notes = plain_catchup([_entry(1, "looking"), _entry(2, "still looking", minutes=1)])
     assert cited_ids(only_notes) == [1, 2]
+
+
+def test_plain_catchup_keeps_every_kind_and_prefers_key_events() -> None:
+    notes = [_entry(100 + i, f"note {i}", minutes=30 + i) for i in range(20)]
+    old_key = _entry(2, "failover to the replica", minutes=1, kind=EntryKind.KEY_EVENT)
+    old_status = _entry(4, "Status changed from triggered to investigating", minutes=2,
+                        kind=EntryKind.STATUS_CHANGE)
+    text = plain_catchup([old_key, old_status, *notes], limit=5)
+    assert cited_ids(text) == [2, 4, 117, 118, 119]  # oldest first; the three newest notes
 
 
 async def test_plain_summarizer_is_a_summarizer() -> None:

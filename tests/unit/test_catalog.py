@@ -44,8 +44,17 @@ def write(tmp_path: Path, data: Any, name: str = "opsroom.yaml") -> Path:
 def test_default_catalog_loads(catalog: Catalog) -> None:
     assert catalog.severity_names == ["sev1", "sev2", "sev3", "sev4"]
     assert catalog.priority_names == ["p1", "p2", "p3", "p4"]
-    assert catalog.status_names == [s.value for s in Status]
+    assert catalog.status_names == [s.value for s in Status if s is not Status.CANCELLED]
     assert {"commander", "scribe", "comms"} <= set(catalog.role_names)
+
+
+def test_default_catalog_permissions_and_count_minimums(catalog: Catalog) -> None:
+    everyone_default = ["commander", "declarer", "anyone-if-no-commander"]
+    assert catalog.permissions.cancel == everyone_default
+    assert catalog.permissions.type == everyone_default
+    counts = [f for t in catalog.incident_types for f in t.fields if f.kind is FieldKind.NUMBER]
+    assert {f.name for f in counts} == {"customers_affected", "rows_affected"}
+    assert all(f.min == 0 for f in counts)
 
 
 def test_default_incident_types_reference_real_names(catalog: Catalog) -> None:
@@ -121,7 +130,9 @@ incident_types:
   - {name: generic, description: Anything, default_severity: high, default_priority: now}
 """)
     loaded = load_catalog(path)
-    assert loaded.status_names == [s.value for s in Status]
+    # "cancelled" is set by /incident cancel only: it is not among the statuses to pick.
+    assert loaded.status_names == [s.value for s in Status if s is not Status.CANCELLED]
+    assert loaded.permissions.cancel == ["commander", "declarer", "anyone-if-no-commander"]
     assert loaded.key_event_emoji == "pushpin"
     assert loaded.severities[0].update_interval == timedelta(minutes=15)
 
@@ -207,7 +218,7 @@ BROKEN: dict[str, tuple[Mutation, str]] = {
         'incident_types[3] (data).default_priority: "urgent" is not one of p1, p2, p3, p4'),
     "bad duration": (
         _set(("severities", 2, "update_every"), "soon"),
-        'severities[2] (sev3).update_every: "soon" is not a duration like 30m, 2h or 1d'),
+        'severities[2] (sev3).update_every: "soon" is not a duration like 30s, 5m, 1h30m or 1d'),
     "bad name": (
         _set(("roles", 1, "name"), "Scribe Person"),
         'roles[1] (Scribe Person).name: "Scribe Person" must be lowercase letters'),
@@ -219,6 +230,30 @@ BROKEN: dict[str, tuple[Mutation, str]] = {
         "statuses[2] (pondering).name: Input should be 'triggered'"),
     "no commander role": (_without_commander, 'roles: must include "commander"'),
     "empty priorities": (_set(("priorities",), []), "priorities: must not be empty"),
+    "cancelled listed as a status": (
+        _set(("statuses", 6, "name"), "cancelled"),
+        "statuses[6] (cancelled): not a status to list; /incident cancel <reason> sets it"),
+    "permission for an unknown role": (
+        _set(("permissions", "cancel"), ["commander", "boss"]),
+        'permissions.cancel[1]: "boss" is not a role, declarer, anyone or '
+        "anyone-if-no-commander (roles: commander, scribe, comms, lead)"),
+    "permission list empty": (
+        _set(("permissions", "type"), []),
+        "permissions.type: must name at least one who may, e.g. [commander]"),
+    "permission typo": (
+        _rename(("permissions", "cancel"), "cancle"),
+        'permissions.cancle: unknown key (did you mean "cancel"?)'),
+    "permission not a list": (
+        _set(("permissions", "cancel"), "commander"),
+        "permissions.cancel: Input should be a valid list"),
+    "min on a select field": (
+        _set(("incident_types", 0, "fields", 1, "min"), 0),
+        "incident_types[0] (outage).fields[1] (region): min applies to number fields only, "
+        "not to a select field"),
+    "min not a number": (
+        _set(("incident_types", 0, "fields", 2, "min"), "none"),
+        "incident_types[0] (outage).fields[2] (customers_affected).min: Input should be a "
+        "valid number"),
     "wrong type of value": (
         _set(("incident_types", 2, "private"), "sometimes"),
         "incident_types[2] (security).private: Input should be a valid boolean"),

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime, timedelta, timezone
+import inspect
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot import commands as commands_module
+from bot import dates as dates_module
 from bot.commands import (
+    DUE_FORMS,
     USAGE,
     Acknowledge,
     ActionAdd,
+    ActionCancel,
     ActionDone,
     ActionEdit,
     ActionList,
+    ActionReopen,
     AddKeyEvent,
     AddNote,
     AssignRole,
+    Cancel,
+    ChangeType,
+    Close,
     Command,
     Declare,
     DueSpec,
@@ -35,14 +45,18 @@ from bot.commands import (
     SetSeverity,
     SetStatus,
     SetSummary,
+    SetTime,
     SetTitle,
     Show,
     ShowTimeline,
     StatusUpdate,
+    Unassign,
     UsageError,
+    is_group_mention,
     is_mention,
     parse,
     parse_due,
+    person_key,
 )
 
 NOW = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)  # a Wednesday, 14:00 UTC
@@ -67,6 +81,9 @@ PARSED: list[tuple[str, Command]] = [
     ("list open", ListIncidents(include_closed=False)),
     ("list all", ListIncidents(include_closed=True)),
     ("list ALL", ListIncidents(include_closed=True)),
+    ("list sev1 mine type=Security page 3",
+     ListIncidents(severity="sev1", mine=True, type="security", page=3)),
+    ("list all page 2 mine", ListIncidents(include_closed=True, mine=True, page=2)),
     ("show", Show()),
     ("show 12", Show(incident=12)),
     ("show #12", Show(incident=12)),
@@ -100,11 +117,20 @@ PARSED: list[tuple[str, Command]] = [
     # timeline, ack, resolve, reopen
     ("timeline", ShowTimeline()),
     ("timeline key", ShowTimeline(key_only=True)),
+    ("timeline page 2", ShowTimeline(page=2)),
+    ("timeline key page 4", ShowTimeline(key_only=True, page=4)),
     ("ack", Acknowledge()),
     ("resolve", Resolve()),
     ("resolve fixed by rolling back", Resolve(text="fixed by rolling back")),
     ("reopen", Reopen()),
     ("reopen errors are back", Reopen(text="errors are back")),
+    # ways back from mistakes
+    ("cancel declared by mistake, it was a drill",
+     Cancel(reason="declared by mistake, it was a drill")),
+    ("type Security", ChangeType(type="security")),
+    ("unassign Scribe", Unassign(role="scribe")),
+    ("action reopen 2", ActionReopen(number=2)),
+    ("action cancel #3", ActionCancel(number=3)),
     # action items
     ("action add roll back deploy 1234", ActionAdd(text="roll back deploy 1234")),
     ("action add roll back @bob", ActionAdd(text="roll back", assignee="@bob")),
@@ -132,7 +158,12 @@ PARSED: list[tuple[str, Command]] = [
     ("runbook status", RunbookStatus()),
     ("page database-oncall", Page(target="database-oncall")),
     ("page @bob", Page(target="@bob")),
+    ("page Primary db is down", Page(target="primary", message="db is down")),
     ("postmortem", Postmortem()),
+    ("time impact_started 14:05", SetTime(which="impact_started", when="14:05")),
+    ("time Mitigated yesterday 9am", SetTime(which="mitigated", when="yesterday 9am")),
+    ("close", Close()),
+    ("close force duplicate of #3", Close(force_reason="duplicate of #3")),
     ("mirror slack", MirrorTo(platform="slack")),
     ("mirror Discord", MirrorTo(platform="discord")),
     # aliases
@@ -169,6 +200,8 @@ def test_each_command_parses_into_its_dataclass(text: str, expected: Command) ->
         ("#3 show 3", Show(incident=3)),
         ("#3", Show(incident=3)),
         ("#12 timeline key", ShowTimeline(key_only=True, incident=12)),
+        ("#4 cancel duplicate of #3", Cancel(reason="duplicate of #3", incident=4)),
+        ("#4 type data", ChangeType(type="data", incident=4)),
     ],
 )
 def test_incident_number_right_after_incident(text: str, expected: Command) -> None:
@@ -203,6 +236,42 @@ def test_mentions_of_every_platform(token: str) -> None:
 @pytest.mark.parametrize("token", ["bob", "@", "<@>", "<U123>", "<@U123", "email@example.com"])
 def test_not_mentions(token: str) -> None:
     assert not is_mention(token)
+
+
+@pytest.mark.parametrize(
+    "token", ["@here", "@everyone", "@channel", "@HERE", "<!here>", "<!channel>", "<!everyone>",
+              "<!here|here>", "<!channel|@channel>", "<@&123>"]
+)
+def test_group_mentions_are_not_people(token: str) -> None:
+    assert is_group_mention(token) and not is_mention(token)
+    with pytest.raises(UsageError) as err:
+        parse(f"assign commander {token}")
+    assert str(err.value).startswith(f'"{token}" is a group mention, not a person (write @name)')
+    with pytest.raises(UsageError) as err:
+        parse(f"action add tell everyone {token}")
+    assert str(err.value) == (
+        f'"{token}" is a group mention, not a person (write @name): '
+        "an action item is assigned to one person"
+    )
+
+
+def test_people_who_merely_look_like_groups_are_people() -> None:
+    for token in ["@heres", "@everyone2", "@channel-ops", "<@U123|here>"]:
+        assert is_mention(token) and not is_group_mention(token)
+
+
+def test_person_key_gives_one_form_per_person() -> None:
+    assert person_key("<@U123|bob>") == person_key("<@U123>") == "<@U123>"
+    assert person_key("<@!42>") == person_key("<@42>") == "<@42>"
+    assert person_key("@Bob") == person_key(" @bob ") == "@bob"
+
+
+@pytest.mark.parametrize("text", ["#abc note x", "# note x", "#12a show", "#-1 ack", "#1.5 ack"])
+def test_a_bad_incident_number_is_named(text: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse(text)
+    first = text.split()[0]
+    assert str(err.value) == f'"{first}" is not an incident number (write #42)'
 
 
 def test_action_text_may_contain_the_word_due() -> None:
@@ -250,40 +319,95 @@ def test_bare_incident_shows_every_command() -> None:
 
 # --- due dates --------------------------------------------------------------------------------
 
+PARIS, TOKYO = ZoneInfo("Europe/Paris"), ZoneInfo("Asia/Tokyo")
+NEW_YEAR = datetime(2026, 12, 30, 20, 0, tzinfo=UTC)  # Wednesday evening, two days before 2027
+TOKYO_NEW_YEAR = datetime(2026, 12, 31, 20, 0, tzinfo=UTC)  # already 1 Jan 2027, 05:00 in Tokyo
+
+
+def utc(year: int, month: int, day: int, hour: int = 17, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
+
+
+# (now, zone, what people type, the UTC moment it means). NOW is the FakeClock's instant.
+ACCEPTED: list[tuple[datetime, tzinfo, str, datetime]] = [
+    # calendar dates: day and month in either order, a year, a time
+    (NOW, UTC, "15 Dec", utc(2026, 12, 15)),
+    (NOW, UTC, "Dec 15", utc(2026, 12, 15)),
+    (NOW, UTC, "15th December", utc(2026, 12, 15)),
+    (NOW, UTC, "15th of December 2027", utc(2027, 12, 15)),
+    (NOW, UTC, "Dec 15 3:30pm", utc(2026, 12, 15, 15, 30)),
+    (NOW, UTC, "15 dec 9 am", utc(2026, 12, 15, 9)),
+    (NOW, UTC, "on 15 Dec", utc(2026, 12, 15)),
+    (NOW, UTC, "Jan 3", utc(2027, 1, 3)),  # already past this year: next year's
+    (NOW, UTC, "25 Nov", utc(2026, 11, 25)),  # today, before the end of the working day
+    (NOW, UTC, "29 Feb", utc(2028, 2, 29)),  # the next year that has it
+    (NOW, UTC, "2026-12-15", utc(2026, 12, 15)),
+    (NOW, UTC, "2026-12-15 14:00", utc(2026, 12, 15, 14)),
+    (NOW, UTC, "2026-12-15 2pm", utc(2026, 12, 15, 14)),
+    (NOW, UTC, "2026-12-01T15:00", utc(2026, 12, 1, 15)),
+    (NOW, UTC, "2026-12-01T15:00+02:00", utc(2026, 12, 1, 13)),
+    (NOW, UTC, "2026-12-01T15:00Z", utc(2026, 12, 1, 15)),
+    # days by name
+    (NOW, UTC, "today", utc(2026, 11, 25)),
+    (NOW, UTC, "EOD", utc(2026, 11, 25)),
+    (NOW, UTC, "end of day", utc(2026, 11, 25)),
+    (NOW, UTC, "today 4pm", utc(2026, 11, 25, 16)),
+    (NOW, UTC, "tomorrow", utc(2026, 11, 26)),
+    (NOW, UTC, "Tomorrow 9am", utc(2026, 11, 26, 9)),
+    (NOW, UTC, "tomorrow at 9:30", utc(2026, 11, 26, 9, 30)),
+    (NOW, UTC, "9am tomorrow", utc(2026, 11, 26, 9)),
+    (NOW, UTC, "noon tomorrow", utc(2026, 11, 26, 12)),
+    (NOW, UTC, "friday", utc(2026, 11, 27)),
+    (NOW, UTC, "fri", utc(2026, 11, 27)),
+    (NOW, UTC, "by friday", utc(2026, 11, 27)),
+    (NOW, UTC, "friday 3pm", utc(2026, 11, 27, 15)),
+    (NOW, UTC, "this friday", utc(2026, 11, 27)),
+    (NOW, UTC, "next friday", utc(2026, 12, 4)),  # next week's
+    (NOW, UTC, "next monday", utc(2026, 11, 30)),
+    (NOW, UTC, "wednesday", utc(2026, 12, 2)),  # today is Wednesday: the next one, never today
+    (NOW, UTC, "sunday", utc(2026, 11, 29)),
+    # relative
+    (NOW, UTC, "in 30m", NOW + timedelta(minutes=30)),
+    (NOW, UTC, "in 45 minutes", NOW + timedelta(minutes=45)),
+    (NOW, UTC, "in 2h", NOW + timedelta(hours=2)),
+    (NOW, UTC, "in 2 hours", NOW + timedelta(hours=2)),
+    (NOW, UTC, "in 3d", NOW + timedelta(days=3)),
+    (NOW, UTC, "in 1 day", NOW + timedelta(days=1)),
+    (NOW, UTC, "in 2 weeks", NOW + timedelta(weeks=2)),
+    # across the year boundary
+    (NEW_YEAR, UTC, "15 Dec", utc(2027, 12, 15)),
+    (NEW_YEAR, UTC, "Jan 3", utc(2027, 1, 3)),
+    (NEW_YEAR, UTC, "friday", utc(2027, 1, 1)),
+    (NEW_YEAR, UTC, "next friday", utc(2027, 1, 8)),
+    (NEW_YEAR, UTC, "tomorrow 9am", utc(2026, 12, 31, 9)),
+    (NEW_YEAR, UTC, "eod", utc(2026, 12, 30, 23, 59)),  # 17:00 is gone: before midnight
+    (NEW_YEAR, UTC, "in 3d", NEW_YEAR + timedelta(days=3)),
+    # in the catalog's zone: Paris is UTC+1 in winter, UTC+2 in summer
+    (NOW, PARIS, "15 Dec", utc(2026, 12, 15, 16)),
+    (NOW, PARIS, "tomorrow 9am", utc(2026, 11, 26, 8)),
+    (NOW, PARIS, "2027-07-01 09:00", utc(2027, 7, 1, 7)),
+    (NOW, PARIS, "2026-12-01T15:00Z", utc(2026, 12, 1, 15)),  # an explicit zone wins
+    (NOW, PARIS, "in 2h", NOW + timedelta(hours=2)),
+    # Tokyo (UTC+9) is already in 2027 while UTC is in 2026
+    (TOKYO_NEW_YEAR, TOKYO, "today", utc(2027, 1, 1, 8)),
+    (TOKYO_NEW_YEAR, TOKYO, "Jan 1", utc(2027, 1, 1, 8)),
+    (TOKYO_NEW_YEAR, TOKYO, "31 Dec", utc(2027, 12, 31, 8)),
+    (TOKYO_NEW_YEAR, TOKYO, "friday", utc(2027, 1, 8, 8)),  # 1 Jan 2027 is a Friday there
+    (TOKYO_NEW_YEAR, TOKYO, "tomorrow 9am", utc(2027, 1, 2, 0)),
+]
+
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-12-01", at(1, month=12)),
-        ("2026-12-01T15:00", at(1, 15, month=12)),
-        ("2026-12-01 15:30", at(1, 15, 30, month=12)),
-        ("2026-12-01T15:00+02:00", at(1, 13, month=12)),
-        ("2026-12-01T15:00Z", at(1, 15, month=12)),
-        ("today", at(25)),
-        ("EOD", at(25)),
-        ("tomorrow", at(26)),
-        ("Tomorrow", at(26)),
-        ("thursday", at(26)),
-        ("friday", at(27)),
-        ("fri", at(27)),
-        ("sunday", at(29)),
-        ("monday", at(30)),
-        ("tuesday", at(1, month=12)),
-        ("wednesday", at(2, month=12)),  # today is Wednesday: the next one, never today
-        ("wed", at(2, month=12)),
-        ("in 30m", NOW + timedelta(minutes=30)),
-        ("in 45 minutes", NOW + timedelta(minutes=45)),
-        ("in 3h", NOW + timedelta(hours=3)),
-        ("in 2 hours", NOW + timedelta(hours=2)),
-        ("in 2d", NOW + timedelta(days=2)),
-        ("in 1 day", NOW + timedelta(days=1)),
-        ("in 1w", NOW + timedelta(weeks=1)),
-        ("in 2 weeks", NOW + timedelta(weeks=2)),
-    ],
+    ("now", "tz", "text", "expected"), ACCEPTED,
+    ids=[f"{now:%Y-%m-%d %H:%M} {tz} {text}" for now, tz, text, _ in ACCEPTED],
 )
-def test_due_dates_from_a_fixed_now(text: str, expected: datetime) -> None:
-    assert parse_due(text, NOW) == expected
-    assert DueSpec(text).resolve(NOW) == expected
+def test_accepted_due_dates(now: datetime, tz: tzinfo, text: str, expected: datetime) -> None:
+    assert parse_due(text, now, tz) == expected
+    assert parse_due(text, now, tz).tzinfo == UTC
+    assert DueSpec(text).resolve(now, tz) == expected
+    # The grammar takes every accepted form after "due", and keeps it as written.
+    assert parse(f"action add check the graphs due {text}") == ActionAdd(
+        text="check the graphs", due=DueSpec(text))
 
 
 def test_weekday_is_never_today_whatever_today_is() -> None:
@@ -295,12 +419,7 @@ def test_weekday_is_never_today_whatever_today_is() -> None:
         assert parse_due(now.strftime("%a").lower(), now) == due
 
 
-def test_due_dates_are_utc() -> None:
-    assert parse_due("in 3h", NOW).tzinfo is not None
-    assert parse_due("2026-12-01", NOW).utcoffset() == timedelta(0)
-    assert parse_due("2026-12-01T09:00-05:00", NOW) == at(1, 14, month=12)
-    assert parse_due("2026-12-01T09:00-05:00", NOW).tzinfo == UTC
-    # A relative date is relative to the moment given, in whatever zone it is written.
+def test_a_relative_date_is_relative_to_the_moment_whatever_its_zone() -> None:
     cet = NOW.astimezone(timezone(timedelta(hours=1)))
     assert parse_due("in 3h", cet) == NOW + timedelta(hours=3)
 
@@ -314,15 +433,83 @@ def test_due_spec_keeps_the_text_and_resolves_later() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["someday", "2026-13-45", "2026-02-30", "next week", "in 3 fortnights", "in h",
-             "yesterdayish", "12/01/2026", ""],
+    "text", ["someday", "next week", "in 3 fortnights", "in h", "yesterdayish", "12/01/2026",
+             "", "friday 15 dec", "eod 3pm", "tomorrow 25pm", "Dec", "15 Decmber"],
 )
-def test_bad_due_dates_name_the_value_and_the_forms(text: str) -> None:
+def test_unknown_forms_name_the_value_and_the_accepted_ones(text: str) -> None:
     with pytest.raises(ValueError) as err:
         parse_due(text, NOW)
     message = str(err.value)
-    assert f'invalid date "{text}"' in message
-    assert "tomorrow" in message and "in 3h" in message
+    assert message == f'invalid date "{text}": use {DUE_FORMS}'
+    for form in ("15 Dec", "tomorrow 9am", "next friday", "in 3d", "eod"):
+        assert form in message
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("31 Feb", "no such day"), ("30 february", "no such day"), ("31 Apr 2027", "no such day"),
+     ("29 Feb 2027", "no such day"), ("2026-13-45", "no such day or time"),
+     ("2026-02-30", "no such day or time"), ("in 99999999w", "more than 5 years ahead"),
+     ("in 999999999999999999999d", "more than 5 years ahead")],
+)
+def test_impossible_dates_are_refused_by_the_grammar_itself(text: str, why: str) -> None:
+    with pytest.raises(UsageError) as err:
+        parse(f"action add fix it due {text}")
+    assert str(err.value) == f'invalid date "{text}": {why}'
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("2020-01-01", "Wed 01 Jan 2020 17:00 UTC"), ("today 9am", "Wed 25 Nov 2026 09:00 UTC"),
+     ("2026-11-25T13:59Z", "Wed 25 Nov 2026 13:59 UTC")],
+)
+def test_the_past_is_refused_when_resolved(text: str, shown: str) -> None:
+    with pytest.raises(ValueError) as err:
+        parse_due(text, NOW)
+    assert str(err.value) == f'invalid date "{text}": that is in the past ({shown})'
+
+
+def test_far_future_dates_are_refused() -> None:
+    for text in ("9999-12-31", "2040-01-01"):
+        with pytest.raises(ValueError, match=f'invalid date "{text}": more than 5 years ahead'):
+            parse_due(text, NOW)
+    with pytest.raises(ValueError, match="more than 5 years ahead"):  # past datetime.max
+        parse_due("9999-12-31", NOW, ZoneInfo("America/Los_Angeles"))
+
+
+@pytest.mark.parametrize("text", [
+    "x due tomorrow @bob", "x @bob due tomorrow", "x due tomorrow <@U123>",
+    "x <@U123> due tomorrow"])
+def test_the_person_and_the_due_date_come_in_either_order(text: str) -> None:
+    command = parse(f"action add {text}")
+    assert isinstance(command, ActionAdd)
+    assert (command.text, command.due) == ("x", DueSpec("tomorrow"))
+    assert command.assignee in ("@bob", "<@U123>")
+    edit = parse(f"action edit 1 {text}")
+    assert isinstance(edit, ActionEdit)
+    assert (edit.text, edit.due, edit.assignee) == ("x", DueSpec("tomorrow"), command.assignee)
+
+
+@pytest.mark.parametrize("expr", ["15 Dec", "end of day", "Dec 15", "next friday 3pm"])
+def test_a_due_date_never_becomes_part_of_the_text(expr: str) -> None:
+    assert parse(f"action add renew the cert due {expr}") == ActionAdd(
+        text="renew the cert", due=DueSpec(expr))
+    assert parse(f"action add renew the cert @bob due {expr}") == ActionAdd(
+        text="renew the cert", assignee="@bob", due=DueSpec(expr))
+
+
+@pytest.mark.parametrize("expr", ["end of week", "15 Decmber", "Dec 45", "next week", "never"])
+def test_a_date_we_cannot_read_is_an_error_not_text(expr: str) -> None:
+    with pytest.raises(UsageError, match=f'invalid date "{expr}"'):
+        parse(f"action add renew the cert due {expr}")
+
+
+def test_the_grammar_reads_no_clock() -> None:
+    # Dates are resolved by the service on its injected clock; the grammar only reads forms.
+    for module in (commands_module, dates_module):
+        source = inspect.getsource(module)
+        for clock in ("datetime.now", "utcnow", "date.today", "time.time", "SystemClock"):
+            assert clock not in source, f"{module.__name__} reads the clock ({clock})"
 
 
 def test_due_in_prose_stays_part_of_the_action_text() -> None:
@@ -361,3 +548,20 @@ def test_odd_digits_and_huge_numbers_are_usage_errors(text: str) -> None:
 def test_due_in_ordinary_sentences_is_text(text: str) -> None:
     spec = parse(f"action add {text}")
     assert isinstance(spec, ActionAdd) and (spec.text, spec.due) == (text, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("time", "missing which time. Usage: /incident time <impact_started|declared|"),
+        ("time lunch 12:00", 'unknown time "lunch": use impact_started, declared, acknowledged, '
+                             "mitigated, resolved, closed. Usage:"),
+        ("time resolved", "missing when resolved. Usage:"),
+        ("close now", 'unexpected "now". Usage: /incident close [force <reason>]'),
+        ("close force", "missing reason after force. Usage: /incident close [force <reason>]"),
+    ],
+)
+def test_time_and_close_usage_errors_name_the_problem(text: str, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    assert str(caught.value).startswith(message)

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from bot.commands import USAGE
-from bot.ports import ChannelRef
-from tests.conftest import ALICE, Core
+from bot.ports import Actor, ChannelRef
+from tests.conftest import ALICE, BOB, Core
 
 TABLES = ("incident", "incidentcounter", "timelineentry", "actionitem", "channellink", "delivery")
 
@@ -55,6 +55,7 @@ class Case:
     setup: tuple[str, ...] = ()  # run (successfully) in the incident channel first
     exact: str | None = None
     general: bool = False  # send from #general instead of the incident channel
+    actor: Actor = ALICE  # who sends it (alice declared #1 and is its commander)
 
 
 def usage(name: str) -> str:
@@ -93,9 +94,23 @@ CASES: dict[str, Case] = {
     "action edit nothing": Case("action edit 1", ("nothing to change", usage("action"))),
     "action edit x": Case("action edit x rename it", ('"x" is not a number',)),
     "action edit bad due": Case("action edit 1 due never", ('invalid date "never"',)),
+    "due 31 Feb": Case(
+        "action add fix it due 31 Feb", (), exact='invalid date "31 Feb": no such day'),
+    "due 15 Decmber": Case("action add fix it due 15 Decmber", ('invalid date "15 Decmber"',)),
+    "due end of week": Case("action add fix it due end of week", ('invalid date "end of week"',)),
+    "due in 99999999w": Case(
+        "action add fix it due in 99999999w", (),
+        exact='invalid date "in 99999999w": more than 5 years ahead'),
+    "due with the person after it": Case(
+        "action add fix it due 30 Feb @bob", (), exact='invalid date "30 Feb": no such day'),
     "action list extra": Case("action list all", ('unexpected "all"',)),
-    "list sometimes": Case("list sometimes", ('unknown scope "sometimes"', usage("list"))),
+    "list sometimes": Case("list sometimes", ('unknown filter "sometimes"', "sev1")),
     "timeline foo": Case("timeline foo", ('unknown option "foo"', usage("timeline"))),
+    "list page zero": Case("list page 0", ('"0" is not a page number', usage("list"))),
+    "list type empty": Case("list type=", ("missing type after type=", usage("list"))),
+    "list unknown type": Case("list type=banana", ('unknown incident type "banana"', "outage")),
+    "list two scopes": Case("list open all", ('"all" after "open"', usage("list"))),
+    "timeline page word": Case("timeline page two", ('"two" is not a page number',)),
     "ack now": Case("ack now", ('unexpected "now"', usage("ack"))),
     "postmortem extra": Case("postmortem please", ('unexpected "please"',)),
     "show not a number": Case("show abc", ('"abc" is not a number', usage("show"))),
@@ -153,9 +168,77 @@ CASES: dict[str, Case] = {
     "resolve without required field": Case(
         "#2 resolve", ("#2 cannot be resolved yet", "attack_vector"),
         setup=("declare type=security leaked deploy token",)),
+    "due in the past": Case("action add fix it due 2020-01-01", (), exact=(
+        'invalid date "2020-01-01": that is in the past (Wed 01 Jan 2020 17:00 UTC)')),
+    "due earlier today": Case("action add fix it @bob due today 9am", (), exact=(
+        'invalid date "today 9am": that is in the past (Wed 25 Nov 2026 09:00 UTC)')),
+    "edit due in the past": Case("action edit 1 due 2026-11-24", (
+        'invalid date "2026-11-24": that is in the past',)),
+    "due too far ahead": Case(
+        "action add fix it due 2040-01-01", (),
+        exact='invalid date "2040-01-01": more than 5 years ahead'),
     "outside incident channel": Case("severity sev1", ("no incident here",), general=True),
     "outside, action add": Case("action add rotate keys", ("no incident here",), general=True),
     "outside, unknown incident": Case("#999 note hello", ("no incident #999",), general=True),
+    # --- ways back from mistakes, refused ---------------------------------------------------
+    "cancel without reason": Case("cancel", ("missing text", usage("cancel"))),
+    "cancel by someone else": Case("cancel not mine", (), actor=BOB, exact=(
+        "Only the commander and declarer (@alice) may cancel #1 "
+        "(anyone may while it has no commander).")),
+    "cancel twice": Case("cancel again", (), setup=("cancel oops",),
+                         exact="#1 is already cancelled"),
+    "cancel resolved": Case("cancel oops", (), setup=("resolve",), exact=(
+        "#1 is resolved: only an open incident can be cancelled (reopen it first)")),
+    "status cancelled": Case("status cancelled", (), exact=(
+        "to cancel #1, use /incident cancel <reason> (it archives the channel)")),
+    "close a cancelled incident": Case("#1 status closed", (), setup=("cancel oops",),
+                                       exact="#1 is cancelled: reopen it before closing it"),
+    "ack a cancelled incident": Case("#1 ack", (), setup=("cancel oops",),
+                                     exact="#1 is cancelled: nothing to acknowledge"),
+    "type missing": Case("type", ("missing incident type", usage("type"))),
+    "type two words": Case("type outage data", ("expected one incident type",)),
+    "type unknown": Case("type banana", ('unknown incident type "banana"', "outage, performance")),
+    "type same": Case("type outage", (), exact="#1 is already of type outage"),
+    "type by someone else": Case("type data", (), actor=BOB, exact=(
+        "Only the commander and declarer (@alice) may change the type of #1 "
+        "(anyone may while it has no commander).")),
+    "type to private in a public channel": Case("type security", (
+        "#1 cannot become security", "has a public channel")),
+    "unassign missing": Case("unassign", ("missing role", usage("unassign"))),
+    "unassign unknown role": Case("unassign boss", (), exact=(
+        'unknown role "boss": use commander, scribe, comms or lead')),
+    "unassign nobody": Case("unassign scribe", (), exact="#1 has no scribe"),
+    "action reopen open": Case("action reopen 1", (), exact="action item 1 is already open"),
+    "action reopen missing item": Case("action reopen 7", ("#1 has no action item 7",)),
+    "action reopen trailing": Case("action reopen 1 now", ('unexpected "now"',)),
+    "action cancel x": Case("action cancel x", ('"x" is not a number', usage("action"))),
+    "action cancel twice": Case("action cancel 1", (), setup=("action cancel 1",),
+                                exact="action item 1 is already cancelled"),
+    "action cancel done": Case("action cancel 1", (), setup=("action done 1",),
+                               exact="action item 1 is already done"),
+    # --- not people, counts, titles, numbers ------------------------------------------------
+    "assign @here": Case("assign commander @here", ('"@here" is a group mention',)),
+    "assign <!channel>": Case("assign scribe <!channel>", ('"<!channel>" is a group mention',)),
+    "assign @everyone": Case("assign scribe @everyone", ('"@everyone" is a group mention',)),
+    "assign the bot": Case("assign scribe @opsroom", (), exact=(
+        'scribe must be a person, not the bot ("@opsroom")')),
+    "action add to @here": Case("action add tell them @here", ('"@here" is a group mention',)),
+    "action edit to <!everyone>": Case("action edit 1 <!everyone>", ("is a group mention",)),
+    "action add to the bot": Case("action add check logs @Opsroom", (), exact=(
+        'the assignee must be a person, not the bot ("@Opsroom")')),
+    "user field @here": Case("#2 set security_lead @here", (
+        'security_lead must be a person: "@here" is a group mention',),
+        setup=("declare type=security leaked deploy token",)),
+    "negative count": Case("set customers_affected -5", (), exact=(
+        'customers_affected must be at least 0, not "-5"')),
+    "title too long": Case("title " + "x" * 201, (), exact=(
+        "the title is 201 characters; the limit is 200 (put the details in the summary)")),
+    "bad incident number": Case("#abc note x", (), general=True, exact=(
+        '"#abc" is not an incident number (write #42)')),
+    "severity number unknown": Case(
+        "severity 9", (), exact='unknown severity "9": use sev1, sev2, sev3 or sev4'),
+    "priority huge number": Case(
+        "priority 99999", (), exact='unknown priority "99999": use p1, p2, p3 or p4'),
 }
 
 
@@ -180,7 +263,7 @@ async def test_refused_with_a_short_message_and_nothing_changes(
     before = await state(core)
 
     where = core.general if case.general else room
-    reply = await core.service.handle_text(case.text, actor=ALICE, where=where)
+    reply = await core.service.handle_text(case.text, actor=case.actor, where=where)
     assert await core.mirror.drain(timeout=5)
 
     assert reply.ok is False

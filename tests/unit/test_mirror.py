@@ -25,7 +25,7 @@ async def pending(core: Core) -> int:
 
 
 async def declare(core: Core) -> str:
-    await core.run("declare checkout errors for all customers")
+    await core.run("declare checkout errors for many customers")
     return core.incident_channel(1)
 
 

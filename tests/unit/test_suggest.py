@@ -19,7 +19,7 @@ from bot.suggest import TITLE_LIMIT, HeuristicSuggester, heuristic_suggestion, t
     [
         ("checkout is down for EU customers, 500s since 14:02",
          "Checkout is down for EU customers"),
-        ("db down; failover started", "Db down"),
+        ("db down; failover started", "DB down"),
         ("payments failing - card auth timeouts", "Payments failing"),
         ("payments failing — card auth timeouts", "Payments failing"),
         ("everything is on fire! help", "Everything is on fire"),
@@ -33,6 +33,24 @@ from bot.suggest import TITLE_LIMIT, HeuristicSuggester, heuristic_suggestion, t
     ],
 )
 def test_title_is_the_first_clause_capitalised(description: str, title: str) -> None:
+    assert title_from(description) == title
+
+
+@pytest.mark.parametrize(
+    ("description", "title"),
+    [
+        ("api errors in eu since 14:00", "API errors in EU since 14:00"),
+        ("dns not resolving for sso and the cdn", "DNS not resolving for SSO and the CDN"),
+        ("tls cert expired on the vpn", "TLS cert expired on the VPN"),
+        ("ios app crashes on launch", "iOS app crashes on launch"),
+        # as typed when not all lowercase; names that contain one are left alone
+        ("Api and ApI and API", "Api and ApI and API"),
+        ("apis in eu-west-1 and api.example.com", "APIs in eu-west-1 and api.example.com"),
+        # "us" is a word before it is a region
+        ("customers can't reach us", "Customers can't reach us"),
+    ],
+)
+def test_title_keeps_acronyms_in_capitals(description: str, title: str) -> None:
     assert title_from(description) == title
 
 

@@ -1,7 +1,7 @@
 """inbox: platform inputs stored before they are acknowledged (see bot.models.InboxItem)
 
-Revision ID: 0003_inbox
-Revises: 0002
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 import bot.models
 
 
-revision = '0003_inbox'
-down_revision = '0002'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 
