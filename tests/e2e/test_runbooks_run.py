@@ -159,7 +159,7 @@ async def test_a_run_resumes_after_kill_9_at_its_step(
 
         third = await start(env, tmp_path, log)
         try:
-            await until(lambda: run_state() == "done", "the run to finish", seconds=90)
+            await until(lambda: run_state() == "done", "the run to finish", seconds=180)
             await until(quiet, "deliveries")
         finally:
             third.send_signal(signal.SIGTERM)
