@@ -71,15 +71,28 @@ class ActionItems(ServiceBase):
             updated_at=now,
         )
         await u.add(item)
+        await self._record_action(u, inc, item, actor, "Action item added", "added", now)
+        return Reply(f"Action item {number} added to #{inc.number}.", incident=inc.number)
+
+    async def _record_action(
+        self,
+        u: Unit,
+        inc: Incident,
+        item: ActionItem,
+        actor: Actor,
+        label: str,
+        event: str,
+        now: datetime,
+    ) -> None:
+        """The timeline entry of a change to `item`: "<label>: <the item as it is now>"."""
         await self._record(
             u,
             inc,
             kind=EntryKind.ACTION_ITEM,
             actor=actor,
-            text=f"Action item added: {action_line(item, now, self.catalog.tz)}",
-            data={"action_item": number, "event": "added"},
+            text=f"{label}: {action_line(item, now, self.catalog.tz)}",
+            data={"action_item": item.number, "event": event},
         )
-        return Reply(f"Action item {number} added to #{inc.number}.", incident=inc.number)
 
     def _due(self, spec: c.DueSpec, now: datetime) -> datetime:
         """The moment `spec` means now, read in the catalog's time zone; refused when past."""
@@ -100,14 +113,7 @@ class ActionItems(ServiceBase):
             raise ServiceError(f"action item {item.number} is already {item.status.value}")
         now = self.clock.now()
         item.status, item.completed_at, item.updated_at = ActionStatus.DONE, now, now
-        await self._record(
-            u,
-            inc,
-            kind=EntryKind.ACTION_ITEM,
-            actor=actor,
-            text=f"Action item done: {action_line(item, now, self.catalog.tz)}",
-            data={"action_item": item.number, "event": "done"},
-        )
+        await self._record_action(u, inc, item, actor, "Action item done", "done", now)
         return Reply(f"Action item {item.number} of #{inc.number} is done.", incident=inc.number)
 
     async def _action_reopen(
@@ -119,14 +125,8 @@ class ActionItems(ServiceBase):
         now = self.clock.now()
         was = item.status
         item.status, item.completed_at, item.updated_at = ActionStatus.OPEN, None, now
-        await self._record(
-            u,
-            inc,
-            kind=EntryKind.ACTION_ITEM,
-            actor=actor,
-            text=f"Action item reopened (was {was.value}): {action_line(item, now)}",
-            data={"action_item": item.number, "event": "reopened"},
-        )
+        label = f"Action item reopened (was {was.value})"
+        await self._record_action(u, inc, item, actor, label, "reopened", now)
         return Reply(
             f"Action item {item.number} of #{inc.number} is open again.", incident=inc.number
         )
@@ -139,14 +139,7 @@ class ActionItems(ServiceBase):
             raise ServiceError(f"action item {item.number} is already {item.status.value}")
         now = self.clock.now()
         item.status, item.updated_at = ActionStatus.CANCELLED, now
-        await self._record(
-            u,
-            inc,
-            kind=EntryKind.ACTION_ITEM,
-            actor=actor,
-            text=f"Action item cancelled: {action_line(item, now)}",
-            data={"action_item": item.number, "event": "cancelled"},
-        )
+        await self._record_action(u, inc, item, actor, "Action item cancelled", "cancelled", now)
         return Reply(
             f"Action item {item.number} of #{inc.number} is cancelled "
             f"(/incident action reopen {item.number} undoes this).",
@@ -165,14 +158,7 @@ class ActionItems(ServiceBase):
         if cmd.due:
             item.due_at = self._due(cmd.due, now)
         item.updated_at = now
-        await self._record(
-            u,
-            inc,
-            kind=EntryKind.ACTION_ITEM,
-            actor=actor,
-            text=f"Action item edited: {action_line(item, now, self.catalog.tz)}",
-            data={"action_item": item.number, "event": "edited"},
-        )
+        await self._record_action(u, inc, item, actor, "Action item edited", "edited", now)
         return Reply(f"Action item {item.number} of #{inc.number} updated.", incident=inc.number)
 
 

@@ -315,7 +315,7 @@ class Lifecycle(ServiceBase):
         self._check_required(inc, "resolved")
         now = self.clock.now()
         still_open = [
-            action_line(a, now)
+            action_line(a, now, self.catalog.tz)
             for a in await u.action_items(_id(inc))
             if a.status is ActionStatus.OPEN
         ]

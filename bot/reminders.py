@@ -349,7 +349,7 @@ async def action_digest(ctx: JobContext) -> None:
         external = f"digest:{iid}:{ctx.job.key}"
         if await ctx.u.entry_by_external(_SOURCE, external):
             continue
-        lines = [action_line(item, ctx.now) for item in by_incident[iid]]
+        lines = [action_line(item, ctx.now, ctx.catalog.tz) for item in by_incident[iid]]
         late = f" ({ctx.late_note})" if ctx.late_note else ""
         await ctx.record(
             ctx.u,
