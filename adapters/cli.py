@@ -325,6 +325,7 @@ async def build_core(
         store=store, ports=ports or {}, catalog=catalog, clock=clock,
         public_url=settings.opsroom_public_url,
         limits=channel_limits(settings.opsroom_channel_rate),
+        http=AiohttpClient(), env=os.environ,
     )
     default_suggester, default_summarizer = ai_from(settings, catalog)
     wakers: list[Callable[[], None]] = [mirror.wake]

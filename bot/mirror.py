@@ -30,6 +30,7 @@ from bot.models import (
     LinkState,
     TimelineEntry,
 )
+from bot.notices import NoticeSender
 from bot.people import Directory, mentioned_ids
 from bot.ports import (
     ChannelNameTaken,
@@ -45,6 +46,7 @@ from bot.ports import (
     Unit,
 )
 from bot.render import Button, Message, announcement, entry_message, summary, topic
+from bot.steps.http import HttpClient
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +208,8 @@ class Mirror:
         public_url: str | None = None,
         people: Directory | None = None,
         limits: Mapping[str, RateLimit] | None = None,
+        http: HttpClient | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.public_url = public_url  # OPSROOM_PUBLIC_URL: summaries link to the web view
@@ -233,6 +237,12 @@ class Mirror:
         # Per platform, how fast one channel may be posted to; 429s are still honoured.
         self.limits = dict(limits or {})
         self._buckets: dict[tuple[str, str], Bucket] = {}
+        # What goes outside incident channels (triage, shift changes, pages, webhooks).
+        self.notices = NoticeSender(
+            store=store, ports=self.ports, catalog=catalog, holder=self.holder,
+            lease_ttl=self.lease_ttl, delay=self.backoff.delay, clock=self.clock, http=http,
+            env=env, people=self.people,
+        )
 
     def wake(self) -> None:
         """Called after a commit that queued deliveries."""
@@ -283,7 +293,7 @@ class Mirror:
             if self.troubled:
                 await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
             async with self.store.unit() as u:
-                pending = await u.any_pending()
+                pending = await u.any_pending() or await u.next_notice_due() is not None
             if not pending:
                 return True
             remaining = deadline - loop.time()
@@ -293,7 +303,8 @@ class Mirror:
 
     async def _seconds_to_next(self, cap: float) -> float:
         async with self.store.unit() as u:
-            soonest = await u.next_delivery_due()
+            due = [await u.next_delivery_due(), await u.next_notice_due()]
+        soonest = min((d for d in due if d is not None), default=None)
         if soonest is None:
             return cap
         return max(0.0, min(cap, (soonest - self.clock.now()).total_seconds()))
@@ -339,6 +350,12 @@ class Mirror:
                 await self._drop_leases([names[key] for key in held])
             sent = 0
             self.troubled = False
+            try:
+                sent += await self.notices.deliver_due(stopping=self._stopping)
+            except Exception as exc:
+                logger.error("mirror: sending notices failed: %r", exc)
+                self.troubled = True
+            self.blocked = self.blocked or self.notices.blocked
             for result in results:
                 if isinstance(result, BaseException):
                     # Only the database can fail here (chat errors are handled per delivery);

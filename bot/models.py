@@ -528,3 +528,48 @@ class Escalation(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     acknowledged_by: str | None = None
+
+
+class NoticeKind(StrEnum):
+    POST = "post"  # a message to a named channel (triage, shift changes, coverage problems)
+    DM = "dm"  # a direct message to one person on one platform (target: their mention there)
+    UPDATE = "update"  # edit the message an earlier notice posted (ref_key names that notice)
+    WEBHOOK = "webhook"  # JSON to a person's notify_webhook (target: the person's name)
+
+
+class Notice(SQLModel, table=True):
+    """The outbox for what is sent outside an incident's channels (see bot/notices.py).
+
+    A delivery belongs to one incident channel; a notice goes to a named channel, a person or a
+    webhook, with or without an incident. `key` makes queueing idempotent: the same notice queued
+    twice (two replicas, a retried job) is one row, sent once.
+    """
+
+    __table_args__ = (
+        sa.Index(
+            "ix_notice_queue_pending",
+            "platform",
+            "target",
+            "id",
+            postgresql_where=sa.text("state = 'pending'"),
+            sqlite_where=sa.text("state = 'pending'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    kind: NoticeKind = Field(sa_type=_enum(NoticeKind))
+    platform: str  # "slack", "discord", "console", or "webhook"
+    workspace: str = ""
+    target: str  # a channel name, a person's mention on `platform`, or a person's name
+    body: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    ref_key: str | None = None  # UPDATE: the key of the notice whose message is edited
+    incident_id: int | None = Field(default=None, foreign_key="incident.id", index=True)
+    state: DeliveryState = Field(default=DeliveryState.PENDING, sa_type=_enum(DeliveryState))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = None
+    channel_id: str | None = None  # where a POST went (an UPDATE edits it there)
+    message_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

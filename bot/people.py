@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -30,6 +31,70 @@ _MENTION_RE = re.compile(r"<@!?([A-Za-z0-9]+)(?:\|([^>]*))?>|(?<![\w@<])@([A-Za-
 _GROUPS = {"here", "channel", "everyone"}
 
 
+# What a notify_webhook body may say: "{person}", "{incident}", "{title}", "{severity}",
+# "{text}" (the page line), "{link}" (the incident's channel or web page, when known).
+WEBHOOK_FIELDS = ("person", "incident", "title", "severity", "text", "link")
+DEFAULT_WEBHOOK_BODY: dict[str, Any] = {name: "{" + name + "}" for name in WEBHOOK_FIELDS}
+
+
+def _check_template(value: Any, where: str = "body") -> None:
+    if isinstance(value, str):
+        try:
+            value.format_map(dict.fromkeys(WEBHOOK_FIELDS, ""))
+        except (KeyError, ValueError, IndexError) as exc:
+            raise ValueError(
+                f"{where}: {value!r} is not a template ({exc}); use "
+                + ", ".join("{" + f + "}" for f in WEBHOOK_FIELDS)
+            ) from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_template(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_template(v, f"{where}[{i}]")
+
+
+def fill_template(value: Any, fields: Mapping[str, str]) -> Any:
+    """A webhook body with every string's placeholders filled in (the JSON shape kept)."""
+    if isinstance(value, str):
+        return value.format_map({name: fields.get(name, "") for name in WEBHOOK_FIELDS})
+    if isinstance(value, dict):
+        return {k: fill_template(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill_template(v, fields) for v in value]
+    return value
+
+
+class NotifyWebhook(BaseModel):
+    """A person's `notify_webhook:`: where a page is also POSTed as JSON. The URL, or the
+    environment variable holding it when it carries a secret; headers whose values come from
+    environment variables (an Authorization token); the JSON body as a template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    url_env: str | None = None
+    headers_env: dict[str, str] = {}
+    body: dict[str, Any] = DEFAULT_WEBHOOK_BODY
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f'"{value}" is not an http(s) URL')
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_template(value)
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("notify_webhook needs exactly one of url or url_env")
+
+
 class PersonSpec(BaseModel):
     """One entry of the catalog's `people:`."""
 
@@ -38,6 +103,13 @@ class PersonSpec(BaseModel):
     name: str
     slack: str | None = None  # Slack user id, U0ALICE001
     discord: str | None = None  # Discord user id (digits)
+    # Pages also call this (an SMS or phone bridge): a URL, or url_env/headers_env/body.
+    notify_webhook: NotifyWebhook | None = None
+
+    @field_validator("notify_webhook", mode="before")
+    @classmethod
+    def _webhook(cls, value: object) -> object:
+        return {"url": value} if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod

@@ -20,6 +20,7 @@ from bot.models import (
     Incident,
     Job,
     JobState,
+    Notice,
     OncallOverride,
     Person,
     Postmortem,
@@ -366,6 +367,24 @@ class Unit(Protocol):
 
     async def prune_jobs(self, *, before: datetime, limit: int) -> int:
         """Delete up to `limit` jobs finished (done, cancelled, failed) before `before`."""
+        ...
+
+    async def notice_by_key(self, key: str) -> Notice | None:
+        """The notice queued under `key` (bot/notices.py), if any."""
+        ...
+
+    async def notice(self, notice_id: int) -> Notice | None: ...
+
+    async def pending_notices(self, *, limit: int) -> list[Notice]:
+        """Up to `limit` pending notices, oldest first (each queue's head before the rest)."""
+        ...
+
+    async def next_notice_due(self) -> datetime | None:
+        """When the soonest pending notice is due (None: nothing is pending)."""
+        ...
+
+    async def prune_notices(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` finished notices older than `before`; how many went."""
         ...
 
     async def prune_deliveries(self, *, before: datetime, limit: int) -> int:

@@ -3,7 +3,8 @@
 Pruned, when older than the retention period (`OPSROOM_RETENTION`, 30 days by default: longer
 than any platform's retry window, so no retried event can come back and find its row gone):
 finished jobs (done, cancelled, failed), and the rows of finished deliveries that map no posted
-message (summary refreshes, skipped ones, archives, DMs, refused ones). Never pruned: the
+message (summary refreshes, skipped ones, archives, DMs, refused ones), and finished notices
+(bot/notices.py: triage posts, shift changes, pages outside a channel). Never pruned: the
 timeline, and a sent entry's delivery, which maps the message the bot posted to its entry (a 📌
 on a bot post finds its entry through it). The durable inbox's applied (and failed) rows are
 pruned here too, through the hook storage/inbox.py registers in `PRUNE_HOOKS`.
@@ -57,6 +58,7 @@ async def prune(u: Unit, *, before: datetime, limit: int = BATCH) -> dict[str, i
     pruned = {
         "jobs": await u.prune_jobs(before=before, limit=limit),
         "deliveries": await u.prune_deliveries(before=before, limit=limit),
+        "notices": await u.prune_notices(before=before, limit=limit),
     }
     for name, hook in PRUNE_HOOKS.items():
         pruned[name] = await hook(u, before, limit)

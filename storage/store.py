@@ -45,6 +45,7 @@ from bot.models import (
     Job,
     JobState,
     Lease,
+    Notice,
     OncallOverride,
     Person,
     Postmortem,
@@ -462,6 +463,46 @@ class SqlUnit(ReadQueries):
             delete(Delivery)
             .where(col(Delivery.id).in_(old))
             .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def notice_by_key(self, key: str) -> Notice | None:
+        found = await self.session.execute(select(Notice).where(col(Notice.key) == key))
+        return found.scalars().first()
+
+    async def notice(self, notice_id: int) -> Notice | None:
+        return await self.session.get(Notice, notice_id)
+
+    async def pending_notices(self, *, limit: int) -> list[Notice]:
+        found = await self.session.execute(
+            select(Notice)
+            .where(col(Notice.state) == DeliveryState.PENDING)
+            .order_by(col(Notice.id))
+            .limit(limit)
+        )
+        return list(found.scalars())
+
+    async def next_notice_due(self) -> datetime | None:
+        found = await self.session.execute(
+            select(func.min(col(Notice.next_attempt_at))).where(
+                col(Notice.state) == DeliveryState.PENDING
+            )
+        )
+        return found.scalar_one_or_none()
+
+    async def prune_notices(self, *, before: datetime, limit: int) -> int:
+        old = (
+            select(col(Notice.id))
+            .where(
+                col(Notice.state) != DeliveryState.PENDING,
+                func.coalesce(col(Notice.sent_at), col(Notice.created_at)) < before,
+            )
+            .limit(limit)
+        )
+        result = await self.session.execute(
+            delete(Notice).where(col(Notice.id).in_(old)).execution_options(
+                synchronize_session=False
+            )
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

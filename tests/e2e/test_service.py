@@ -62,6 +62,9 @@ async def test_opsroom_run_serves_slack_and_stops_cleanly_on_sigterm(tmp_path: P
             sys.executable, "-m", "adapters.cli", "run", cwd=workdir, env=env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE)
+        # Read its (DEBUG) log as it comes: a full pipe would block the process.
+        assert proc.stderr is not None
+        err_task = asyncio.create_task(proc.stderr.read())
         try:
             seen = await wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
             assert seen[-1] == 200 and set(seen) <= {200, 503}
@@ -80,7 +83,8 @@ async def test_opsroom_run_serves_slack_and_stops_cleanly_on_sigterm(tmp_path: P
             assert fake.response_posts[0]["body"]["text"] == "No open incidents."
         finally:
             proc.send_signal(signal.SIGTERM)
-            _out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+            await asyncio.wait_for(proc.wait(), timeout=20)
+            err = await err_task
     logs = err.decode()
     assert proc.returncode == 0, logs
     assert fake.token not in logs and fs.SIGNING_SECRET not in logs
