@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from bot.catalog import Catalog
 from bot.models import (
     ChannelLink,
@@ -264,7 +266,11 @@ class Mirror:
                     wait = poll if self.troubled else await self._seconds_to_next(poll)
                     if self.blocked:  # another process is sending some queue: look again soon
                         wait = max(wait, LEASE_RETRY) if wait > 0 else LEASE_RETRY
-                except Exception:  # the database itself failed: keep the loop alive, retry
+                except (DBAPIError, OSError, TimeoutError) as exc:  # the database is away
+                    logger.warning("mirror: delivery pass failed (%s: the database); retrying "
+                                   "in %.0fs", type(exc).__name__, poll)
+                    wait = poll
+                except Exception:  # anything else: keep the loop alive, retry, show where
                     logger.exception("mirror: delivery pass failed; retrying in %.0fs", poll)
                     wait = poll
                 if self._stopping:
