@@ -19,6 +19,7 @@ worker task waits on: a trigger that fires while a pass is running is then never
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -156,7 +157,14 @@ class JobScheduler:
             return
         self._dirty = True
         if self._rearming is None or self._rearming.done():
-            self._rearming = asyncio.get_running_loop().create_task(self._rearm_while_dirty())
+            # In a context of its own: wake() is called inside the caller's transaction (the
+            # inbox applies commands in one, the service wakes from inside it), and a task
+            # inherits its creator's context variables, the store's ambient session among
+            # them. The rearm must read on a session of its own, not use that one
+            # concurrently (and then once it is committed and closed).
+            self._rearming = asyncio.get_running_loop().create_task(
+                self._rearm_while_dirty(), context=contextvars.Context()
+            )
 
     def _now(self) -> datetime:
         return self.clock.now()

@@ -103,6 +103,27 @@ async def test_a_commit_arms_the_date_trigger_without_waiting_for_the_tick(
     assert not scheduler.scheduler.running
 
 
+async def test_a_wake_inside_an_inbox_transaction_arms_the_trigger_once_it_commits(
+    engine: AsyncEngine, catalog: Catalog, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The inbox applies commands inside one transaction (the store's ambient session); the
+    service wakes the scheduler from inside it, the inbox again after the commit. The rearm
+    must read the due time on a session of its own, not on the inbox's (then committing)."""
+    core, scheduler = rig(engine, catalog.model_copy(update={"action_digest": None}), clock)
+    await scheduler.start()
+    try:
+        async with core.store.transaction(ambient=True):
+            await core.run("declare the API is down for everyone")  # wakes: ack due in 5m
+            clock.advance(minutes=6)
+        scheduler.wake()  # the inbox's wake after its commit; the tick is an hour away
+        await settle(lambda: _done(core, "ack:1"))
+    finally:
+        await scheduler.stop()
+    # Run on the inbox's session, the rearm failed ("concurrent operations are not permitted",
+    # or "in 'prepared' state" when it met the commit), or could fail the inbox's own work.
+    assert "cannot read the next due time" not in caplog.text
+
+
 async def _done(core: Core, key: str) -> bool:
     return (await job_states(core)).get(key) is JobState.DONE
 

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -43,7 +43,11 @@ async def fresh_database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
-async def start_replica(url: str, fake: fs.FakeSlack, port: int) -> asyncio.subprocess.Process:
+async def start_replica(
+    url: str, fake: fs.FakeSlack, port: int, extra_env: Mapping[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`opsroom run` against `url` and `fake`; `extra_env` adds to (or overrides) its
+    environment (a catalog, a shorter tick)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_", "OPSROOM_"))}
     env.update({
@@ -54,6 +58,7 @@ async def start_replica(url: str, fake: fs.FakeSlack, port: int) -> asyncio.subp
         "OPSROOM_HTTP_PORT": str(port),
         "PYTHONPATH": ROOT,
     })
+    env.update(extra_env or {})
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "adapters.cli", "run", env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
