@@ -179,3 +179,21 @@ def test_a_step_needs_someone_or_a_channel() -> None:
         EscalationPolicy.model_validate({"name": "x", "steps": [{"after": "1m"}]})
     with pytest.raises(ValueError, match="is not a channel name"):
         EscalationPolicy.model_validate({"name": "x", "steps": [{"channels": ["#"]}]})
+
+
+def test_the_incident_link_is_its_web_page_else_its_opened_chat_channel() -> None:
+    from bot.models import ChannelLink, LinkState
+    from bot.paging import incident_link
+
+    inc = Incident(number=12, title="Checkout down", severity="sev1", priority="p1",
+                   type="outage", declared_by="@carol", declared_on="console")
+    slack = ChannelLink(incident_id=1, platform="slack", workspace="T0OPS", channel_id="C012",
+                        state=LinkState.OPEN)
+    discord = ChannelLink(incident_id=1, platform="discord", workspace="9001", channel_id="77",
+                          state=LinkState.OPEN)
+    pending = ChannelLink(incident_id=1, platform="slack", workspace="T0OPS")
+    assert incident_link(inc, [slack], "https://ops.example.com/") == (
+        "https://ops.example.com/incidents/12")
+    assert incident_link(inc, [pending, slack], None) == "https://app.slack.com/client/T0OPS/C012"
+    assert incident_link(inc, [discord], None) == "https://discord.com/channels/9001/77"
+    assert incident_link(inc, [pending], None) == ""
