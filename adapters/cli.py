@@ -27,6 +27,7 @@ from adapters.settings import (
     database_location,
     prepare_database_dir,
 )
+from bot import oncall as bot_oncall
 from bot import retention as bot_retention
 from bot.ai import PlainSummarizer, suggestion_json, suggestion_text
 from bot.catalog import Catalog, CatalogError, load_catalog
@@ -242,6 +243,14 @@ async def schedule_retention(core: Core) -> None:
     await bot_retention.schedule_daily(core.store, now=core.clock.now(), retention=retention)
 
 
+async def schedule_oncall(core: Core) -> None:
+    """The next shift-change announcement of each schedule with a channel, and the next daily
+    coverage check (bot/oncall.py): one job each however many replicas start."""
+    now = core.clock.now()
+    await bot_oncall.plan_handoffs(core.store, core.catalog, now)
+    await bot_oncall.schedule_coverage_check(core.store, core.catalog, now)
+
+
 def channel_limits(rate: float) -> dict[str, RateLimit]:
     """Per-channel pacing: Slack allows about one post a second with short bursts, Discord
     five per five seconds per channel."""
@@ -358,6 +367,8 @@ async def build_core(
         notify=mirror.wake,
         tick=timedelta(seconds=settings.opsroom_tick_s),
         passes=[runner],
+        platforms=settings.platforms(),
+        public_url=settings.opsroom_public_url,
     )
     return Core(settings, catalog, engine, store, mirror, service, clock, location, worker, wakers)
 
@@ -402,6 +413,7 @@ async def run_console(settings: Settings, notice: str | None = None) -> None:
     else:
         reader = PipeReader(sys.stdin, prompts=sys.stdout if interactive else None)
     scheduler = core.scheduler()
+    await schedule_oncall(core)
     await scheduler.start()
     http = await _console_http(settings, core) if terminal or _port_set(settings) else None
     session = ConsoleSession(
@@ -619,13 +631,21 @@ async def run_service(settings: Settings) -> None:
         signal.signal(sig, lambda *_: None)
     background.append(asyncio.create_task(worker.run()))
     holders = [core, core.service, core.mirror, core.worker, scheduler, slack, discord_edge]
-    asyncio.get_running_loop().add_signal_handler(
-        signal.SIGHUP, reload_catalog, settings.opsroom_catalog, holders
-    )
+    replans: set[asyncio.Task[None]] = set()
+
+    def reload() -> None:
+        if reload_catalog(settings.opsroom_catalog, holders) is not None:
+            # Schedules may have changed: their shift-change jobs are planned again.
+            task = asyncio.create_task(schedule_oncall(core))
+            replans.add(task)
+            task.add_done_callback(replans.discard)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
     logger.info("serving HTTP on %s:%d", settings.opsroom_http_host, settings.opsroom_http_port)
     background.append(asyncio.create_task(_end_streams_on_exit(server, web.stopping)))
     try:
         await schedule_retention(core)
+        await schedule_oncall(core)
         await scheduler.start()
         await server.serve()
     finally:

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -72,6 +72,10 @@ class JobContext:
     catalog: Catalog
     record: Record
     late: timedelta | None = None  # set when the job came due while nobody could fire it
+    # The chat platforms this process is configured for (posts outside incident channels go
+    # to each: a shift change, a page to a platform the incident has no channel on).
+    platforms: tuple[str, ...] = ("console",)
+    public_url: str | None = None  # OPSROOM_PUBLIC_URL: links to the web view, when set
 
     @property
     def late_note(self) -> str:
@@ -150,8 +154,12 @@ class JobWorker:
         backoff: Backoff | None = None,
         handlers: Mapping[str, Handler] | None = None,
         passes: list[Pass] | None = None,
+        platforms: Sequence[str] = ("console",),
+        public_url: str | None = None,
     ) -> None:
         self.store = store
+        self.platforms = tuple(platforms)
+        self.public_url = public_url
         self.catalog = catalog
         self.record = record
         self.clock: Clock = clock or SystemClock()
@@ -233,6 +241,8 @@ class JobWorker:
                     catalog=self.catalog,
                     record=self.record,
                     late=self._lateness(row, now),
+                    platforms=self.platforms,
+                    public_url=self.public_url,
                 )
                 await fn(ctx)
                 row.state, row.finished_at, row.claimed_until = JobState.DONE, now, None

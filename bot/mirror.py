@@ -16,7 +16,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import DBAPIError
@@ -47,7 +47,7 @@ from bot.ports import (
     SystemClock,
     Unit,
 )
-from bot.render import Button, Message, announcement, entry_message, summary, topic
+from bot.render import Message, announcement, direct_message, entry_message, summary, topic
 from bot.steps.http import HttpClient
 
 logger = logging.getLogger(__name__)
@@ -565,11 +565,7 @@ class Mirror:
             user = (entry.data.get("dm_accounts") or {}).get(link.platform) or entry.data.get("dm")
             if not user:
                 raise _Skip("nobody to message")
-            message = entry_message(entry, incident, cross_platform=False)
-            message = self.people.localize_message(message, link.platform)
-            if entry.data.get("page"):
-                ack = Button("Acknowledge", "ack", str(incident.number), "primary")
-                message = replace(message, buttons=(*message.buttons, ack))
+            message = self.people.localize_message(direct_message(entry, incident), link.platform)
             await port.send_dm(user=str(user), message=message)
             return None
         if delivery.action is DeliveryAction.ANNOUNCE:

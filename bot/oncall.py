@@ -6,6 +6,17 @@ themselves on the platform that asked (bot/people.py).
 
 Paging and escalation policies build on `on_call_now`: a policy step that names a schedule
 notifies whoever `on_call_now(u, catalog, schedule, now)` returns.
+
+Two kinds of jobs (bot/jobs.py) live here:
+
+- `handoff:<schedule>:<instant>`: for a schedule with a `channel`, due at its next shift change
+  as the schedule computes it (layers, restrictions, overrides; wall-clock time across
+  daylight-saving changes). It posts "🔁 primary: @bob is on call until Mon 7 Dec 09:00 CET
+  (after @alice)" in that channel on every connected platform and plans the next one. There
+  is one pending per schedule: planned at start, and again whenever an override is added or
+  removed. It decides when it fires: a change that an override moved since posts nothing.
+- `coverage:<day>`: once a day at 09:00 in the catalog's time zone, the coverage check over the
+  next 14 days; what it finds is posted in the announcement channel of each platform.
 """
 
 from __future__ import annotations
@@ -13,13 +24,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.base import Reply, ServiceBase, ServiceError
 from bot.catalog import Catalog
 from bot.dates import parse_due
-from bot.models import OncallOverride
+from bot.jobs import JobContext, handler, new_job
+from bot.models import Job, OncallOverride
+from bot.notices import queue_post
 from bot.oncall_commands import (
     DATE_HELP,
     ONCALL_HELP,
@@ -33,13 +46,16 @@ from bot.oncall_commands import (
     OncallOverride as OverrideCmd,
 )
 from bot.people import Directory
-from bot.ports import Actor, ChannelRef, Unit
+from bot.ports import Actor, ChannelRef, Store, Unit
+from bot.render import Message
 from bot.schedules import (
     Override,
     Schedule,
     Shift,
     ambiguous_handoffs,
     gaps,
+    handoffs,
+    instant,
     shifts,
     who,
 )
@@ -48,6 +64,12 @@ logger = logging.getLogger(__name__)
 
 MAX_OVERRIDE = timedelta(days=90)
 ICS_DAYS = 90
+HANDOFF = "handoff"
+HANDOFF_LOOKAHEAD = timedelta(days=35)  # with no change within it, look again then
+COVERAGE = "coverage"
+COVERAGE_AT = time(9)  # local time (the catalog's zone) of the daily coverage check
+COVERAGE_DAYS = 14
+_TICK = timedelta(microseconds=1)
 
 
 def _one_of(values: Sequence[str]) -> str:
@@ -137,6 +159,151 @@ async def coverage_problems(
                 )
             )
     return out
+
+
+# --- shift changes and the daily coverage check, as jobs ------------------------------------
+
+
+def _person_label(person: str | None) -> str:
+    if person is None:
+        return "nobody"
+    return person if person.startswith("<@") else f"@{person}"
+
+
+def handoff_key(schedule: Schedule, at: datetime) -> str:
+    return f"{HANDOFF}:{schedule.name}:{at.astimezone(UTC).isoformat()}"
+
+
+async def next_handoff(
+    u: Unit, schedule: Schedule, after: datetime
+) -> tuple[datetime, str | None] | None:
+    """The first instant after `after` where who is on call for `schedule` changes (within
+    HANDOFF_LOOKAHEAD), and who is on call from then (None: nobody)."""
+    end = after + HANDOFF_LOOKAHEAD
+    found = handoffs(await shifts_between(u, schedule, after, end), after, end)
+    return found[0] if found else None
+
+
+async def plan_handoff(u: Unit, schedule: Schedule, now: datetime) -> Job | None:
+    """Make the pending handoff job of `schedule` the one at its next shift change after `now`
+    (or at the lookahead's end, to look again, when nothing changes before it); none for a
+    schedule without a channel. Call it in the transaction that changes the shifts."""
+    prefix = f"{HANDOFF}:{schedule.name}:"
+    if schedule.channel is None:
+        await u.cancel_jobs(now=now, prefix=prefix)
+        return None
+    change = await next_handoff(u, schedule, now)
+    due = change[0] if change else now + HANDOFF_LOOKAHEAD
+    job = new_job(HANDOFF, handoff_key(schedule, due), due, now=now,
+                  payload={"schedule": schedule.name, "at": due.isoformat()})
+    await u.cancel_jobs(now=now, prefix=prefix, keep=[job.key])
+    await u.schedule(job)
+    return job
+
+
+async def plan_handoffs(store: Store, catalog: Catalog, now: datetime) -> list[Job]:
+    """At start: each schedule's next handoff job (the same row however many replicas start),
+    and those of schedules that no longer exist or lost their channel cancelled."""
+    planned: list[Job] = []
+    async with store.unit() as u:
+        for schedule in catalog.schedules:
+            job = await plan_handoff(u, schedule, now)
+            if job is not None:
+                planned.append(job)
+        await u.cancel_jobs(now=now, prefix=f"{HANDOFF}:", keep=[j.key for j in planned])
+    return planned
+
+
+async def handoff_text(u: Unit, schedule: Schedule, at: datetime) -> str | None:
+    """ "🔁 primary: @bob is on call until Mon 7 Dec 09:00 CET (after @alice)" for the shift
+    change at `at`, or None when who is on call does not change at `at` (any more)."""
+    start, end = at - _TICK, at + HANDOFF_LOOKAHEAD
+    found = await shifts_between(u, schedule, start, end)
+    changes = handoffs(found, start, end)
+    if not changes or changes[0][0] != at:
+        return None
+    person = changes[0][1]
+    before = next((s.person for s in found if s.start <= start < s.end), None)
+    until = f"until {when(changes[1][0], schedule.tz)}" if len(changes) > 1 else "from now on"
+    after = f" (after {_person_label(before)})" if before is not None else ""
+    return f"🔁 {schedule.name}: {_person_label(person)} is on call {until}{after}"
+
+
+@handler(HANDOFF)
+async def shift_change(ctx: JobContext) -> None:
+    """Announce the shift change the job was planned for, if it still happens then, in the
+    schedule's channel on every connected platform; plan the next one."""
+    schedule = ctx.catalog.schedule(str(ctx.job.payload.get("schedule", "")))
+    if schedule is None:
+        return  # gone from the catalog: nothing to announce, nothing more to plan
+    at = datetime.fromisoformat(str(ctx.job.payload.get("at")))
+    text = await handoff_text(ctx.u, schedule, at) if schedule.channel else None
+    upcoming = await next_handoff(ctx.u, schedule, at)
+    if text is not None and (upcoming is None or upcoming[0] > ctx.now):
+        if ctx.late_note:
+            text += f" ({ctx.late_note})"
+        assert schedule.channel is not None
+        for platform in ctx.platforms:
+            await queue_post(ctx.u, key=f"{ctx.job.key}:{platform}", platform=platform,
+                             channel=schedule.channel, message=Message(text=text), now=ctx.now)
+    elif text is None:
+        logger.info("oncall: no shift change on %s at %s any more", schedule.name, at)
+    await plan_handoff(ctx.u, schedule, max(ctx.now, at))
+
+
+def next_coverage_check(now: datetime, tz: ZoneInfo) -> datetime:
+    """COVERAGE_AT local time today, or tomorrow once that has passed."""
+    today = _local_day(now, tz)
+    due = instant(datetime.combine(today, COVERAGE_AT), tz)
+    if due <= now:
+        due = instant(datetime.combine(today + timedelta(days=1), COVERAGE_AT), tz)
+    return due
+
+
+def _local_day(moment: datetime, tz: ZoneInfo) -> date:
+    return moment.astimezone(tz).date()
+
+
+def _coverage_job(due: datetime, tz: ZoneInfo, now: datetime) -> Job:
+    day = _local_day(due, tz).isoformat()
+    return new_job(COVERAGE, f"{COVERAGE}:{day}", due, now=now, payload={"day": day})
+
+
+async def schedule_coverage_check(store: Store, catalog: Catalog, now: datetime) -> Job | None:
+    """At start: the next daily coverage check (one per day however many replicas start); none
+    without schedules."""
+    if not catalog.schedules:
+        return None
+    job = _coverage_job(next_coverage_check(now, catalog.tz), catalog.tz, now)
+    async with store.unit() as u:
+        await u.schedule(job, move=True)
+    return job
+
+
+def coverage_message(problems: Sequence[Problem], days: int) -> Message:
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    lines = [f"🗓️ On-call coverage over the next {days} days: {count}"]
+    lines += [f"• {p.schedule}: {p.text}" for p in problems]
+    lines.append("(opsroom oncall check shows the same; fix the schedules or add overrides)")
+    return Message(text="\n".join(lines))
+
+
+@handler(COVERAGE)
+async def coverage_check(ctx: JobContext) -> None:
+    """The daily coverage check: its problems posted in each platform's announcement channel
+    (nothing when there are none); the next day's check planned."""
+    problems = await coverage_problems(ctx.u, ctx.catalog, ctx.now, days=COVERAGE_DAYS)
+    day = str(ctx.job.payload.get("day") or _local_day(ctx.now, ctx.catalog.tz).isoformat())
+    if problems:
+        message = coverage_message(problems, COVERAGE_DAYS)
+        for platform, channel in ctx.catalog.announcement_channels.items():
+            if platform in ctx.platforms:
+                await queue_post(ctx.u, key=f"{COVERAGE}:{day}:{platform}", platform=platform,
+                                 channel=channel, message=message, now=ctx.now)
+    logger.info("oncall: coverage check of %s found %d problems", day, len(problems))
+    tz = ctx.catalog.tz
+    await ctx.u.schedule(_coverage_job(next_coverage_check(ctx.now + timedelta(hours=1), tz),
+                                       tz, ctx.now))
 
 
 class Oncall(ServiceBase):
@@ -251,6 +418,7 @@ class Oncall(ServiceBase):
         )
         async with self.store.unit() as u:
             await u.add(row)
+            await plan_handoff(u, schedule, now)
         logger.info("oncall: override %s on %s by %s", row.id, schedule.name, actor.ref)
         return Reply(
             f"Override {row.id}: {self._show_person(who_, where.platform)} is on call for "
@@ -285,5 +453,9 @@ class Oncall(ServiceBase):
             if row is None or row.removed:
                 raise ServiceError(f"no override {cmd.id} (/oncall overrides lists them)")
             row.removed = True
+            await u.add(row)  # flushed, so the shifts planned next go without it
+            schedule = self.catalog.schedule(row.schedule)
+            if schedule is not None:
+                await plan_handoff(u, schedule, self.clock.now())
         logger.info("oncall: override %s removed by %s", cmd.id, actor.ref)
         return Reply(f"Override {cmd.id} removed: {row.schedule} is back to its layers.")

@@ -5,7 +5,10 @@ incident. Each step is a durable job (bot/jobs.py) keyed by escalation, round an
 fires once with any number of replicas and, after a restart, fires late and says so. A step
 resolves its schedules (bot/oncall.py) and people when it fires; a step that reaches nobody is
 reported in the channel and skipped at once. Each person paged gets a direct message with an
-Acknowledge button on every platform the incident has a channel on and they have an account on.
+Acknowledge button on every platform they have an account on: as a delivery of the incident
+where it has a channel, as a notice (bot/notices.py) on a connected platform where it has none;
+and their `notify_webhook` is called (a notice too). A step's `channels` get a post naming the
+incident and the step, on every connected platform.
 
 `start_escalation(u, catalog, incident, policy, ...)` is the one way in: `/incident page`,
 `page:` on a type or severity at declare, and (for whoever wires them) a runbook `page` step
@@ -21,9 +24,10 @@ from typing import Any
 from bot import commands as c
 from bot.base import Reply, ServiceError
 from bot.catalog import Catalog
-from bot.jobs import JobContext, Record, handler, new_job
+from bot.jobs import JobContext, handler, new_job
 from bot.lifecycle import Lifecycle
 from bot.models import (
+    ChannelLink,
     Delivery,
     DeliveryAction,
     EntryKind,
@@ -32,11 +36,13 @@ from bot.models import (
     LinkState,
     Status,
 )
+from bot.notices import queue_dm, queue_post, queue_webhook
 from bot.oncall import on_call_now
 from bot.oncall_commands import OncallAck
 from bot.people import Directory, platform_of
 from bot.policies import EscalationPolicy, Step
 from bot.ports import SYSTEM, Actor, ChannelRef, Unit
+from bot.render import Message, direct_message
 from bot.timing import format_duration
 
 logger = logging.getLogger(__name__)
@@ -164,17 +170,35 @@ async def _targets(
     return found, empty
 
 
+def incident_link(
+    incident: Incident, links: list[ChannelLink], public_url: str | None
+) -> str:
+    """Where people find the incident: its web page (OPSROOM_PUBLIC_URL), else its Slack or
+    Discord channel once opened, else "" (not known yet)."""
+    if public_url:
+        return f"{public_url.rstrip('/')}/incidents/{incident.number}"
+    for link in links:
+        if link.channel_id is None or link.state in (LinkState.FAILED, LinkState.ARCHIVED):
+            continue
+        if link.platform == "slack" and link.workspace:
+            return f"https://app.slack.com/client/{link.workspace}/{link.channel_id}"
+        if link.platform == "discord" and link.workspace:
+            return f"https://discord.com/channels/{link.workspace}/{link.channel_id}"
+    return ""
+
+
 async def _page(
-    u: Unit,
-    record: Record,
+    ctx: JobContext,
     people: Directory,
     incident: Incident,
     esc: Escalation,
     who: str,
     text: str,
-    now: datetime,
 ) -> None:
-    """Record the page of `who` (the channel line) and queue their direct messages."""
+    """Record the page of `who` (the channel line); queue their direct messages (deliveries
+    where the incident has a channel, notices on the other connected platforms they have an
+    account on) and their notify_webhook."""
+    u, now = ctx.u, ctx.now
     accounts = _accounts(people, who)
     data = {
         "page": _eid(esc),
@@ -182,9 +206,14 @@ async def _page(
         "dm": next(iter(accounts.values())),
         "invite_accounts": accounts,  # the paged person is invited to the channel
     }
-    entry = await record(u, incident, kind=EntryKind.PAGE, text=text, actor=SYSTEM, data=data)
+    entry = await ctx.record(u, incident, kind=EntryKind.PAGE, text=text, actor=SYSTEM, data=data)
     if who not in esc.paged:
         esc.paged = [*esc.paged, who]
+    links = [
+        link
+        for link in await u.links(_iid(incident))
+        if link.state not in (LinkState.FAILED, LinkState.ARCHIVED)
+    ]
     dms = [
         Delivery(
             incident_id=_iid(incident),
@@ -194,12 +223,66 @@ async def _page(
             next_attempt_at=now,
             created_at=now,
         )
-        for link in await u.links(_iid(incident))
-        if link.id is not None
-        and link.platform in accounts
-        and link.state not in (LinkState.FAILED, LinkState.ARCHIVED)
+        for link in links
+        if link.id is not None and link.platform in accounts
     ]
     await u.queue(dms)
+    key = f"page:{_eid(esc)}:{esc.round}:{esc.step}:{c.person_key(who)}"
+    linked = {link.platform for link in links}
+    for platform, user in accounts.items():
+        if platform == "console" or platform in linked or platform not in ctx.platforms:
+            continue
+        await queue_dm(u, key=f"{key}:dm:{platform}", platform=platform, user=user,
+                       message=direct_message(entry, incident), now=now,
+                       incident_id=_iid(incident))
+    name = people.name_of(who) if who.startswith("<@") else who
+    if name:
+        fields = {
+            "incident": str(incident.number),
+            "title": incident.title,
+            "severity": incident.severity,
+            "text": text,
+            "link": incident_link(incident, links, ctx.public_url),
+        }
+        await queue_webhook(u, key=f"{key}:webhook", person=name, fields=fields,
+                            catalog=ctx.catalog, now=now, incident_id=_iid(incident))
+
+
+async def _post_to_channels(
+    ctx: JobContext,
+    incident: Incident,
+    esc: Escalation,
+    policy: EscalationPolicy,
+    step: Step,
+    paged: list[str],
+) -> str:
+    """Post the step in each of its channels on every connected platform; the channel line
+    that says so ("" when the step names no channel)."""
+    if not step.channels:
+        return ""
+    number = esc.step + 1
+    again = f", round {esc.round + 1}" if esc.round else ""
+    text = (f"📟 #{incident.number} {incident.title}: step {number} of {policy.name}{again} "
+            f"({incident.severity.upper()})")
+    if paged:
+        text += f", paging {', '.join(_label(p) for p in paged)}"
+    if esc.message:
+        text += f": {esc.message}"
+    link = incident_link(incident, await ctx.u.links(_iid(incident)), ctx.public_url)
+    if link:
+        text += f"\n{link}"
+    for channel in step.channels:
+        for platform in ctx.platforms:
+            await queue_post(
+                ctx.u,
+                key=f"esc:{_eid(esc)}:{esc.round}:{esc.step}:post:{channel}:{platform}",
+                platform=platform,
+                channel=channel,
+                message=Message(text=text),
+                now=ctx.now,
+                incident_id=_iid(incident),
+            )
+    return ", ".join(f"#{ch}" for ch in step.channels)
 
 
 @handler(STEP)
@@ -241,7 +324,7 @@ async def escalation_step(ctx: JobContext) -> None:
         number = esc.step + 1
         again = f", round {esc.round + 1}" if esc.round else ""
         targets, empty = await _targets(ctx.u, ctx.catalog, people, step, ctx.now)
-        if not targets:
+        if not targets and not step.channels:
             await ctx.record(
                 ctx.u,
                 incident,
@@ -253,7 +336,9 @@ async def escalation_step(ctx: JobContext) -> None:
             )
             esc.step += 1
             continue
-        first = not esc.paged and esc.round == 0  # a skipped step pages nobody
+        # The first step that reaches anybody (a skipped step pages nobody; one that posted
+        # in a channel waited for an acknowledgement like one that paged).
+        first = not esc.paged and esc.round == 0 and "waited" not in ctx.job.payload
         for who in targets:
             shown = _label(who)
             where = "" if direct else f"{policy.name}, "
@@ -266,7 +351,18 @@ async def escalation_step(ctx: JobContext) -> None:
                 )
             if esc.message:
                 text += f": {esc.message}"
-            await _page(ctx.u, ctx.record, people, incident, esc, who, text, ctx.now)
+            await _page(ctx, people, incident, esc, who, text)
+        posted = await _post_to_channels(ctx, incident, esc, policy, step, targets)
+        if posted:
+            if first or targets:
+                text = f"📟 Step {number} of {policy.name}{again}: posted in {posted}{late}"
+            else:
+                text = (
+                    f"⬆️ No acknowledgement after {format_duration(waited_for)}: posted in "
+                    f"{posted} (step {number} of {policy.name}{again}){late}"
+                )
+            await ctx.record(ctx.u, incident, kind=EntryKind.PAGE, actor=SYSTEM, text=text,
+                             data={"page": _eid(esc)})
         if empty:
             await ctx.record(
                 ctx.u,

@@ -14,11 +14,13 @@ class _Strict(BaseModel):
 
 
 class Step(_Strict):
-    """Notify whoever is on call for `schedules` and the `people` named; wait `after` for an
+    """Notify whoever is on call for `schedules`, the `people` named and the `channels` (by
+    name, posted on every platform Opsroom is connected to); wait `after` for an
     acknowledgement before the next step."""
 
     schedules: list[str] = []
     people: list[str] = []
+    channels: list[str] = []
     after: str = "5m"
 
     @field_validator("after")
@@ -32,10 +34,19 @@ class Step(_Strict):
     def _people(cls, value: list[str]) -> list[str]:
         return [p.strip().lstrip("@").lower() for p in value]
 
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[str]) -> list[str]:
+        names = [ch.strip().lstrip("#") for ch in value]
+        for given, name in zip(value, names, strict=True):
+            if not name or any(ch.isspace() for ch in name):
+                raise ValueError(f'"{given}" is not a channel name (like oncall-ops)')
+        return names
+
     @model_validator(mode="after")
     def _someone(self) -> Step:
-        if not (self.schedules or self.people):
-            raise ValueError("a step needs schedules or people to notify")
+        if not (self.schedules or self.people or self.channels):
+            raise ValueError("a step needs schedules, people or channels to notify")
         return self
 
     @property

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from bot.models import ActionItem, ActionStatus, EntryKind, Incident, Status, TimelineEntry
@@ -234,6 +234,16 @@ def entry_message(entry: TimelineEntry, incident: Incident, *, cross_platform: b
     if entry.kind is EntryKind.RUNBOOK:  # a run's progress: what it waits on, as buttons
         buttons = tuple(Button(**b) for b in entry.data.get("buttons", []))
     return Message(text=fit(text), buttons=buttons)
+
+
+def direct_message(entry: TimelineEntry, incident: Incident) -> Message:
+    """A timeline entry sent to a person directly: a page, with its Acknowledge button (the
+    same message whether it goes as a delivery of the incident or as a notice)."""
+    message = entry_message(entry, incident, cross_platform=False)
+    if entry.data.get("page"):
+        ack = Button("Acknowledge", "ack", str(incident.number), "primary")
+        message = replace(message, buttons=(*message.buttons, ack))
+    return message
 
 
 def announcement(entry: TimelineEntry, incident: Incident, channel_name: str | None) -> Message:

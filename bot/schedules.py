@@ -158,6 +158,18 @@ class Schedule(_Strict):
     timezone: str = "UTC"
     layers: list[Layer]
     description: str = ""
+    # Shift changes are announced in the channel of this name on every connected platform.
+    channel: str | None = None
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip().lstrip("#")
+        if not name or any(ch.isspace() for ch in name):
+            raise ValueError(f'"{value}" is not a channel name (like oncall)')
+        return name
 
     @field_validator("timezone")
     @classmethod
@@ -429,4 +441,28 @@ def gaps(
         cursor = max(cursor, s.end)
     if cursor < end:
         out.append((cursor, end))
+    return out
+
+
+def handoffs(
+    shifts_: Sequence[Shift], start: datetime, end: datetime
+) -> list[tuple[datetime, str | None]]:
+    """The instants in (start, end) where who is on call changes, with who is on from then
+    (None: nobody), from `shifts_` as `shifts` returns them over [start, end). A change of
+    source with the same person on call (a layer to an override of them) is not a handoff."""
+    segments: list[tuple[datetime, str | None]] = []
+    cursor = start
+    for s in shifts_:
+        if s.start > cursor:
+            segments.append((cursor, None))
+        segments.append((s.start, s.person))
+        cursor = max(cursor, s.end)
+    if cursor < end:
+        segments.append((cursor, None))
+    out = []
+    before: str | None = segments[0][1] if segments and segments[0][0] <= start else None
+    for at, person in segments:
+        if at > start and person != before:
+            out.append((at, person))
+        before = person
     return out
