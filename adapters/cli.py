@@ -41,6 +41,7 @@ from bot.service import IncidentService
 from bot.steps import Tools
 from bot.suggest import HeuristicSuggester
 from bot.timing import parse_duration
+from storage.claims import holder_id
 from storage.engine import (
     SchemaError,
     current_revision,
@@ -334,7 +335,7 @@ async def build_core(
         store=store, ports=ports or {}, catalog=catalog, clock=clock,
         public_url=settings.opsroom_public_url,
         limits=channel_limits(settings.opsroom_channel_rate),
-        http=AiohttpClient(), env=os.environ,
+        http=AiohttpClient(), env=os.environ, holder=holder_id(),
     )
     default_suggester, default_summarizer = ai_from(settings, catalog)
     wakers: list[Callable[[], None]] = [mirror.wake]

@@ -36,8 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -49,7 +47,14 @@ from bot import oncall_commands
 from bot.models import InboxItem
 from bot.ports import Clock, SystemClock
 from storage import inbox as db
-from storage.claims import drop_lease, holder_id, lease_holder, release, take_lease
+from storage.claims import (
+    drop_lease,
+    holder_gone,
+    holder_id,
+    lease_holder,
+    release,
+    take_lease,
+)
 from storage.inbox import NewItem
 from storage.store import SqlStore
 
@@ -437,23 +442,7 @@ class InboxWorker:
         return await take_lease(session, lease, holder=self.holder, now=now, ttl=self.lease_ttl)
 
     def _dead_here(self, holder: str) -> bool:
-        """Whether `holder` (storage.claims.holder_id: host:pid:nonce) names a process of this
-        host that no longer runs. Guessing wrong costs work, never a double apply: the marks of
-        a holder whose claims were taken over fail, and it rolls back."""
-        host, _, rest = holder.partition(":")
-        pid_text = rest.partition(":")[0]
-        if host != socket.gethostname() or not pid_text.isdigit() or holder == self.holder:
-            return False
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return True  # this pid, another nonce: an earlier process (a container restarted)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+        return holder_gone(holder, me=self.holder)
 
     def _back_off(self, queue: str, attempts: int = 1) -> None:
         delay = min(self.retry_cap, self.retry_base * 2 ** max(0, attempts - 1))

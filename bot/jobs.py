@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.catalog import Catalog
+from bot.holders import holder_name
 from bot.mirror import Backoff
 from bot.models import EntryKind, Incident, Job, JobState, TimelineEntry
 from bot.ports import Actor, Clock, Store, SystemClock, Unit
@@ -107,11 +105,6 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
-
-
-def holder_name() -> str:
-    """This worker's name in the claims it takes: readable, unique across restarts."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def new_job(

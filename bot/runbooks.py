@@ -21,7 +21,8 @@ from bot import commands as c
 from bot import runs
 from bot.base import Reply, ServiceBase, ServiceError, _one_of
 from bot.catalog import Runbook
-from bot.jobs import JobContext, handler, holder_name
+from bot.holders import holder_name
+from bot.jobs import JobContext, handler
 from bot.models import EntryKind, Incident, RunbookRun, RunState
 from bot.ports import Actor, ChannelRef, Clock, LeaseTake, Store, SystemClock, Unit
 from bot.steps import KINDS, Call, Done, Failed, StepContext, Tools, Waiting, parse_step

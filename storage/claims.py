@@ -16,9 +16,6 @@ channel's inbox) are claimed through a `Lease` row named after the queue.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,12 +26,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from bot.holders import holder_gone, holder_name
 from bot.models import Lease
+
+__all__ = ["holder_gone", "holder_id"]
 
 
 def holder_id() -> str:
-    """A name for this process's claims: readable in the database, unique across restarts."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A name for this process's claims (bot.holders): host:pid:nonce."""
+    return holder_name()
 
 
 def _columns(table: Any) -> tuple[Any, Any, Any]:

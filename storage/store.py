@@ -350,7 +350,14 @@ class SqlUnit(ReadQueries):
             )
         ).first()
         if not await claims.take_lease(self.session, name, holder=holder, now=now, ttl=ttl):
-            return LeaseTake.BUSY
+            # Held by a process of this host that is gone (kill -9, then a restart): taken
+            # over now rather than when the lease expires; the caller rechecks its head.
+            if before is None or not claims.holder_gone(str(before[0]), me=holder):
+                return LeaseTake.BUSY
+            await claims.drop_lease(self.session, name, holder=str(before[0]))
+            if not await claims.take_lease(self.session, name, holder=holder, now=now, ttl=ttl):
+                return LeaseTake.BUSY
+            return LeaseTake.TAKEN_OVER
         if before is None or before[0] is None:
             return LeaseTake.TAKEN
         return LeaseTake.HELD if before[0] == holder else LeaseTake.TAKEN_OVER

@@ -11,7 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from bot.models import Lease
-from storage.claims import claim, drop_lease, lease_holder, release, renew, take_lease
+from storage.claims import (
+    claim,
+    drop_lease,
+    holder_id,
+    lease_holder,
+    release,
+    renew,
+    take_lease,
+)
 from tests.storage.support import same_database
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
@@ -126,3 +134,39 @@ async def test_racing_lease_takers_on_two_engines_one_wins(any_engine: AsyncEngi
         won = await asyncio.gather(*(take(e, f"{n}{i}") for n, e in (("a", a), ("b", b))
                                      for i in range(5)))
     assert sum(won) == 1
+
+
+async def test_a_lease_of_a_process_of_this_host_that_is_gone_is_taken_over_at_once(
+    any_engine: AsyncEngine,
+) -> None:
+    """kill -9, then a restart: the new process takes the dead one's queue leases now instead
+    of a lease period later; a live process's lease (another replica) is never taken."""
+    import os
+    import socket
+    import sys
+
+    from bot.ports import LeaseTake
+    from storage.store import SqlStore
+
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await child.wait()
+    host = socket.gethostname()
+    dead = f"{host}:{child.pid}:0badf00d"  # that process has exited
+    alive = f"{host}:{os.getppid()}:00c0ffee"  # pytest's parent runs
+    earlier = f"{host}:{os.getpid()}:5ca1ab1e"  # our pid, a name we never made: a restart
+    me = holder_id()
+    store = SqlStore(any_engine)
+    async with store.unit() as u:
+        for name, holder in (("dead", dead), ("alive", alive), ("earlier", earlier),
+                             ("elsewhere", f"other-host:{child.pid}:1")):
+            assert await u.take_lease(name, holder=holder, now=T0, ttl=TTL) is LeaseTake.TAKEN
+    later = T0 + timedelta(seconds=1)  # well before any of them expires
+    async with store.unit() as u:
+        taken = {name: await u.take_lease(name, holder=me, now=later, ttl=TTL)
+                 for name in ("dead", "alive", "earlier", "elsewhere")}
+    assert taken == {"dead": LeaseTake.TAKEN_OVER, "alive": LeaseTake.BUSY,
+                     "earlier": LeaseTake.TAKEN_OVER, "elsewhere": LeaseTake.BUSY}
+    other_replica = holder_id()  # a second worker in this process is alive
+    async with store.unit() as u:
+        assert await u.take_lease("dead", holder=other_replica, now=later,
+                                  ttl=TTL) is LeaseTake.BUSY
