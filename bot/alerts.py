@@ -8,7 +8,9 @@ A new firing alert is routed (catalog `alert_routes:`, first match wins) and gro
 route's `group_by` labels:
 - `declare`: the group's open incident gets a "🔔 firing" entry; with none, one is declared
   (no commander until someone acknowledges);
-- `triage` and `ignore`: stored and counted (the triage channel post is not built yet);
+- `triage`: the group's open incident gets it as for `declare`; with none, a person decides
+  from a post in the triage channel (bot/triage.py: Declare, Attach to #n, Ignore);
+- `ignore`: stored and counted only;
 - more than `storm_threshold` new groups on a route within a minute open one alert-storm
   incident that collects the rest, summarised by a digest job once a minute.
 
