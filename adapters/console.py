@@ -173,9 +173,7 @@ class ConsoleChat:
             self.out(f"[#{channel_id}] pinned summary updated (/incident show shows it)")
             return
         m.text = message.text
-        first = (message.text.splitlines() or [""])[0]
-        shown = first if len(first) <= 120 else first[:119] + "…"
-        self.out(f"[#{channel_id}] ({m.number}) updated: {shown}")
+        self.out(f"[#{channel_id}] ({m.number}) updated")
 
     async def pin(self, *, channel_id: str, message_id: str) -> None:
         channel = self._channel(channel_id)

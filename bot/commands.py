@@ -342,8 +342,7 @@ USAGE: dict[str, str] = {
     "mirror": "/incident mirror <slack|discord>",
     "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
     "alerts": (
-        "/incident alerts   (the monitoring alerts of this incident) | alerts triage | "
-        "alerts declare <alert> | alerts attach <alert> #<n> | alerts ignore <alert>"
+        "/incident alerts [triage | declare <alert> | attach <alert> #<n> | ignore <alert>]"
     ),
 }
 

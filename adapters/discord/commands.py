@@ -140,8 +140,8 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
                                 parent=group)
     runbook = app_commands.Group(name="runbook", description="Runbooks of an incident",
                                  parent=group)
-    alerts = app_commands.Group(name="alerts", description="Monitoring alerts: an incident's, "
-                                "and deciding the triage ones", parent=group)
+    alerts = app_commands.Group(name="alerts", description="Monitoring alerts and triage",
+                                parent=group)
     run = edge.run
 
     def on_incident(fn: F) -> F:
@@ -286,26 +286,26 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def alerts_show(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.ShowAlerts(incident=incident))
 
-    @alerts.command(name="triage", description="The alerts waiting for a triage decision")
+    @alerts.command(name="triage", description="Alerts waiting for triage")
     async def alerts_triage(interaction: discord.Interaction) -> None:
         await run(interaction, c.ShowTriage())
 
-    @alerts.command(name="declare", description="Declare an incident from a triage alert")
-    @app_commands.describe(alert="Alert number (on its triage post)")
+    @alerts.command(name="declare", description="Declare an incident from an alert")
+    @app_commands.describe(alert="Alert number")
     async def alerts_declare(interaction: discord.Interaction,
                              alert: app_commands.Range[int, 1, c.MAX_NUMBER]) -> None:
         await run(interaction, c.AlertDeclare(alert=alert))
 
-    @alerts.command(name="attach", description="Add a triage alert to an open incident")
-    @app_commands.describe(alert="Alert number (on its triage post)")
+    @alerts.command(name="attach", description="Add an alert to an incident")
+    @app_commands.describe(alert="Alert number")
     @on_incident
     async def alerts_attach(interaction: discord.Interaction,
                             alert: app_commands.Range[int, 1, c.MAX_NUMBER],
                             incident: int | None = None) -> None:
         await run(interaction, c.AlertAttach(alert=alert, incident=incident))
 
-    @alerts.command(name="ignore", description="Ignore a triage alert (quiet while it fires)")
-    @app_commands.describe(alert="Alert number (on its triage post)")
+    @alerts.command(name="ignore", description="Ignore an alert")
+    @app_commands.describe(alert="Alert number")
     async def alerts_ignore(interaction: discord.Interaction,
                             alert: app_commands.Range[int, 1, c.MAX_NUMBER]) -> None:
         await run(interaction, c.AlertIgnore(alert=alert))

@@ -122,8 +122,8 @@ async def test_help_says_where_a_command_is_on_discord(rig: DiscordRig) -> None:
     assert everything["flags"] & EPHEMERAL
     assert everything["content"].startswith("Commands (inside an incident channel")
     assert everything["content"].endswith(
-        "\nOn Discord: /incident set status|severity|priority|title|summary|type|field|time; "
-        "/incident role assign|unassign; /incident alerts show.")
+        "\nOn Discord: /incident alerts show; /incident set status|severity|priority|title|"
+        "summary|type|field|time; /incident role assign|unassign.")
     status = await rig.run("help", command="status")
     assert status["content"] == f"Usage: {c.USAGE['status']}\nOn Discord: /incident set status"
     field = await rig.run("help", command="set")

@@ -131,7 +131,9 @@ def test_a_triage_alert_shows_in_the_console_and_is_attached_by_command(tmp_path
     assert "[#general] " in out and "🔔 Alert 2 needs triage: Disk of checkout-1 fills up" in out
     assert "Decide: /incident alerts declare 2 | /incident alerts attach 2 #1 | " in out
     assert "Attached alert 2 to #1: Checkout is down in eu-west-1." in out
-    assert "updated: 🔔 Disk of checkout-1 fills up: Alert 2 attached to #1 by @alice." in out
+    post = next(ln for ln in out.splitlines() if "🔔 Alert 2 needs triage" in ln)
+    number = post.split("(")[1].split(")")[0]
+    assert f"[#general] ({number}) updated" in out
     assert "Alerts of #1 (2 firing of 2):" in out
 
 
