@@ -8,7 +8,9 @@ A new firing alert is routed (catalog `alert_routes:`, first match wins) and gro
 route's `group_by` labels:
 - `declare`: the group's open incident gets a "🔔 firing" entry; with none, one is declared
   (no commander until someone acknowledges);
-- `triage` and `ignore`: stored and counted (the triage channel post is not built yet);
+- `triage`: the group's open incident gets it as for `declare`; with none, a person decides
+  from a post in the triage channel (bot/triage.py: Declare, Attach to #n, Ignore);
+- `ignore`: stored and counted only;
 - more than `storm_threshold` new groups on a route within a minute open one alert-storm
   incident that collects the rest, summarised by a digest job once a minute.
 
@@ -200,14 +202,23 @@ class Alerts(Lifecycle):
         if firing is not None and route is not None:
             incident = await self._settled(u, alert, firing, route, actor_for(event.source), now)
             return Outcome(event.fingerprint, "new", incident.number if incident else None)
-        if route is None or route.mode != "declare":
-            if route is not None and route.mode == "triage":
-                logger.info("alert %s (%s) is for triage", event.fingerprint, event.summary)
-            return Outcome(event.fingerprint, "new")
-        if event.status != FIRING:
+        if route is None or route.mode == "ignore" or event.status != FIRING:
             return Outcome(event.fingerprint, "new")  # nothing fired: nothing to settle
+        if route.mode == "triage":
+            found = await u.alert_group_incident(alert.group_key)
+            if found is None:  # a person decides (bot/triage.py)
+                await self._triage(u, alert, route, now)
+                return Outcome(event.fingerprint, "new")
+            # Its group was declared or attached from triage: it joins that incident.
+            joined, storm = found
+            await self._join(u, joined, alert, actor_for(event.source), storm=storm, now=now)
+            return Outcome(event.fingerprint, "new", joined.number)
         incident = await self._firing(u, alert, route, actor_for(event.source), now)
         return Outcome(event.fingerprint, "new", incident.number)
+
+    async def _triage(self, u: Unit, alert: Alert, route: AlertRoute, now: datetime) -> None:
+        """A new firing triage-mode alert no open incident takes (bot/triage.py posts it)."""
+        logger.info("alert %s (%s) is for triage", alert.fingerprint, alert.summary)
 
     # --- firing ---------------------------------------------------------------------------------
 
@@ -232,7 +243,15 @@ class Alerts(Lifecycle):
         return incident
 
     async def _join(
-        self, u: Unit, incident: Incident, alert: Alert, actor: Actor, *, storm: bool, now: datetime
+        self,
+        u: Unit,
+        incident: Incident,
+        alert: Alert,
+        actor: Actor,
+        *,
+        storm: bool,
+        now: datetime,
+        note: str = "",
     ) -> None:
         alert.incident_id, alert.storm = incident.id, storm
         iid = _id(incident)
@@ -259,7 +278,7 @@ class Alerts(Lifecycle):
             incident,
             kind=EntryKind.ALERT,
             actor=actor,
-            text=f"firing: {_describe(alert)}",
+            text=f"firing: {_describe(alert)}{note}",
             external_id=f"alert:{alert.id}",
             data={"alert": alert.id, "status": FIRING},
         )
@@ -273,8 +292,10 @@ class Alerts(Lifecycle):
         now: datetime,
         *,
         storm: bool = False,
+        where: ChannelRef | None = None,
     ) -> Incident:
-        """Declare an incident for `alert` as a person would, but with no commander."""
+        """Declare an incident for `alert` as a person would, but with no commander. `where`:
+        the person who declared it from triage is there, and invited to its channel."""
         itype = self._type(route.type) if route.type else self.catalog.incident_types[0]
         ranks = self.catalog.severity_names
         severity = route.severity.get(alert.severity) or itype.default_severity
@@ -315,7 +336,11 @@ class Alerts(Lifecycle):
         )
         await u.add(incident)
         home = self.platforms[0] if self.platforms else "console"
-        await self._add_link(u, incident, home)
+        if where is not None and where.platform in self.platforms:
+            home = where.platform
+            await self._add_link(u, incident, home, where.workspace, invite=[actor.ref])
+        else:
+            await self._add_link(u, incident, home)
         for platform in itype.mirror_to:
             if platform in self.platforms and platform != home:
                 await self._add_link(u, incident, platform)

@@ -272,6 +272,33 @@ class ShowAlerts(Command):
     pass
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShowTriage(Command):
+    """`alerts triage`: the triage-mode alerts waiting for a decision."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertDeclare(Command):
+    """`alerts declare <id>`: declare an incident from a triage alert."""
+
+    alert: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertAttach(Command):
+    """`alerts attach <id> #<n>`: add a triage alert to incident n (`incident`; in an incident
+    channel, that incident)."""
+
+    alert: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertIgnore(Command):
+    """`alerts ignore <id>`: nothing to do; it stays quiet while it fires."""
+
+    alert: int
+
+
 # --- grammar --------------------------------------------------------------------------------
 
 USAGE: dict[str, str] = {
@@ -314,7 +341,9 @@ USAGE: dict[str, str] = {
     "close": "/incident close [force <reason>]",
     "mirror": "/incident mirror <slack|discord>",
     "reminders": "/incident reminders   (what Opsroom will nudge about, and when)",
-    "alerts": "/incident alerts   (the monitoring alerts of this incident)",
+    "alerts": (
+        "/incident alerts [triage | declare <alert> | attach <alert> #<n> | ignore <alert>]"
+    ),
 }
 
 # What `/incident help <command>` says besides the usage line; "{timezone}" is the catalog's.
@@ -653,8 +682,34 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "reminders": lambda r: _bare("reminders", r, ShowReminders),
     "time": lambda r: _parse_time(r),
     "close": lambda r: _parse_close(r),
-    "alerts": lambda r: _bare("alerts", r, ShowAlerts),
+    "alerts": lambda r: _parse_alerts(r),
 }
+
+
+def _parse_alerts(rest: str) -> Command:
+    sub, _, tail = rest.partition(" ")
+    sub, words = sub.lower(), tail.split()
+    if not sub:
+        return ShowAlerts()
+    if sub == "triage":
+        _none("alerts", tail.strip())
+        return ShowTriage()
+    if sub not in ("declare", "attach", "ignore"):
+        raise _usage("alerts", f'unknown alerts command "{sub}"')
+    if not words:
+        raise _usage("alerts", "missing alert number")
+    alert = _number("alerts", words[0])
+    if sub == "attach":
+        if len(words) > 2:
+            raise _usage("alerts", f'unexpected "{" ".join(words[2:])}"')
+        if len(words) == 2:
+            m = _INCIDENT_RE.match(words[1])
+            if m is None or not _is_number(m.group(1)):
+                raise _usage("alerts", f'"{words[1]}" is not an incident number (write #42)')
+            return AlertAttach(alert=alert, incident=int(m.group(1)))
+        return AlertAttach(alert=alert)
+    _none("alerts", " ".join(words[1:]))
+    return (AlertDeclare if sub == "declare" else AlertIgnore)(alert=alert)
 def _parse_time(rest: str) -> Command:
     which, _, when = rest.partition(" ")
     which = which.lower().replace("-", "_")
@@ -688,6 +743,7 @@ _ALIASES = {
     "declared": "declare",
     "new": "declare",
     "catch-up": "catchup",
+    "alert": "alerts",
 }
 
 
@@ -726,13 +782,26 @@ def _with_incident(command: Command, incident: int) -> Command:
     return replace(command, incident=incident)
 
 
+# The buttons of a triage post (bot/triage.py).
+TRIAGE_ACTIONS = ("triage_declare", "triage_attach", "triage_ignore")
+
+
 def button_command(action: str, value: str) -> Command | None:
     """The command a summary or action-item button stands for (see `bot.render.Button`):
-    "ack" / "resolve" / "reopen" on "42", "action_done" on "42:3". None for anything else,
-    including "key_event", which needs the person to type the event first."""
+    "ack" / "resolve" / "reopen" on "42", "action_done" on "42:3"; a triage post's
+    "triage_declare" / "triage_ignore" on alert "17" and "triage_attach" on "17:42" (alert 17
+    to #42). None for anything else, including "key_event", which needs the person to type the
+    event first."""
     number, _, item = value.partition(":")
     if not _is_number(number):
         return None
+    if action in TRIAGE_ACTIONS:
+        alert = int(number)
+        if action == "triage_attach":
+            return AlertAttach(alert=alert, incident=int(item)) if _is_number(item) else None
+        if item:
+            return None
+        return AlertDeclare(alert=alert) if action == "triage_declare" else AlertIgnore(alert=alert)
     incident = int(number)
     if action == "ack":
         return Acknowledge(incident=incident)

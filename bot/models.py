@@ -422,6 +422,14 @@ class Alert(SQLModel, table=True):
         sa.Index("ix_alert_group", "group_key", "id"),
         sa.Index("ix_alert_route_received", "route", "first_received_at"),
         sa.Index("ix_alert_episode", "source", "fingerprint", "id"),
+        # Triage (bot/triage.py): the alerts held under one triage post; the posts waiting.
+        sa.Index("ix_alert_triage_of", "triage_of"),
+        sa.Index(
+            "ix_alert_triage_pending",
+            "id",
+            postgresql_where=sa.text("triage = 'pending'"),
+            sqlite_where=sa.text("triage = 'pending'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -444,6 +452,12 @@ class Alert(SQLModel, table=True):
     count: int = 1
     first_received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # A triage-mode firing alert (bot/triage.py): pending, declared, attached or ignored; None
+    # for the others. `triage_of` is the alert whose triage post covers this one (a later alert
+    # of the group while that one waited); `triage_by` who decided.
+    triage: str | None = None
+    triage_of: int | None = None
+    triage_by: str | None = None
 class RunState(StrEnum):
     RUNNING = "running"  # a runner may take it and do its current step
     WAITING = "waiting"  # its current step waits for people (checklist, approval) or a time

@@ -483,6 +483,23 @@ class Unit(Protocol):
 
     async def alerts(self, incident_id: int) -> list[Alert]:
         """Every alert row of the incident, oldest first."""
+        ...
+
+    async def alert(self, alert_id: int, *, lock: bool = False) -> Alert | None:
+        """One alert row by id, read afresh (`lock`: locked until the unit ends)."""
+        ...
+
+    async def triage_hold(self, group_key: str) -> Alert | None:
+        """The alert that keeps a new triage alert of the group quiet: the group's oldest alert
+        waiting for a decision, else an ignored one still firing (no resolution)."""
+        ...
+
+    async def triaged_with(self, alert_id: int) -> list[Alert]:
+        """The alerts held under alert `alert_id`'s triage post, oldest first."""
+        ...
+
+    async def pending_triage(self, *, limit: int) -> list[Alert]:
+        """Up to `limit` triage posts waiting for a decision, oldest first."""
     # --- runbook runs (bot/runbooks.py) ----------------------------------------------------
 
     async def runs(self, incident_id: int) -> list[RunbookRun]:

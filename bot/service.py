@@ -17,7 +17,6 @@ from typing import Any
 from bot import commands as c
 from bot.actions import ActionItems
 from bot.ai import PlainSummarizer
-from bot.alerts import Alerts
 from bot.base import NOT_PEOPLE, TITLE_LIMIT, Reply, ServiceBase, ServiceError, coerce_field
 from bot.catalog import Catalog
 from bot.lifecycle import Lifecycle
@@ -39,6 +38,7 @@ from bot.ports import (
 from bot.postmortem import Postmortems
 from bot.runbooks import Runbooks
 from bot.timeline import Timeline
+from bot.triage import Triage
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ Change = Callable[[Unit, Incident, Any, Actor], Awaitable[Reply]]
 
 
 class IncidentService(
-    Paging, Alerts, Postmortems, Lifecycle, Timeline, ActionItems, Runbooks, Oncall, ServiceBase
+    Paging, Triage, Postmortems, Lifecycle, Timeline, ActionItems, Runbooks, Oncall, ServiceBase
 ):
     def __init__(
         self,

@@ -772,6 +772,57 @@ class SqlUnit(ReadQueries):
         )
         return list(result.scalars())
 
+    async def alert(self, alert_id: int, *, lock: bool = False) -> Alert | None:
+        query = select(Alert).where(col(Alert.id) == alert_id)
+        if lock:
+            query = query.with_for_update()
+        result = await self.session.execute(query.execution_options(populate_existing=True))
+        return result.scalar_one_or_none()
+
+    async def triage_hold(self, group_key: str) -> Alert | None:
+        resolved = aliased(Alert)
+        result = await self.session.execute(
+            select(Alert)
+            .where(
+                col(Alert.group_key) == group_key,
+                col(Alert.status) == "firing",
+                or_(
+                    col(Alert.triage) == "pending",
+                    and_(
+                        col(Alert.triage) == "ignored",
+                        ~exists().where(
+                            col(resolved.source) == col(Alert.source),
+                            col(resolved.fingerprint) == col(Alert.fingerprint),
+                            col(resolved.starts_at) == col(Alert.starts_at),
+                            col(resolved.status) == "resolved",
+                        ),
+                    ),
+                ),
+            )
+            # Pending first: a new alert waits with the post still open.
+            .order_by((col(Alert.triage) == "pending").desc(), col(Alert.id))
+            .limit(1)
+        )
+        return result.scalars().first()
+
+    async def triaged_with(self, alert_id: int) -> list[Alert]:
+        result = await self.session.execute(
+            select(Alert)
+            .where(col(Alert.triage_of) == alert_id)
+            .order_by(col(Alert.id))
+            .execution_options(populate_existing=True)
+        )
+        return list(result.scalars())
+
+    async def pending_triage(self, *, limit: int) -> list[Alert]:
+        result = await self.session.execute(
+            select(Alert)
+            .where(col(Alert.triage) == "pending", col(Alert.triage_of).is_(None))
+            .order_by(col(Alert.id))
+            .limit(limit)
+        )
+        return list(result.scalars())
+
 
     # --- runbook runs (bot/runbooks.py) ----------------------------------------------------
 

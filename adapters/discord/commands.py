@@ -33,8 +33,9 @@ INCIDENT_HELP = "Incident number (implied in its channel)"
 MAX_CHOICES = 25
 
 # Where each command word of the text grammar lives under /incident on Discord. Top level: the
-# commands people run most and the lifecycle, 19 subcommands and 4 groups (23 of Discord's 25);
-# the groups are `set` (8 of 25), `role`, `action` and `runbook` (8 of 25).
+# commands people run most and the lifecycle, 18 subcommands and 5 groups (23 of Discord's 25);
+# the groups are `set` (8 of 25), `role`, `action`, `runbook` (8 of 25) and `alerts` (show,
+# triage, declare, attach, ignore: the words after `/incident alerts` in the text grammar).
 DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "declare": ("declare",),
     "list": ("list",),
@@ -47,7 +48,7 @@ DISCORD_PATHS: dict[str, tuple[str, ...]] = {
     "timeline": ("timeline",),
     "catchup": ("catchup",),
     "reminders": ("reminders",),
-    "alerts": ("alerts",),
+    "alerts": ("alerts", "show"),
     "resolve": ("resolve",),
     "reopen": ("reopen",),
     "cancel": ("cancel",),
@@ -139,6 +140,8 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
                                 parent=group)
     runbook = app_commands.Group(name="runbook", description="Runbooks of an incident",
                                  parent=group)
+    alerts = app_commands.Group(name="alerts", description="Monitoring alerts and triage",
+                                parent=group)
     run = edge.run
 
     def on_incident(fn: F) -> F:
@@ -230,10 +233,6 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def reminders(interaction: discord.Interaction, incident: int | None = None) -> None:
         await run(interaction, c.ShowReminders(incident=incident))
 
-    @group.command(name="alerts", description="The monitoring alerts of the incident")
-    @on_incident
-    async def alerts(interaction: discord.Interaction, incident: int | None = None) -> None:
-        await run(interaction, c.ShowAlerts(incident=incident))
 
     text_command(group, "resolve", "Resolve the incident (with a closing note)",
                  lambda t, n: c.Resolve(text=t, incident=n), required=False)
@@ -279,6 +278,37 @@ def incident_group(edge: DiscordEdge) -> app_commands.Group:
     async def mirror(interaction: discord.Interaction, platform: str,
                      incident: int | None = None) -> None:
         await run(interaction, c.MirrorTo(platform=platform, incident=incident))
+
+    # --- alerts: an incident's, and the triage decisions ----------------------------------
+
+    @alerts.command(name="show", description="The monitoring alerts of the incident")
+    @on_incident
+    async def alerts_show(interaction: discord.Interaction, incident: int | None = None) -> None:
+        await run(interaction, c.ShowAlerts(incident=incident))
+
+    @alerts.command(name="triage", description="Alerts waiting for triage")
+    async def alerts_triage(interaction: discord.Interaction) -> None:
+        await run(interaction, c.ShowTriage())
+
+    @alerts.command(name="declare", description="Declare an incident from an alert")
+    @app_commands.describe(alert="Alert number")
+    async def alerts_declare(interaction: discord.Interaction,
+                             alert: app_commands.Range[int, 1, c.MAX_NUMBER]) -> None:
+        await run(interaction, c.AlertDeclare(alert=alert))
+
+    @alerts.command(name="attach", description="Add an alert to an incident")
+    @app_commands.describe(alert="Alert number")
+    @on_incident
+    async def alerts_attach(interaction: discord.Interaction,
+                            alert: app_commands.Range[int, 1, c.MAX_NUMBER],
+                            incident: int | None = None) -> None:
+        await run(interaction, c.AlertAttach(alert=alert, incident=incident))
+
+    @alerts.command(name="ignore", description="Ignore an alert")
+    @app_commands.describe(alert="Alert number")
+    async def alerts_ignore(interaction: discord.Interaction,
+                            alert: app_commands.Range[int, 1, c.MAX_NUMBER]) -> None:
+        await run(interaction, c.AlertIgnore(alert=alert))
 
     # --- set: one field of the incident -------------------------------------------------
 

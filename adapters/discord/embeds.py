@@ -28,7 +28,7 @@ PREFIX = "opsroom"
 # The buttons the mirror puts on channel messages; any bot process can answer them (no state).
 BUTTON_TEMPLATE = (
     rf"{PREFIX}:(?P<action>ack|resolve|reopen|key_event|action_done|runbook_check|"
-    rf"runbook_approve):(?P<value>\d+(?::\d+){{0,2}})"
+    rf"runbook_approve|triage_declare|triage_attach|triage_ignore):(?P<value>\d+(?::\d+){{0,2}})"
 )
 EMBED_COLOR = 0xE67E22
 

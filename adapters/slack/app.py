@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from adapters.slack.blocks import (
     TIMELINE_PICK_CALLBACK,
     TOP_FIELDS,
     TYPE_ACTION,
+    button_action,
     carried_sources,
     declare_modal,
     field_block,
@@ -214,9 +216,12 @@ class SlackEdge:
         app.view(KEY_EVENT_CALLBACK)(self.on_key_event_submit)
         app.view(TIMELINE_PICK_CALLBACK)(self.on_timeline_pick_submit)
         app.action(TYPE_ACTION)(self.on_type_changed)
-        for name in ("ack", "resolve", "reopen", "action_done", "key_event", "runbook_check",
-                     "runbook_approve"):
-            app.action(ACTION_PREFIX + name)(self.on_button)
+        names = ("ack", "resolve", "reopen", "action_done", "key_event", "runbook_check",
+                 "runbook_approve", *c.TRIAGE_ACTIONS)
+        # A repeated button in one message has ".2", ".3"... after its action (blocks.py).
+        app.action(re.compile(rf"^{ACTION_PREFIX}(?:{'|'.join(names)})(?:\.\d+)?$"))(
+            self.on_button
+        )
         app.event("message")(self.on_message)
         app.event("reaction_added")(self.on_reaction)
         app.event("reaction_removed")(self.on_reaction)
@@ -317,7 +322,7 @@ class SlackEdge:
 
     async def on_button(self, ack: Any, body: dict[str, Any]) -> None:
         action = body["actions"][0]
-        name = action["action_id"].removeprefix(ACTION_PREFIX)
+        name = button_action(action["action_id"])
         value = action.get("value") or ""
         channel = (body.get("channel") or {}).get("id", "")
         if name == "key_event" and value.isdigit():
@@ -626,9 +631,7 @@ class SlackEdge:
 
     async def _apply_button(self, body: dict[str, Any], reply_to: str | None) -> Step | None:
         action = body["actions"][0]
-        command = c.button_command(
-            action["action_id"].removeprefix(ACTION_PREFIX), action.get("value") or ""
-        )
+        command = c.button_command(button_action(action["action_id"]), action.get("value") or "")
         if command is None:
             return None
         user, channel = body["user"]["id"], (body.get("channel") or {}).get("id", "")

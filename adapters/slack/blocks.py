@@ -49,6 +49,11 @@ def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
     return _text(text, "mrkdwn", limit=limit)
 
 
+def button_action(action_id: str) -> str:
+    """The action a button's action_id names: "opsroom_triage_attach.2" is "triage_attach"."""
+    return action_id.removeprefix(ACTION_PREFIX).partition(".")[0]
+
+
 def message_blocks(message: Message) -> list[Block]:
     """Blocks for a message; empty for a plain one (its text is all there is to show)."""
     if not (message.title or message.fields or message.buttons or message.context):
@@ -63,11 +68,16 @@ def message_blocks(message: Message) -> list[Block]:
         blocks.append({"type": "section", "text": _mrkdwn(section, SECTION_TEXT_MAX)})
     if message.buttons:
         elements = []
+        seen: dict[str, int] = {}
         for b in message.buttons:
+            # Slack wants each action_id once in a block: a repeated action ("Attach to #1",
+            # "Attach to #2") gets ".2", ".3"... which `button_action` takes off again.
+            seen[b.action] = seen.get(b.action, 0) + 1
+            repeat = f".{seen[b.action]}" if seen[b.action] > 1 else ""
             button: dict[str, Any] = {
                 "type": "button",
                 "text": _text(b.label, limit=BUTTON_TEXT_MAX),
-                "action_id": ACTION_PREFIX + b.action,
+                "action_id": ACTION_PREFIX + b.action + repeat,
                 "value": b.value[:BUTTON_VALUE_MAX],  # an id: cut, never decorated
             }
             if b.style:

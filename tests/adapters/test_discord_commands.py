@@ -79,7 +79,7 @@ async def test_the_incident_tree_fits_discords_limits_with_room_for_what_comes_n
     groups = {o["name"]: [s["name"] for s in o["options"]] for o in top if o["type"] == 2}
     assert len(top) == 23  # of Discord's 25
     assert {name: len(subs) for name, subs in groups.items()} == {
-        "set": 8, "role": 2, "action": 6, "runbook": 8}  # of 25 each
+        "set": 8, "role": 2, "action": 6, "runbook": 8, "alerts": 5}  # of 25 each
     assert all(o["type"] == 1 for g in top if g["type"] == 2 for o in g["options"])
     assert command_size(incident) <= 5500  # characters, of Discord's 8000
 
@@ -122,8 +122,8 @@ async def test_help_says_where_a_command_is_on_discord(rig: DiscordRig) -> None:
     assert everything["flags"] & EPHEMERAL
     assert everything["content"].startswith("Commands (inside an incident channel")
     assert everything["content"].endswith(
-        "\nOn Discord: /incident set status|severity|priority|title|summary|type|field|time; "
-        "/incident role assign|unassign.")
+        "\nOn Discord: /incident alerts show; /incident set status|severity|priority|title|"
+        "summary|type|field|time; /incident role assign|unassign.")
     status = await rig.run("help", command="status")
     assert status["content"] == f"Usage: {c.USAGE['status']}\nOn Discord: /incident set status"
     field = await rig.run("help", command="set")

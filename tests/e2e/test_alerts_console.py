@@ -87,6 +87,56 @@ def test_an_alert_sent_to_the_console_opens_an_incident_there(tmp_path: Path) ->
     assert "Alerts of #1 (1 firing of 1):" in out
 
 
+def test_a_triage_alert_shows_in_the_console_and_is_attached_by_command(tmp_path: Path) -> None:
+    port = free_port()
+    env = shell_env(tmp_path) | {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'opsroom.db'}",
+        "OPSROOM_HTTP_PORT": str(port),
+        "OPSROOM_ALERT_TOKEN": TOKEN,
+    }
+    critical = alert_file(tmp_path)
+    body = json.loads(critical.read_text())
+    alert = body["alerts"][0]
+    alert["labels"] |= {"alertname": "DiskFilling", "severity": "warning"}
+    alert["annotations"] = {"summary": "Disk of checkout-1 fills up"}
+    alert["fingerprint"] = "0f0f0f0f0f0f0f0f"
+    warning = tmp_path / "warning.json"
+    warning.write_text(json.dumps(body))
+    shell = subprocess.Popen(
+        [sys.executable, "-m", "adapters.cli", "shell"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env,
+    )
+    try:
+        answers = []
+        for path in (critical, warning):
+            deadline = time.monotonic() + 20
+            while True:
+                sent = subprocess.run(
+                    [sys.executable, "-m", "adapters.cli", "alert", "send", "--source",
+                     "alertmanager", str(path)],
+                    capture_output=True, text=True, cwd=tmp_path, env=env, timeout=30,
+                )
+                if "cannot reach" not in sent.stderr or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert sent.returncode == 0, sent.stderr
+            answers.append(sent.stdout)
+        assert answers[1].startswith('200 {"status":"ok","received":1,"new":1,"incidents":[]}')
+        time.sleep(1.0)  # the mirror prints the triage post
+    finally:
+        out, err = shell.communicate(
+            "/incident alert attach 2 #1\n/incident #1 alerts\n", timeout=30)
+    assert shell.returncode == 0, err
+    assert "[#general] " in out and "🔔 Alert 2 needs triage: Disk of checkout-1 fills up" in out
+    assert "Decide: /incident alerts declare 2 | /incident alerts attach 2 #1 | " in out
+    assert "Attached alert 2 to #1: Checkout is down in eu-west-1." in out
+    post = next(ln for ln in out.splitlines() if "🔔 Alert 2 needs triage" in ln)
+    number = post.split("(")[1].split(")")[0]
+    assert f"[#general] ({number}) updated" in out
+    assert "Alerts of #1 (2 firing of 2):" in out
+
+
 def test_a_port_in_use_is_one_line_and_the_console_runs_without_http(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
