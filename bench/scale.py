@@ -24,7 +24,8 @@ Why the comparison is fair
 Run it as `python -m bench.scale [--incidents 2000] [--entries 50000] [--delivered 50000]
 [--pg URL]`. SQLite runs in a temporary directory; PostgreSQL runs when `--pg` gives a URL,
 in two schemas of its own that are dropped afterwards. `make bench-scale` runs it at 100,000
-incidents and 10M entries on PostgreSQL; seeding time is printed. It prints a table, then one
+incidents and 10M entries on PostgreSQL; seeding time is printed (the VACUUM ANALYZE after
+it, see `settle`, is not counted). It prints a table, then one
 JSON line.
 """
 
@@ -229,6 +230,18 @@ async def grow(world: World, *, incidents: int, entries: int, delivered: int,
                     await conn.execute(insert(Delivery), done)
             rows = []
     world.seed_seconds = time.perf_counter() - started
+    await settle(engine)
+
+
+async def settle(engine: AsyncEngine) -> None:
+    """What autovacuum does for a live database after a while: statistics for the planner and,
+    on PostgreSQL, a visibility map (index-only counts). Without it a fresh bulk load is planned
+    as an empty table: `list`'s count of open incidents scanned all 100k rows (44 ms, 0.6 ms
+    after)."""
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        vacuum = "VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"
+        await conn.execute(text(vacuum))
 
 
 def _delivery(link_id: int, incident_id: int, entry_id: int | None,

@@ -62,6 +62,11 @@ LEASE_TTL = 60.0  # a queue's lease outlives a pass; a dead holder's is taken ov
 LEASE_RETRY = 0.25  # how soon to look again at queues another process was sending
 
 
+# The actions whose sending reads the database (beyond the batch's one query).
+_READS = frozenset({DeliveryAction.OPEN_CHANNEL, DeliveryAction.REFRESH_SUMMARY,
+                    DeliveryAction.UPDATE_ENTRY, DeliveryAction.UPLOAD_FILE})
+
+
 def slugify(text: str, limit: int = 40) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     words = re.findall(r"[a-z0-9]+", ascii_text.lower())
@@ -176,8 +181,7 @@ class _GroupCommit:
             await asyncio.sleep(0)  # let the queues that are sending right now join this write
             batch, self._waiting = self._waiting, []
             try:
-                async with self.store.unit() as u:
-                    await u.finish_deliveries([o for outcomes, _ in batch for o in outcomes])
+                await self.store.record_outcomes([o for outcomes, _ in batch for o in outcomes])
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
@@ -535,22 +539,28 @@ class Mirror:
         summary_msg = None  # built only for the deliveries that show it
         posted = None
         doc = None
-        async with self.store.unit() as u:
-            await self._learn_names(u, incident, entry)
-            if delivery.action is DeliveryAction.REFRESH_SUMMARY and (
-                superseded
-                or (superseded is None and await u.has_later_summary_refresh(delivery))
-            ):
-                raise _Skip("superseded by a later refresh")
-            if delivery.action in (DeliveryAction.OPEN_CHANNEL, DeliveryAction.REFRESH_SUMMARY):
-                summary_msg = await summary_for(
-                    u, incident, self.catalog, self.clock.now(), self.public_url
-                )
-                summary_msg = self.people.localize_message(summary_msg, link.platform)
-            if delivery.action is DeliveryAction.UPDATE_ENTRY and entry is not None:
-                posted = await u.posted_message(_id(link), delivery.entry_id or 0)
-            if delivery.action is DeliveryAction.UPLOAD_FILE and entry is not None:
-                doc = await u.postmortem(int(entry.data.get("postmortem") or 0))
+        unknown = self._unknown_mentions(incident, entry)
+        # Most deliveries (an entry posted, mentioning nobody new) need nothing more from the
+        # database: no transaction is opened for them.
+        if unknown or delivery.action in _READS:
+            async with self.store.unit() as u:
+                for (platform, uid), name in (await u.people_seen(unknown)).items():
+                    self.people.learn(platform, uid, name)
+                if delivery.action is DeliveryAction.REFRESH_SUMMARY and (
+                    superseded
+                    or (superseded is None and await u.has_later_summary_refresh(delivery))
+                ):
+                    raise _Skip("superseded by a later refresh")
+                if delivery.action in (DeliveryAction.OPEN_CHANNEL,
+                                       DeliveryAction.REFRESH_SUMMARY):
+                    summary_msg = await summary_for(
+                        u, incident, self.catalog, self.clock.now(), self.public_url
+                    )
+                    summary_msg = self.people.localize_message(summary_msg, link.platform)
+                if delivery.action is DeliveryAction.UPDATE_ENTRY and entry is not None:
+                    posted = await u.posted_message(_id(link), delivery.entry_id or 0)
+                if delivery.action is DeliveryAction.UPLOAD_FILE and entry is not None:
+                    doc = await u.postmortem(int(entry.data.get("postmortem") or 0))
         await self._pace(link, delivery.action)
         if delivery.action is DeliveryAction.OPEN_CHANNEL:
             assert summary_msg is not None
@@ -609,21 +619,20 @@ class Mirror:
             return posted
         return await self._post_entry(port, link, incident, entry, delivery)
 
-    async def _learn_names(
-        self, u: Unit, incident: Incident, entry: TimelineEntry | None
-    ) -> None:
-        """Load the names chat taught us for the raw mentions about to be shown, so a Slack
-        account shows on Discord as "@alice (Slack)", not as its id."""
+    def _unknown_mentions(
+        self, incident: Incident, entry: TimelineEntry | None
+    ) -> list[tuple[str, str]]:
+        """The raw mentions about to be shown whose names are not known yet: loaded from what
+        chat taught us, so a Slack account shows on Discord as "@alice (Slack)", not as its
+        id."""
         texts = [*incident.roles.values(), incident.declared_by]
         if entry is not None:
             texts.append(entry.text)
-        wanted = [
+        return [
             key
             for key in mentioned_ids(texts)
             if key not in self.people.learned and self.people.by_account(*key) is None
         ]
-        for (platform, uid), name in (await u.people_seen(wanted)).items():
-            self.people.learn(platform, uid, name)
 
     async def _pace(self, link: ChannelLink, action: DeliveryAction) -> None:
         """Wait for the channel's turn under its platform's rate limit (if one is set)."""

@@ -547,3 +547,10 @@ class Unit(Protocol):
 
 class Store(Protocol):
     def unit(self) -> AbstractAsyncContextManager[Unit]: ...
+
+    async def record_outcomes(self, done: Sequence[Finished]) -> None:
+        """Record delivery outcomes in a transaction of their own (one statement for all; each
+        counts one attempt), committed when this returns: visible to every later transaction
+        and never lost if this process dies. (On PostgreSQL the commit does not wait for the
+        disk; see SqlStore.record_outcomes for what a crash of the database server costs.)"""
+        ...

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,6 +26,7 @@ from bot.models import (
     LinkState,
     TimelineEntry,
 )
+from bot.ports import Finished
 from storage.store import SqlStore
 
 T0 = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
@@ -248,6 +249,40 @@ async def test_links_and_open_links(any_engine: AsyncEngine) -> None:
 
 
 # --- the outbox -----------------------------------------------------------------------------
+
+
+async def test_outcomes_are_recorded_in_one_commit_that_leaves_the_connection_as_it_was(
+    any_engine: AsyncEngine,
+) -> None:
+    store = SqlStore(any_engine)
+    incident_id, (link_id,) = await seed(store, console_link())
+    async with store.unit() as u:
+        rows = [delivery_row(incident_id, link_id, DeliveryAction.POST_ENTRY) for _ in range(3)]
+        for row in rows:
+            await u.add(row)
+    sent, skipped, untouched = (row.id for row in rows)
+    assert sent is not None and skipped is not None and untouched is not None
+    at = T0 + timedelta(seconds=5)
+    await store.record_outcomes([
+        Finished(sent, DeliveryState.SENT, "M-1", None, at),
+        Finished(skipped, DeliveryState.SKIPPED, None, "superseded", at),
+    ])
+
+    async with store.unit() as u:
+        got = {d: await u.delivery(d) for d in (sent, skipped, untouched)}
+    assert got[sent] is not None and got[skipped] is not None and got[untouched] is not None
+    assert (got[sent].state, got[sent].message_id, got[sent].attempts) == (DeliveryState.SENT,
+                                                                          "M-1", 1)
+    assert got[sent].sent_at == at
+    assert (got[skipped].state, got[skipped].last_error) == (DeliveryState.SKIPPED, "superseded")
+    assert (got[untouched].state, got[untouched].attempts) == (DeliveryState.PENDING, 0)
+    if any_engine.dialect.name == "postgresql":
+        # The commit without waiting for the disk was for that one transaction only: the
+        # connection goes back to the pool committing synchronously (timeline entries use it).
+        assert any_engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+        async with any_engine.connect() as conn:
+            setting = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
+        assert setting == "on"
 
 
 async def test_pending_deliveries_come_in_id_order(any_engine: AsyncEngine) -> None:
