@@ -6,7 +6,6 @@ one PostgreSQL database page each person once per step."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from bot.suggest import HeuristicSuggester
 from storage.engine import make_engine, upgrade
 from storage.store import SqlStore
 from tests.conftest import needs_pg
+from tests.e2e.test_inbox import environment
 from tests.e2e.test_reminders_run import rows
 from tests.e2e.test_replicas import command, declare, fresh_database, post, start_replica
 from tests.e2e.test_runbooks_run import start, until
@@ -92,14 +92,8 @@ async def test_an_escalation_continues_after_kill_9_and_stops_when_acknowledged(
     path = paging_catalog(tmp_path, ["2s", "3s", "2s"])
     log = tmp_path / "opsroom.log"
     async with fs.FakeSlack() as fake, httpx.AsyncClient(timeout=10) as client:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SLACK_", "DISCORD_", "OPENAI_", "OPSROOM_"))}
-        env.update({
-            "DATABASE_URL": f"sqlite:///{db}", "OPSROOM_CATALOG": str(path),
-            "OPSROOM_TICK_S": "1", "SLACK_BOT_TOKEN": fake.token,
-            "SLACK_SIGNING_SECRET": fs.SIGNING_SECRET, "SLACK_API_URL": fake.api_url,
-            "OPSROOM_HTTP_PORT": str(port), "PYTHONPATH": ROOT,
-        })
+        env = environment(fake, f"sqlite:///{db}", port, OPSROOM_CATALOG=str(path),
+                          OPSROOM_TICK_S="1")
         engine = make_engine(f"sqlite:///{db}")
         await upgrade(engine)
         service = IncidentService(store=SqlStore(engine), catalog=load_catalog(path),
